@@ -1,0 +1,94 @@
+package eventstream
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one record delivered by an MQAdapter subscription.
+//
+// Implementations must be safe to read from several goroutines: the bus reads
+// a Message from its worker goroutines and hands the same value back to
+// MQAdapter.Ack. The byte slices returned by Value and Key belong to the
+// message and must not change after the message was sent on the channel.
+type Message interface {
+	// Topic is the topic the message was read from.
+	Topic() string
+	// Value is the message body exactly as it was published.
+	Value() []byte
+	// Timestamp is the broker or producer time of the message; the zero
+	// time if the broker has none.
+	Timestamp() time.Time
+	// Key is the partitioning key, or nil when the message has none.
+	Key() []byte
+}
+
+// MQAdapter connects the distributed bus to a message broker.
+//
+// The contract every adapter must honour (package adaptertest checks it):
+//
+//   - Publish stores message on topic and returns nil only once the broker
+//     accepted it; it honours ctx. After Close it returns an error wrapping
+//     ErrAdapterClosed. A nil or empty message is a valid message.
+//   - Subscribe joins consumer group groupID on topic and returns a channel of
+//     messages and a cancel function. Every group receives every message
+//     published to the topic; subscriptions that share a group compete, so each
+//     message goes to one of them. The channel is closed, and every goroutine the
+//     subscription started has returned, once the subscription ends, which
+//     happens when cancel is called, when ctx is done, or when the adapter is
+//     closed; cancel waits for that, is idempotent and may be called at any
+//     time. Subscribe on a closed adapter returns an error wrapping
+//     ErrAdapterClosed.
+//   - Delivery is at least once: a message that the group has not acknowledged
+//     with Ack is delivered again to the group, at the latest once the
+//     subscription that received it has ended. Messages are delivered in
+//     publish order per key (per partition, for partitioned brokers), though a
+//     redelivered message may arrive after later ones.
+//   - Ack(ctx, groupID, msg) records that groupID has processed msg. It is
+//     idempotent: acknowledging a message twice, or after its subscription
+//     ended, is harmless and must not acknowledge any other message. An
+//     adapter may ignore Ack for messages it cannot acknowledge any more
+//     (for example after a rebalance), in which case they are redelivered.
+//   - Close releases every resource, ends every subscription (closing its
+//     channel) and is idempotent.
+//   - All methods are safe for concurrent use, and Ack may be called for
+//     messages in any order.
+//
+// An adapter may also implement RecordPublisher to carry keys and headers,
+// and its messages may implement HeaderCarrier; the bus detects both with a
+// type assertion, the way io.Copy detects io.WriterTo.
+type MQAdapter interface {
+	Publish(ctx context.Context, topic string, message []byte) error
+	Subscribe(ctx context.Context, topic, groupID string) (<-chan Message, func(), error)
+	Ack(ctx context.Context, groupID string, msg Message) error
+	Close() error
+}
+
+// Record is a message to publish with its key, headers and timestamp.
+type Record struct {
+	// Key selects the partition (per-key order) on partitioned brokers; nil
+	// means no key.
+	Key []byte
+	// Value is the message body.
+	Value []byte
+	// Headers are carried natively by the broker. Nil means none.
+	Headers map[string]string
+	// Time is the message timestamp; the zero time lets the adapter choose.
+	Time time.Time
+}
+
+// RecordPublisher is implemented by adapters that can publish a key, headers
+// and a timestamp together with the value. When the configured MQAdapter
+// implements it the distributed bus publishes through PublishRecord, so that
+// keyed events keep their order; otherwise it calls Publish and the key
+// travels only inside the envelope.
+type RecordPublisher interface {
+	PublishRecord(ctx context.Context, topic string, r Record) error
+}
+
+// HeaderCarrier is implemented by messages that carry broker headers.
+type HeaderCarrier interface {
+	// Headers returns the message headers; nil when there are none. The
+	// caller must not modify the map.
+	Headers() map[string]string
+}
