@@ -1,0 +1,197 @@
+package eventstream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Mode selects the Bus implementation New builds.
+type Mode int
+
+const (
+	// ModeMemory passes events between goroutines of this process.
+	ModeMemory Mode = iota
+	// ModeDistributed passes events through a message broker via
+	// Config.Distributed.MQAdapter.
+	ModeDistributed
+)
+
+// String returns "memory" or "distributed".
+func (m Mode) String() string {
+	switch m {
+	case ModeMemory:
+		return "memory"
+	case ModeDistributed:
+		return "distributed"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Config configures a Bus. Start from DefaultConfig or
+// DefaultDistributedConfig and change what you need; New validates it.
+type Config struct {
+	// Mode selects memory or distributed delivery.
+	Mode Mode
+	// Source is the CloudEvents "source" of events this bus emits.
+	// Default "eventstream".
+	Source string
+	// Logger receives failures (exhausted retries, dead-letters, undecodable
+	// messages) and lifecycle problems. Nil means slog.Default(). The library
+	// never prints anywhere else.
+	Logger *slog.Logger
+	// Subscribe holds the defaults for every On call: the worker pool size
+	// (Concurrency) and queue size (BufferSize), the consumer group, the retry
+	// policy and the dead-letter topic. Subscribe options override them per
+	// subscription.
+	Subscribe SubscribeConfig
+	// DrainTimeout bounds how long Off and Close wait for in-flight handlers
+	// (and, on Close in memory mode, for queued events) before cancelling
+	// the handlers' context. Default 10s.
+	DrainTimeout time.Duration
+	// OnFailure, if set, is called for every event that could not be
+	// handled: retries exhausted, permanent errors, undecodable messages and
+	// events that were queued for a subscription that went away. It runs on
+	// the worker goroutine, so it must not block for long. Failures are also
+	// logged and counted in Stats whether or not OnFailure is set.
+	OnFailure func(ctx context.Context, f *Failure)
+	// Memory configures memory mode.
+	Memory MemoryConfig
+	// Distributed configures distributed mode.
+	Distributed DistributedConfig
+}
+
+// SubscribeConfig is the set of per-subscription settings. Config.Subscribe
+// gives the defaults; SubscribeOption functions change them for one On call.
+type SubscribeConfig struct {
+	// ConsumerGroup names the group of the subscription. Every group receives
+	// every event of the topic; subscriptions in one group compete. In memory
+	// mode an empty group makes the subscription a group of its own; in
+	// distributed mode a group is required.
+	ConsumerGroup string
+	// Concurrency is the number of worker goroutines of the subscription
+	// (the size of its worker pool). Events with the same key are handled
+	// in order by one worker; with Concurrency 1 all events are handled in
+	// order. Default 1.
+	Concurrency int
+	// BufferSize is the number of events queued for the subscription before
+	// Emit waits (memory mode) or the subscription stops reading from the
+	// broker (distributed mode). Default 1024.
+	BufferSize int
+	// RetryPolicy controls handler retries. Default DefaultRetryPolicy().
+	RetryPolicy *RetryPolicy
+	// DeadLetterTopic receives events whose handling failed for good. In
+	// memory mode it is empty by default (failures go to Config.OnFailure
+	// and the log only); when set, a dead-letter event whose Data is a
+	// *Failure is emitted on it. In distributed mode the dead-letter topic
+	// always exists: empty means DeadLetterTopicName(topic, group).
+	DeadLetterTopic string
+}
+
+// MemoryConfig configures memory mode.
+type MemoryConfig struct {
+	// Serializer is used by Event.Unmarshal when the payload cannot be
+	// assigned directly. Default JSONSerializer.
+	Serializer Serializer
+}
+
+// DistributedConfig configures distributed mode.
+type DistributedConfig struct {
+	// MQAdapter connects the bus to the broker. Required. The bus does not
+	// close it: the caller that created it closes it after the bus.
+	MQAdapter MQAdapter
+	// Serializer encodes payloads. Default JSONSerializer. Publisher and
+	// subscriber must use serializers with the same content type.
+	Serializer Serializer
+}
+
+// DefaultConfig returns the configuration of a memory bus.
+func DefaultConfig() Config {
+	return Config{
+		Mode:         ModeMemory,
+		Source:       "eventstream",
+		DrainTimeout: 10 * time.Second,
+		Subscribe: SubscribeConfig{
+			Concurrency: 1,
+			BufferSize:  1024,
+			RetryPolicy: DefaultRetryPolicy(),
+		},
+		Memory: MemoryConfig{Serializer: JSONSerializer{}},
+	}
+}
+
+// DefaultDistributedConfig returns the configuration of a distributed bus.
+// Distributed.MQAdapter must still be set.
+func DefaultDistributedConfig() Config {
+	c := DefaultConfig()
+	c.Mode = ModeDistributed
+	c.Distributed.Serializer = JSONSerializer{}
+	return c
+}
+
+// normalize fills zero values with defaults and validates c.
+func (c Config) normalize() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return c, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.Mode != ModeMemory && c.Mode != ModeDistributed {
+		return bad("unknown %v", c.Mode)
+	}
+	if c.Source == "" {
+		c.Source = "eventstream"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.DrainTimeout < 0 {
+		return bad("DrainTimeout %v is negative", c.DrainTimeout)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	s := &c.Subscribe
+	if s.Concurrency == 0 {
+		s.Concurrency = 1
+	}
+	if s.BufferSize == 0 {
+		s.BufferSize = 1024
+	}
+	if s.RetryPolicy == nil {
+		s.RetryPolicy = DefaultRetryPolicy()
+	}
+	if err := s.validate(); err != nil {
+		return c, fmt.Errorf("%w: Subscribe: %w", ErrInvalidConfig, err)
+	}
+	if c.Memory.Serializer == nil {
+		c.Memory.Serializer = JSONSerializer{}
+	}
+	if c.Distributed.Serializer == nil {
+		c.Distributed.Serializer = JSONSerializer{}
+	}
+	if c.Mode == ModeDistributed && c.Distributed.MQAdapter == nil {
+		return bad("distributed mode needs Distributed.MQAdapter")
+	}
+	return c, nil
+}
+
+func (s *SubscribeConfig) validate() error {
+	switch {
+	case s.Concurrency < 1:
+		return fmt.Errorf("%w: Concurrency %d must be at least 1", ErrInvalidOption, s.Concurrency)
+	case s.BufferSize < 1:
+		return fmt.Errorf("%w: BufferSize %d must be at least 1", ErrInvalidOption, s.BufferSize)
+	case s.RetryPolicy == nil:
+		return fmt.Errorf("%w: nil RetryPolicy", ErrInvalidOption)
+	}
+	if err := s.RetryPolicy.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	return nil
+}
+
+// DeadLetterTopicName is the default dead-letter topic of a distributed
+// subscription: topic + "." + group + ".dlq".
+func DeadLetterTopicName(topic, group string) string {
+	return topic + "." + group + ".dlq"
+}

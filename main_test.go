@@ -1,0 +1,37 @@
+package eventstream_test
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/eventstream-go/eventstream"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// quiet is a logger for tests that provoke failures on purpose.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newMemoryBus returns a memory bus closed at the end of the test.
+func newMemoryBus(t testing.TB, change func(*eventstream.Config)) eventstream.Bus {
+	t.Helper()
+	cfg := eventstream.DefaultConfig()
+	cfg.Logger = quiet
+	if change != nil {
+		change(&cfg)
+	}
+	bus, err := eventstream.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	return bus
+}
+
+// fastRetry retries quickly so failure tests stay short.
+func fastRetry(n int) *eventstream.RetryPolicy {
+	return &eventstream.RetryPolicy{MaxRetries: n, BackoffStrategy: eventstream.BackoffFixed}
+}
