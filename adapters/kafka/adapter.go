@@ -1,0 +1,281 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/metadata"
+)
+
+// Adapter is an eventstream.MQAdapter backed by Apache Kafka (or any broker
+// speaking the Kafka protocol). It also implements
+// eventstream.RecordPublisher, and the messages it delivers implement
+// eventstream.HeaderCarrier and expose their Partition and Offset.
+//
+// All methods are safe for concurrent use. Create one with NewAdapter and
+// release it with Close.
+type Adapter struct {
+	cfg       Config
+	transport *kafkago.Transport
+	client    *kafkago.Client
+	dialer    *kafkago.Dialer
+	log       *slog.Logger
+
+	ctx     context.Context // canceled by Close
+	cancel  context.CancelFunc
+	closing chan struct{} // closed at the start of Close
+	once    sync.Once
+
+	mu     sync.RWMutex // guards closed; held shared while registering work
+	closed bool
+
+	wg sync.WaitGroup // partition writers
+
+	pmu     sync.Mutex
+	writers map[topicPartition]*partitionWriter
+	topics  map[string]*topicInfo
+	rr      atomic.Uint64
+
+	smu  sync.Mutex
+	subs map[*subscription]struct{}
+}
+
+var (
+	_ eventstream.MQAdapter       = (*Adapter)(nil)
+	_ eventstream.RecordPublisher = (*Adapter)(nil)
+)
+
+// NewAdapter validates cfg and returns an Adapter. It does not contact the
+// brokers: connection problems surface from Publish and Subscribe. Invalid
+// configuration is reported with an error wrapping
+// eventstream.ErrInvalidConfig.
+func NewAdapter(cfg Config) (*Adapter, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := c.saslMechanism()
+	if err != nil {
+		return nil, invalid("SASL: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &kafkago.Transport{
+		DialTimeout: c.DialTimeout,
+		IdleTimeout: 30 * time.Second,
+		MetadataTTL: 3 * time.Second,
+		ClientID:    c.ClientID,
+		TLS:         c.TLS,
+		SASL:        mech,
+		Context:     ctx,
+	}
+	a := &Adapter{
+		cfg:       c,
+		transport: tr,
+		client:    &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr},
+		dialer: &kafkago.Dialer{
+			ClientID:      c.ClientID,
+			Timeout:       c.DialTimeout,
+			DualStack:     true,
+			TLS:           c.TLS,
+			SASLMechanism: mech,
+		},
+		log:     c.Logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		closing: make(chan struct{}),
+		writers: make(map[topicPartition]*partitionWriter),
+		topics:  make(map[string]*topicInfo),
+		subs:    make(map[*subscription]struct{}),
+	}
+	return a, nil
+}
+
+// Close ends every subscription (closing its channel after its goroutines
+// returned and committing what was acknowledged), fails publishes that are
+// still waiting with an error wrapping eventstream.ErrAdapterClosed, and
+// releases every connection. It is idempotent and returns nil.
+func (a *Adapter) Close() error {
+	a.once.Do(func() {
+		close(a.closing)
+		a.mu.Lock()
+		a.closed = true
+		a.mu.Unlock()
+
+		// Subscriptions first: they commit through their own group
+		// connections, which the adapter context does not cancel.
+		a.smu.Lock()
+		subs := make([]*subscription, 0, len(a.subs))
+		for s := range a.subs {
+			subs = append(subs, s)
+		}
+		a.smu.Unlock()
+		for _, s := range subs {
+			s.stop()
+		}
+
+		a.cancel()
+		a.wg.Wait()
+		a.pmu.Lock()
+		for _, w := range a.writers {
+			w.failQueued(fmt.Errorf("kafka: publish to %s: %w", w.topic, eventstream.ErrAdapterClosed))
+		}
+		a.pmu.Unlock()
+		a.transport.CloseIdleConnections()
+	})
+	return nil
+}
+
+// isClosing reports whether Close has started.
+func (a *Adapter) isClosing() bool {
+	select {
+	case <-a.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+type topicInfo struct {
+	partitions int
+	fetched    time.Time
+}
+
+const topicInfoTTL = 5 * time.Second
+
+// partitions returns the partition count of topic, creating the topic when
+// Config.AutoCreateTopics is set. A missing topic is reported with an error
+// wrapping ErrUnknownTopic.
+func (a *Adapter) partitions(ctx context.Context, topic string) (int, error) {
+	a.pmu.Lock()
+	ti := a.topics[topic]
+	a.pmu.Unlock()
+	if ti != nil && time.Since(ti.fetched) < topicInfoTTL {
+		return ti.partitions, nil
+	}
+	n, err := a.lookupTopic(ctx, topic)
+	if err != nil {
+		if ti != nil && !errors.Is(err, ErrUnknownTopic) {
+			// Keep using what we knew while the cluster is unreachable.
+			return ti.partitions, nil
+		}
+		return 0, err
+	}
+	a.pmu.Lock()
+	a.topics[topic] = &topicInfo{partitions: n, fetched: time.Now()}
+	a.pmu.Unlock()
+	return n, nil
+}
+
+func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
+	created := false
+	for attempt := 0; ; attempt++ {
+		// A metadata request for a topic missing from the transport's cache
+		// is sent to the broker and refreshes the cache.
+		resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{
+			TopicNames:             []string{topic},
+			AllowAutoTopicCreation: true,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("kafka: metadata for topic %q: %w", topic, err)
+		}
+		md, ok := resp.(*metadata.Response)
+		if !ok || len(md.Topics) != 1 {
+			return 0, fmt.Errorf("kafka: metadata for topic %q: unexpected response", topic)
+		}
+		t := md.Topics[0]
+		code := kafkago.Error(t.ErrorCode)
+		switch {
+		case t.ErrorCode == 0 && len(t.Partitions) > 0:
+			return len(t.Partitions), nil
+		case t.ErrorCode == 0 || code == kafkago.LeaderNotAvailable:
+			// Being created: wait for the partitions to show up.
+		case code == kafkago.UnknownTopicOrPartition:
+			if !a.cfg.AutoCreateTopics {
+				return 0, fmt.Errorf("kafka: topic %q: %w", topic, ErrUnknownTopic)
+			}
+			if !created {
+				created = true
+				if err := a.createTopic(ctx, topic); err != nil {
+					return 0, err
+				}
+				continue
+			}
+		case code == kafkago.InvalidTopic:
+			return 0, fmt.Errorf("kafka: topic %q: %w", topic, code)
+		default:
+			return 0, fmt.Errorf("kafka: metadata for topic %q: %w", topic, code)
+		}
+		if attempt >= 50 {
+			return 0, fmt.Errorf("kafka: topic %q has no partitions yet", topic)
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return 0, fmt.Errorf("kafka: metadata for topic %q: %w", topic, err)
+		}
+	}
+}
+
+func (a *Adapter) createTopic(ctx context.Context, topic string) error {
+	resp, err := a.client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{
+		Topics: []kafkago.TopicConfig{{
+			Topic:             topic,
+			NumPartitions:     a.cfg.TopicPartitions,
+			ReplicationFactor: a.cfg.TopicReplicationFactor,
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("kafka: create topic %q: %w", topic, err)
+	}
+	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
+		return fmt.Errorf("kafka: create topic %q: %w", topic, err)
+	}
+	a.log.Info("kafka: created topic", "topic", topic, "partitions", a.cfg.TopicPartitions)
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// backoff returns the wait before retry attempt n (0-based): 20ms doubling
+// up to 1s.
+func backoff(n int) time.Duration {
+	d := 20 * time.Millisecond
+	for i := 0; i < n && d < time.Second; i++ {
+		d *= 2
+	}
+	return min(d, time.Second)
+}
+
+// permanent reports whether a produce error cannot succeed on retry.
+func permanent(err error) bool {
+	if errors.Is(err, ErrUnknownTopic) || errors.Is(err, eventstream.ErrAdapterClosed) {
+		return true
+	}
+	for _, e := range []kafkago.Error{
+		kafkago.MessageSizeTooLarge, kafkago.InvalidMessage, kafkago.InvalidMessageSize,
+		kafkago.RecordListTooLarge, kafkago.InvalidRequiredAcks, kafkago.InvalidTopic,
+		kafkago.TopicAuthorizationFailed, kafkago.ClusterAuthorizationFailed,
+		kafkago.SASLAuthenticationFailed, kafkago.UnsupportedForMessageFormat,
+		kafkago.InvalidRecord, kafkago.UnsupportedCompressionType,
+		kafkago.InvalidTimestamp, kafkago.UnsupportedSASLMechanism,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,438 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// subscription is one member of a consumer group.
+type subscription struct {
+	a      *Adapter
+	topic  string
+	group  string
+	out    chan eventstream.Message
+	ctx    context.Context
+	cancel context.CancelFunc
+	cg     *kafkago.ConsumerGroup
+	wg     sync.WaitGroup // goroutines of every generation
+	done   chan struct{}
+}
+
+// Subscribe joins consumer group groupID on topic and returns the channel of
+// delivered messages (*Message values) and a cancel function.
+//
+// Each assigned partition is fetched by its own goroutine, which may have up
+// to Config.MaxInFlightPerPartition messages delivered but not yet
+// acknowledged. Acknowledged offsets are committed every
+// Config.CommitInterval, after Config.CommitCount acks, when the partitions
+// are given up in a rebalance (after waiting up to Config.RevokeTimeout for
+// in-flight messages) and when the subscription ends. The committed offset
+// of a partition only ever moves to just past the highest offset below which
+// every delivered message was acknowledged.
+//
+// The subscription ends when cancel is called, ctx is done or the adapter is
+// closed: it stops fetching, commits what was acknowledged, leaves the group
+// and closes the channel once every goroutine returned. cancel waits for
+// that and is idempotent. A missing topic is reported at once with an error
+// wrapping ErrUnknownTopic (unless Config.AutoCreateTopics is set); other
+// broker problems are retried in the background and logged.
+func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan eventstream.Message, func(), error) {
+	if topic == "" {
+		return nil, nil, fmt.Errorf("kafka: subscribe: %w", eventstream.ErrEmptyTopic)
+	}
+	if groupID == "" {
+		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, eventstream.ErrNoConsumerGroup)
+	}
+	if a.isClosing() {
+		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, err)
+	}
+	if _, err := a.partitions(ctx, topic); err != nil {
+		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, err)
+	}
+	log := a.log.With("topic", topic, "group", groupID)
+	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
+		ID:                groupID,
+		Brokers:           a.cfg.Brokers,
+		Dialer:            a.dialer,
+		Topics:            []string{topic},
+		HeartbeatInterval: a.cfg.HeartbeatInterval,
+		SessionTimeout:    a.cfg.SessionTimeout,
+		RebalanceTimeout:  a.cfg.RebalanceTimeout,
+		JoinGroupBackoff:  250 * time.Millisecond,
+		StartOffset:       a.cfg.kafkaStartOffset(),
+		Timeout:           a.cfg.DialTimeout,
+		Logger: kafkago.LoggerFunc(func(msg string, args ...any) {
+			log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
+		}),
+		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka-go: " + fmt.Sprintf(msg, args...))
+		}),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, err)
+	}
+
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		_ = cg.Close()
+		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	s := &subscription{
+		a:      a,
+		topic:  topic,
+		group:  groupID,
+		out:    make(chan eventstream.Message),
+		ctx:    sctx,
+		cancel: cancel,
+		cg:     cg,
+		done:   make(chan struct{}),
+	}
+	a.smu.Lock()
+	a.subs[s] = struct{}{}
+	a.smu.Unlock()
+	a.mu.RUnlock()
+
+	go s.run()
+	return s.out, s.stop, nil
+}
+
+// stop ends the subscription and waits until its channel is closed.
+func (s *subscription) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *subscription) run() {
+	log := s.a.log.With("topic", s.topic, "group", s.group)
+	defer func() {
+		// Closing the group ends the current generation, which waits for
+		// the generation's goroutines (final commit included), then leaves.
+		_ = s.cg.Close()
+		s.wg.Wait()
+		close(s.out)
+		s.a.smu.Lock()
+		delete(s.a.subs, s)
+		s.a.smu.Unlock()
+		close(s.done)
+	}()
+	failures := 0
+	for {
+		gen, err := s.cg.Next(s.ctx)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			failures++
+			log.Warn("kafka: joining consumer group failed, retrying", "error", err, "attempt", failures)
+			if sleepCtx(s.ctx, backoff(failures)) != nil {
+				return
+			}
+			continue
+		}
+		failures = 0
+		s.startGeneration(gen)
+	}
+}
+
+// generation is this member's share of one group generation.
+type generation struct {
+	s         *subscription
+	gen       *kafkago.Generation
+	trackers  map[int]*partTracker
+	commitNow chan struct{}
+	acks      atomic.Int64 // acks since the last commit
+	partsWG   sync.WaitGroup
+}
+
+func (s *subscription) startGeneration(gen *kafkago.Generation) {
+	g := &generation{
+		s:         s,
+		gen:       gen,
+		trackers:  make(map[int]*partTracker),
+		commitNow: make(chan struct{}, 1),
+	}
+	var parts []int
+	for _, pa := range gen.Assignments[s.topic] {
+		g.trackers[pa.ID] = newPartTracker(pa.ID, pa.Offset, s.a.cfg.MaxInFlightPerPartition, g.acked)
+		parts = append(parts, pa.ID)
+	}
+	s.a.log.Info("kafka: joined consumer group generation", "topic", s.topic, "group", s.group,
+		"generation", gen.ID, "member", gen.MemberID, "partitions", parts)
+	g.partsWG.Add(len(g.trackers))
+	s.wg.Add(len(g.trackers) + 1)
+	for _, tr := range g.trackers {
+		gen.Start(func(ctx context.Context) {
+			defer s.wg.Done()
+			defer g.partsWG.Done()
+			g.consume(ctx, tr)
+		})
+	}
+	gen.Start(func(ctx context.Context) {
+		defer s.wg.Done()
+		g.commitLoop(ctx)
+	})
+}
+
+// acked is called after every counted ack.
+func (g *generation) acked() {
+	if g.acks.Add(1) >= int64(g.s.a.cfg.CommitCount) {
+		g.acks.Store(0)
+		select {
+		case g.commitNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// rebalancing reports whether the generation ends while the subscription
+// goes on (the partitions are being given up in a rebalance).
+func (g *generation) rebalancing() bool {
+	return g.s.ctx.Err() == nil && !g.s.a.isClosing()
+}
+
+func (g *generation) consume(ctx context.Context, tr *partTracker) {
+	s, a := g.s, g.s.a
+	log := a.log.With("topic", s.topic, "group", s.group, "partition", tr.partition)
+	offset := tr.start
+	failures := 0
+	retry := func(what string, err error) bool {
+		failures++
+		if failures == 1 || failures%20 == 0 {
+			log.Warn("kafka: "+what+" failed, retrying", "error", err, "attempt", failures)
+		}
+		return sleepCtx(ctx, backoff(failures)) == nil
+	}
+fetching:
+	for ctx.Err() == nil {
+		if offset < 0 {
+			o, err := a.resolveOffset(ctx, s.topic, tr.partition, offset)
+			if err != nil {
+				if ctx.Err() != nil || !retry("listing offsets", err) {
+					break
+				}
+				continue
+			}
+			offset = o
+		}
+		if !tr.waitCapacity(ctx) {
+			break
+		}
+		resp, err := a.client.Fetch(ctx, &kafkago.FetchRequest{
+			Topic:     s.topic,
+			Partition: tr.partition,
+			Offset:    offset,
+			MinBytes:  1,
+			MaxBytes:  int64(a.cfg.FetchMaxBytes),
+			MaxWait:   a.cfg.FetchMaxWait,
+		})
+		if err == nil && resp.Error != nil {
+			err = resp.Error
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, kafkago.OffsetOutOfRange) {
+				log.Warn("kafka: offset out of range, resetting", "offset", offset)
+				offset = a.cfg.kafkaStartOffset()
+				continue
+			}
+			if !retry("fetch", err) {
+				break
+			}
+			continue
+		}
+		failures = 0
+		for {
+			rec, err := resp.Records.ReadRecord()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+					log.Warn("kafka: reading fetched records failed", "error", err)
+				}
+				break
+			}
+			if rec.Offset < offset {
+				continue
+			}
+			m, err := g.newMessage(rec, tr)
+			if err != nil {
+				log.Warn("kafka: reading fetched record failed", "offset", rec.Offset, "error", err)
+				break
+			}
+			if !tr.waitCapacity(ctx) {
+				break fetching
+			}
+			tr.add(m.offset)
+			select {
+			case s.out <- m:
+			case <-ctx.Done():
+				tr.abandon(m.offset)
+				break fetching
+			}
+			offset = rec.Offset + 1
+		}
+	}
+	if g.rebalancing() {
+		// Give in-flight messages a chance to be acknowledged before the
+		// final commit hands the partition over.
+		if !tr.waitDrained(s.ctx, a.cfg.RevokeTimeout) {
+			log.Info("kafka: partition revoked with unacknowledged messages; they will be redelivered")
+		}
+	}
+}
+
+func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message, error) {
+	key, err := readBytes(rec.Key)
+	if err != nil {
+		return nil, err
+	}
+	value, err := readBytes(rec.Value)
+	if err != nil {
+		return nil, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	m := &Message{
+		topic:     g.s.topic,
+		partition: tr.partition,
+		offset:    rec.Offset,
+		key:       key,
+		value:     value,
+		ts:        rec.Time,
+		group:     g.s.group,
+		tracker:   tr,
+	}
+	if len(rec.Headers) > 0 {
+		m.headers = make(map[string]string, len(rec.Headers))
+		for _, h := range rec.Headers {
+			m.headers[h.Key] = string(h.Value)
+		}
+	}
+	return m, nil
+}
+
+func readBytes(b kafkago.Bytes) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	defer b.Close()
+	buf := make([]byte, b.Len())
+	if _, err := io.ReadFull(b, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (g *generation) commitLoop(ctx context.Context) {
+	t := time.NewTicker(g.s.a.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			g.partsWG.Wait()
+			g.commit(true)
+			return
+		case <-t.C:
+			g.commit(false)
+		case <-g.commitNow:
+			g.commit(false)
+		}
+	}
+}
+
+// commit commits every partition whose committable offset advanced. final
+// revokes the trackers first, so acks arriving later are dropped rather than
+// committed under another generation, and retries transient failures.
+func (g *generation) commit(final bool) {
+	offsets := make(map[int]int64)
+	for p, tr := range g.trackers {
+		if off, ok := tr.pending(final); ok {
+			offsets[p] = off
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	g.acks.Store(0)
+	log := g.s.a.log.With("topic", g.s.topic, "group", g.s.group, "generation", g.gen.ID)
+	attempts := 1
+	if final {
+		attempts = 3
+	}
+	var err error
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			time.Sleep(backoff(i + 2))
+		}
+		err = g.gen.CommitOffsets(map[string]map[int]int64{g.s.topic: offsets})
+		if err == nil {
+			for p, off := range offsets {
+				g.trackers[p].setCommitted(off)
+			}
+			log.Debug("kafka: committed offsets", "offsets", offsets)
+			return
+		}
+		if errors.Is(err, kafkago.IllegalGeneration) || errors.Is(err, kafkago.UnknownMemberId) ||
+			errors.Is(err, kafkago.RebalanceInProgress) {
+			break
+		}
+	}
+	log.Warn("kafka: committing offsets failed; unacknowledged messages will be redelivered", "offsets", offsets, "error", err)
+}
+
+// resolveOffset turns kafka-go's FirstOffset/LastOffset into a real offset.
+func (a *Adapter) resolveOffset(ctx context.Context, topic string, partition int, which int64) (int64, error) {
+	resp, err := a.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
+		Topics: map[string][]kafkago.OffsetRequest{topic: {{Partition: partition, Timestamp: which}}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range resp.Topics[topic] {
+		if po.Partition != partition {
+			continue
+		}
+		if po.Error != nil {
+			return 0, po.Error
+		}
+		if which == kafkago.LastOffset {
+			return po.LastOffset, nil
+		}
+		return po.FirstOffset, nil
+	}
+	return 0, fmt.Errorf("kafka: no offsets listed for %s[%d]", topic, partition)
+}
+
+// Ack records that groupID processed msg. Acks may come in any order and
+// from any goroutine; a message's offset is committed once it and every
+// earlier message of its partition delivered in the same generation were
+// acknowledged. Acknowledging twice, after the subscription ended, after
+// the partition was given up in a rebalance or after Close is harmless and
+// returns nil (such a message is redelivered if its ack was not committed).
+// Ack returns an error for a message this adapter did not deliver to
+// groupID.
+func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message) error {
+	m, ok := msg.(*Message)
+	if !ok || m == nil || m.tracker == nil {
+		return fmt.Errorf("kafka: ack: %T is not a message delivered by this adapter", msg)
+	}
+	if m.group != groupID {
+		return fmt.Errorf("kafka: ack: message was delivered to group %q, not %q", m.group, groupID)
+	}
+	m.tracker.ack(m.offset)
+	return nil
+}

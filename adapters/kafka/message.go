@@ -1,0 +1,53 @@
+package kafka
+
+import (
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+)
+
+// Message is a record delivered by an Adapter subscription. It implements
+// eventstream.Message and eventstream.HeaderCarrier. Its accessors return
+// values owned by the message that the caller must not modify. A Message is
+// safe for concurrent reads.
+type Message struct {
+	topic     string
+	partition int
+	offset    int64
+	key       []byte
+	value     []byte
+	headers   map[string]string
+	ts        time.Time
+
+	group   string
+	tracker *partTracker
+}
+
+var (
+	_ eventstream.Message       = (*Message)(nil)
+	_ eventstream.HeaderCarrier = (*Message)(nil)
+)
+
+// Topic returns the topic the message was read from.
+func (m *Message) Topic() string { return m.topic }
+
+// Value returns the message body; empty (never nil) for an empty or null
+// record.
+func (m *Message) Value() []byte { return m.value }
+
+// Key returns the record key, or nil when the record has none.
+func (m *Message) Key() []byte { return m.key }
+
+// Timestamp returns the record timestamp (producer or broker time); the zero
+// time when the record has none.
+func (m *Message) Timestamp() time.Time { return m.ts }
+
+// Headers returns the record headers, nil when there are none. When a header
+// key occurs several times the last value wins.
+func (m *Message) Headers() map[string]string { return m.headers }
+
+// Partition returns the partition the record was read from.
+func (m *Message) Partition() int { return m.partition }
+
+// Offset returns the record's offset within its partition.
+func (m *Message) Offset() int64 { return m.offset }

@@ -1,0 +1,306 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+// pendingRecord is one record waiting in a partition writer's queue. done
+// receives exactly one result.
+type pendingRecord struct {
+	rec  eventstream.Record
+	done chan error
+}
+
+// partitionWriter owns one topic partition on the producer side. Its
+// goroutine takes everything that queued up while the previous produce
+// request was in flight and sends it as the next request, so a lone record
+// costs one round trip and concurrent records share requests.
+type partitionWriter struct {
+	a         *Adapter
+	topic     string
+	partition int
+	queue     chan *pendingRecord
+}
+
+// Publish publishes message on topic with no key (spread over the
+// partitions) and returns nil once the broker acknowledged it at
+// Config.RequiredAcks. See PublishRecord.
+func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) error {
+	return a.PublishRecord(ctx, topic, eventstream.Record{Value: message})
+}
+
+// PublishRecord publishes r on topic and returns nil only once the broker
+// acknowledged it. A record with a key goes to the partition the Java
+// client's default partitioner picks (murmur2 of the key modulo the
+// partition count), so records with one key keep their order; a record
+// without a key is spread round-robin. Headers and Time are carried
+// natively; a zero Time lets the broker choose.
+//
+// Transient failures (broker unreachable, leadership changes, ...) are
+// retried until ctx is done, and the error then wraps both ctx.Err() and
+// the last failure. A missing topic fails at once with an error wrapping
+// ErrUnknownTopic unless Config.AutoCreateTopics is set. When the
+// partition's buffer (Config.MaxBufferedRecords) is full PublishRecord
+// blocks until there is room or ctx is done. After Close it returns an
+// error wrapping eventstream.ErrAdapterClosed.
+func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream.Record) error {
+	if topic == "" {
+		return fmt.Errorf("kafka: publish: %w", eventstream.ErrEmptyTopic)
+	}
+	if a.isClosing() {
+		return fmt.Errorf("kafka: publish to %s: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	var last error
+	for attempt := 0; ; attempt++ {
+		err := a.publishOnce(ctx, topic, r)
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return publishCtxErr(topic, ctx.Err(), err, last)
+		}
+		last = err
+		if attempt == 0 || attempt%20 == 0 {
+			a.log.Debug("kafka: publish failed, retrying", "topic", topic, "attempt", attempt, "error", err)
+		}
+		a.forgetTopic(topic)
+		if serr := sleepCtx(ctx, backoff(attempt)); serr != nil {
+			return publishCtxErr(topic, serr, err, last)
+		}
+	}
+}
+
+func publishCtxErr(topic string, ctxErr, err, last error) error {
+	if errors.Is(err, ctxErr) && last != nil {
+		err = last
+	}
+	if errors.Is(err, ctxErr) {
+		return fmt.Errorf("kafka: publish to %s: %w", topic, err)
+	}
+	return fmt.Errorf("kafka: publish to %s: %w (last error: %w)", topic, ctxErr, err)
+}
+
+func (a *Adapter) forgetTopic(topic string) {
+	a.pmu.Lock()
+	delete(a.topics, topic)
+	a.pmu.Unlock()
+}
+
+func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.Record) error {
+	n, err := a.partitions(ctx, topic)
+	if err != nil {
+		return err
+	}
+	var p int
+	if r.Key != nil {
+		p = keyPartition(r.Key, n)
+	} else {
+		p = a.nextRoundRobin(topic, n)
+	}
+	pr := &pendingRecord{rec: r, done: make(chan error, 1)}
+
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return fmt.Errorf("kafka: publish to %s: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	w := a.writer(topic, p)
+	select {
+	case w.queue <- pr:
+	case <-ctx.Done():
+		a.mu.RUnlock()
+		return ctx.Err()
+	case <-a.closing:
+		a.mu.RUnlock()
+		return fmt.Errorf("kafka: publish to %s: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	a.mu.RUnlock()
+
+	select {
+	case err := <-pr.done:
+		return err
+	case <-ctx.Done():
+		// The record may still be written: at-least-once, never reported
+		// as published without the broker's acknowledgement.
+		return ctx.Err()
+	}
+}
+
+func (a *Adapter) nextRoundRobin(_ string, n int) int {
+	return int(a.rr.Add(1) % uint64(n))
+}
+
+// writer returns the writer of topic/partition, starting it if needed. The
+// caller holds a.mu shared and has checked that the adapter is open.
+func (a *Adapter) writer(topic string, partition int) *partitionWriter {
+	tp := topicPartition{topic, partition}
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	w := a.writers[tp]
+	if w == nil {
+		w = &partitionWriter{
+			a:         a,
+			topic:     topic,
+			partition: partition,
+			queue:     make(chan *pendingRecord, a.cfg.MaxBufferedRecords),
+		}
+		a.writers[tp] = w
+		a.wg.Add(1)
+		go w.run()
+	}
+	return w
+}
+
+func (w *partitionWriter) run() {
+	defer w.a.wg.Done()
+	batch := make([]*pendingRecord, 0, 64)
+	for {
+		select {
+		case <-w.a.closing:
+			return
+		case pr := <-w.queue:
+			batch = append(batch[:0], pr)
+		}
+	fill:
+		for len(batch) < w.a.cfg.MaxBatchRecords {
+			select {
+			case pr := <-w.queue:
+				batch = append(batch, pr)
+			default:
+				break fill
+			}
+		}
+		err := w.produce(batch)
+		for i, pr := range batch {
+			pr.done <- err
+			batch[i] = nil
+		}
+	}
+}
+
+// failQueued fails every record still queued. Called by Close once the
+// writer goroutine returned.
+func (w *partitionWriter) failQueued(err error) {
+	for {
+		select {
+		case pr := <-w.queue:
+			pr.done <- err
+		default:
+			return
+		}
+	}
+}
+
+func (w *partitionWriter) produce(batch []*pendingRecord) error {
+	recs := make([]kafkago.Record, len(batch))
+	for i, pr := range batch {
+		recs[i] = toKafkaRecord(pr.rec)
+	}
+	ctx, cancel := context.WithTimeout(w.a.ctx, w.a.cfg.ProduceTimeout)
+	defer cancel()
+	resp, err := w.a.client.Produce(ctx, &kafkago.ProduceRequest{
+		Topic:        w.topic,
+		Partition:    w.partition,
+		RequiredAcks: w.a.cfg.kafkaAcks(),
+		Records:      kafkago.NewRecordReader(recs...),
+		Compression:  w.a.cfg.kafkaCompression(),
+	})
+	switch {
+	case err != nil:
+	case resp == nil: // RequiredAcks none
+	case resp.Error != nil:
+		err = resp.Error
+	case len(resp.RecordErrors) > 0:
+		for _, e := range resp.RecordErrors {
+			err = e
+			break
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if w.a.isClosing() {
+		return fmt.Errorf("kafka: publish to %s: %w (%w)", w.topic, eventstream.ErrAdapterClosed, err)
+	}
+	return fmt.Errorf("kafka: produce to %s[%d]: %w", w.topic, w.partition, err)
+}
+
+func toKafkaRecord(r eventstream.Record) kafkago.Record {
+	value := r.Value
+	if value == nil {
+		value = []byte{}
+	}
+	kr := kafkago.Record{
+		Time:  r.Time,
+		Value: kafkago.NewBytes(value),
+	}
+	if kr.Time.IsZero() {
+		kr.Time = time.Now()
+	}
+	if r.Key != nil {
+		kr.Key = kafkago.NewBytes(r.Key)
+	}
+	if len(r.Headers) > 0 {
+		kr.Headers = make([]kafkago.Header, 0, len(r.Headers))
+		for k, v := range r.Headers {
+			kr.Headers = append(kr.Headers, kafkago.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	return kr
+}
+
+// keyPartition is the Java client's default partitioner for keyed records:
+// toPositive(murmur2(key)) % partitions.
+func keyPartition(key []byte, partitions int) int {
+	return int(murmur2(key)&0x7fffffff) % partitions
+}
+
+// murmur2 is the 32-bit MurmurHash2 variant used by Kafka's Java client
+// (seed 0x9747b28c).
+func murmur2(data []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	n := len(data)
+	h := seed ^ uint32(n)
+	i := 0
+	for ; n-i >= 4; i += 4 {
+		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch n - i {
+	case 3:
+		h ^= uint32(data[i+2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(data[i+1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(data[i])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
