@@ -73,15 +73,21 @@ func (t *topic) append(rec record) {
 		p = t.nextRR
 		t.nextRR = (t.nextRR + 1) % len(t.parts)
 	} else {
-		h := fnv.New32a()
-		h.Write(rec.key)
-		p = int(h.Sum32() % uint32(len(t.parts)))
+		p = partitionOf(rec.key, len(t.parts))
 	}
 	part := t.parts[p]
 	rec.offset = part.end()
 	part.log = append(part.log, rec)
 	t.retained++
 	t.notify()
+}
+
+// partitionOf returns the partition of key among n partitions: the FNV-1a
+// hash of the key modulo n.
+func partitionOf(key []byte, n int) int {
+	h := fnv.New32a()
+	h.Write(key)
+	return int(h.Sum32() % uint32(n))
 }
 
 // groupLocked returns the group called name, creating it on first use. A new
