@@ -270,7 +270,7 @@ func (s *distSub) work(j job) {
 		s.failed(j.msg, nil, 0, j.err)
 		return
 	}
-	attempts, err := b.handle(s.ctx, s.pool.quit, s.h, j.ev, s.cfg.RetryPolicy)
+	attempts, err := b.handle(s.ctx, s.pool.stopCh, s.h, j.ev, s.cfg.RetryPolicy)
 	if err == nil {
 		s.ack(j.msg)
 		return
@@ -343,9 +343,11 @@ func (s *distSub) publishDeadLetterEvent(ctx context.Context, m Message, e *Even
 	return b.ad.Publish(ctx, s.dlq, env)
 }
 
-// stop ends reading and makes workers exit after their current message.
+// stop ends reading and makes workers exit after their current message;
+// queued messages stay unacknowledged.
 func (s *distSub) stop() {
 	close(s.stopRead)
+	<-s.readDone
 	s.pool.stop()
 }
 
@@ -362,8 +364,8 @@ func (s *distSub) finish(deadline time.Time) error {
 		}
 	}
 	s.cancel()
+	s.pool.leftovers() // not acknowledged: the broker delivers them again
 	s.unsubscribe()
-	<-s.readDone
 	return err
 }
 

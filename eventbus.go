@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -180,7 +181,7 @@ func typeName(v any) string {
 	if v == nil {
 		return "nil"
 	}
-	return fmt.Sprintf("%T", v)
+	return reflect.TypeOf(v).String()
 }
 
 // stopped is the reason a handler run ended without success or failure:

@@ -207,7 +207,7 @@ func (b *memoryBus) publishRoutesLocked() {
 
 // work handles one event on a worker goroutine.
 func (s *memSub) work(e *Event) {
-	attempts, err := s.bus.handle(s.ctx, s.pool.quit, s.h, e, s.cfg.RetryPolicy)
+	attempts, err := s.bus.handle(s.ctx, s.pool.stopCh, s.h, e, s.cfg.RetryPolicy)
 	if err != nil {
 		s.bus.failed1(s, e, attempts, err)
 	}
@@ -312,17 +312,17 @@ func (s *memSub) finish(reason error) error {
 		}
 	}
 	s.cancel()
-	s.pool.drain(func(e *Event) {
+	for _, e := range s.pool.leftovers() {
 		if reason == ErrUnsubscribed && !b.closed.Load() {
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
 			derr := b.deliverToGroup(ctx, s.grp, e)
 			cancel()
 			if derr == nil && len(*s.grp.members.Load()) > 0 {
-				return
+				continue
 			}
 		}
 		b.failed1(s, e, 0, reason)
-	})
+	}
 	return err
 }
 
@@ -348,7 +348,7 @@ func (b *memoryBus) Close() error {
 	for _, s := range subs {
 		s.off.Do(func() {})
 		s.stopSending()
-		s.pool.closeQueues()
+		s.pool.close()
 	}
 	deadline := time.Now().Add(b.cfg.DrainTimeout)
 	var errs []error

@@ -15,26 +15,35 @@ import (
 // were queued. With more workers each worker owns a lane queue for keyed jobs
 // (a key always maps to the same lane, so per-key order holds) and all workers
 // share one queue for unkeyed jobs.
+//
+// The owner ends a pool with close (workers handle every queued job, then
+// exit) and, to give up on queued jobs, stop (workers set the remaining jobs
+// aside for leftovers instead of handling them).
 type pool[T any] struct {
-	lanes  []chan T
-	shared chan T        // nil with one worker
-	quit   chan struct{} // closed by stop: workers exit after the current job
-	seed   maphash.Seed
-	wg     sync.WaitGroup
-	done   chan struct{} // closed when every worker has exited
-	gids   []atomic.Uint64
-	quitMu sync.Once
+	lanes   []chan T
+	shared  chan T // nil with one worker
+	seed    maphash.Seed
+	stopped atomic.Bool
+	stopCh  chan struct{} // closed by stop; ends retry waits
+	stopMu  sync.Once
+	closeMu sync.Once
+	wg      sync.WaitGroup
+	done    chan struct{} // closed when every worker has exited
+	gids    []atomic.Uint64
+
+	mu   sync.Mutex
+	left []T // jobs set aside after stop
 }
 
 // newPool starts workers goroutines that call work for each job. Each queue
 // holds up to buffer jobs (lanes split buffer between them).
 func newPool[T any](workers, buffer int, work func(T)) *pool[T] {
 	p := &pool[T]{
-		lanes: make([]chan T, workers),
-		quit:  make(chan struct{}),
-		seed:  maphash.MakeSeed(),
-		done:  make(chan struct{}),
-		gids:  make([]atomic.Uint64, workers),
+		lanes:  make([]chan T, workers),
+		seed:   maphash.MakeSeed(),
+		stopCh: make(chan struct{}),
+		done:   make(chan struct{}),
+		gids:   make([]atomic.Uint64, workers),
 	}
 	if workers == 1 {
 		p.lanes[0] = make(chan T, buffer)
@@ -57,27 +66,43 @@ func (p *pool[T]) run(i int, work func(T)) {
 	p.gids[i].Store(goid())
 	lane, shared := p.lanes[i], p.shared
 	for lane != nil || shared != nil {
-		select {
-		case <-p.quit:
-			return
-		default:
-		}
-		select {
-		case j, ok := <-lane:
+		var j T
+		var ok bool
+		if shared == nil {
+			j, ok = <-lane
 			if !ok {
-				lane = nil
+				return
+			}
+		} else {
+			var fromLane bool
+			j, ok, fromLane = recv2(lane, shared)
+			if !ok {
+				if fromLane {
+					lane = nil
+				} else {
+					shared = nil
+				}
 				continue
 			}
-			work(j)
-		case j, ok := <-shared:
-			if !ok {
-				shared = nil
-				continue
-			}
-			work(j)
-		case <-p.quit:
-			return
 		}
+		if p.stopped.Load() {
+			p.mu.Lock()
+			p.left = append(p.left, j)
+			p.mu.Unlock()
+			continue
+		}
+		work(j)
+	}
+}
+
+// recv2 receives from a or b (either may be nil) and reports whether the
+// value came from a.
+func recv2[T any](a, b chan T) (T, bool, bool) {
+	select {
+	case j, ok := <-a:
+		return j, ok, true
+	case j, ok := <-b:
+		return j, ok, false
 	}
 }
 
@@ -103,18 +128,29 @@ func (p *pool[T]) queueBytes(key []byte) chan T {
 	return p.lanes[maphash.Bytes(p.seed, key)%uint64(len(p.lanes))]
 }
 
-// stop makes workers exit after their current job, leaving queued jobs.
-func (p *pool[T]) stop() { p.quitMu.Do(func() { close(p.quit) }) }
+// close makes the workers handle what is queued and exit. The caller must
+// guarantee that nothing is sent afterwards. Idempotent.
+func (p *pool[T]) close() {
+	p.closeMu.Do(func() {
+		for _, l := range p.lanes {
+			close(l)
+		}
+		if p.shared != nil {
+			close(p.shared)
+		}
+	})
+}
 
-// closeQueues makes workers exit once the queues are empty. The caller must
-// guarantee that nothing is sent afterwards.
-func (p *pool[T]) closeQueues() {
-	for _, l := range p.lanes {
-		close(l)
-	}
-	if p.shared != nil {
-		close(p.shared)
-	}
+// stop makes the workers set queued jobs aside (see leftovers) instead of
+// handling them, ends retry waits, and closes the queues: the caller must
+// guarantee that nothing is sent afterwards. Running jobs are not
+// interrupted.
+func (p *pool[T]) stop() {
+	p.stopMu.Do(func() {
+		p.stopped.Store(true)
+		close(p.stopCh)
+	})
+	p.close()
 }
 
 // wait waits up to d for every worker to exit and reports whether they did.
@@ -140,27 +176,14 @@ func (p *pool[T]) isWorker() bool {
 	return false
 }
 
-// drain removes the jobs still queued and passes each to fn. Call it after
-// stop and once no more jobs are sent.
-func (p *pool[T]) drain(fn func(T)) {
-	qs := p.lanes
-	if p.shared != nil {
-		qs = append(qs[:len(qs):len(qs)], p.shared)
-	}
-	for _, q := range qs {
-		for more := true; more; {
-			select {
-			case j, ok := <-q:
-				if !ok {
-					more = false
-					continue
-				}
-				fn(j)
-			default:
-				more = false
-			}
-		}
-	}
+// leftovers returns the jobs set aside after stop. Call it once the
+// workers have exited.
+func (p *pool[T]) leftovers() []T {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.left
+	p.left = nil
+	return l
 }
 
 // goid returns the ID of the calling goroutine. It is used only to detect
