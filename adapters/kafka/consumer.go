@@ -288,7 +288,7 @@ fetching:
 	if g.rebalancing() {
 		// Give in-flight messages a chance to be acknowledged before the
 		// final commit hands the partition over.
-		if !tr.waitDrained(s.ctx, a.cfg.RevokeTimeout) {
+		if !tr.waitDrained(s.ctx, a.cfg.RevokeTimeout) && g.rebalancing() {
 			log.Info("kafka: partition revoked with unacknowledged messages; they will be redelivered")
 		}
 	}
