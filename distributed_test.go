@@ -1,0 +1,519 @@
+package eventstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/memory"
+)
+
+// newAdapter returns an in-process broker closed at the end of the test.
+func newAdapter(t testing.TB) *memory.Adapter {
+	t.Helper()
+	a, err := memory.New(memory.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// newDistBus returns a distributed bus over ad, closed at the end of the test
+// (before ad, since cleanups run last-in first-out).
+func newDistBus(t testing.TB, ad eventstream.MQAdapter, change func(*eventstream.Config)) eventstream.Bus {
+	t.Helper()
+	cfg := eventstream.DefaultDistributedConfig()
+	cfg.Distributed.MQAdapter = ad
+	cfg.Logger = quiet
+	if change != nil {
+		change(&cfg)
+	}
+	bus, err := eventstream.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bus.Close() })
+	return bus
+}
+
+// spy wraps an adapter to record acks and published bytes, optionally
+// failing publishes to a topic. Like any wrapper that embeds the
+// MQAdapter interface it hides the RecordPublisher capability.
+type spy struct {
+	eventstream.MQAdapter
+	mu        sync.Mutex
+	acks      []eventstream.Message
+	published map[string][][]byte
+	failTopic string
+}
+
+func (s *spy) Publish(ctx context.Context, topic string, msg []byte) error {
+	s.mu.Lock()
+	fail := topic == s.failTopic
+	if s.published == nil {
+		s.published = map[string][][]byte{}
+	}
+	s.published[topic] = append(s.published[topic], msg)
+	s.mu.Unlock()
+	if fail {
+		return errors.New("injected publish failure")
+	}
+	return s.MQAdapter.Publish(ctx, topic, msg)
+}
+
+func (s *spy) Ack(ctx context.Context, group string, m eventstream.Message) error {
+	s.mu.Lock()
+	s.acks = append(s.acks, m)
+	s.mu.Unlock()
+	return s.MQAdapter.Ack(ctx, group, m)
+}
+
+func (s *spy) ackCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.acks)
+}
+
+func (s *spy) last(topic string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.published[topic]
+	if len(p) == 0 {
+		return nil
+	}
+	return p[len(p)-1]
+}
+
+type order struct {
+	ID    int       `json:"id"`
+	Items []string  `json:"items"`
+	At    time.Time `json:"at"`
+}
+
+func TestDistributedRoundTrip(t *testing.T) {
+	bus := newDistBus(t, newAdapter(t), nil)
+	got := make(chan *eventstream.Event, 1)
+	sub, err := bus.On("orders", func(_ context.Context, e *eventstream.Event) error {
+		got <- e
+		return nil
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	want := order{ID: 7, Items: []string{"a", "b"}, At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
+	require.NoError(t, bus.Emit(context.Background(), "orders", want,
+		eventstream.WithKey("order-7"), eventstream.WithHeader("traceid", "abc"), eventstream.WithType("order.created")))
+	e := <-got
+	var o order
+	require.NoError(t, e.Unmarshal(&o))
+	assert.Equal(t, want, o)
+	assert.Equal(t, "orders", e.Topic)
+	assert.Equal(t, "order-7", e.Key)
+	assert.Equal(t, "order.created", e.Type)
+	assert.Equal(t, "eventstream", e.Source)
+	assert.Equal(t, "abc", e.Headers["traceid"])
+	assert.Equal(t, "application/json", e.ContentType)
+	assert.Len(t, e.ID, 36)
+	assert.WithinDuration(t, time.Now(), e.Time, time.Minute)
+	require.NoError(t, bus.Off(sub))
+}
+
+func TestEnvelopeIsCloudEvent(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, nil)
+	require.NoError(t, bus.Emit(context.Background(), "t", map[string]int{"n": 1},
+		eventstream.WithKey("k"), eventstream.WithHeader("tenant", "x")))
+	ch, cancel, err := ad.Subscribe(context.Background(), "t", "reader")
+	require.NoError(t, err)
+	defer cancel()
+	m := <-ch
+	var ce cloudevents.Event
+	require.NoError(t, json.Unmarshal(m.Value(), &ce), "%s", m.Value())
+	require.NoError(t, ce.Validate())
+	assert.Equal(t, "1.0", ce.SpecVersion())
+	assert.Equal(t, "application/json", ce.DataContentType())
+	assert.Equal(t, "k", ce.Extensions()["partitionkey"])
+	assert.Equal(t, "x", ce.Extensions()["tenant"])
+	assert.JSONEq(t, `{"n":1}`, string(ce.Data()))
+	assert.Equal(t, eventstream.CloudEventsContentType, m.(eventstream.HeaderCarrier).Headers()["content-type"])
+	assert.Equal(t, []byte("k"), m.Key())
+
+	err = bus.Emit(context.Background(), "t", 1, eventstream.WithHeader("Bad-Name", "x"))
+	require.ErrorIs(t, err, eventstream.ErrInvalidOption)
+	err = bus.Emit(context.Background(), "t", 1, eventstream.WithHeader("id", "x"))
+	require.ErrorIs(t, err, eventstream.ErrInvalidOption)
+}
+
+// plain hides every optional capability of the adapter it wraps, like the
+// four-method adapter of the user's documentation.
+type plain struct{ eventstream.MQAdapter }
+
+func TestDistributedPlainAdapterAndDeadLetterEvent(t *testing.T) {
+	sp := &spy{MQAdapter: plain{newAdapter(t)}}
+	bus := newDistBus(t, sp, nil)
+	dead := make(chan *eventstream.Event, 1)
+	_, err := bus.On("t.g.dlq", func(_ context.Context, e *eventstream.Event) error { dead <- e; return nil },
+		eventstream.WithConsumerGroup("ops"))
+	require.NoError(t, err)
+	var calls atomic.Int64
+	_, err = bus.On("t", func(context.Context, *eventstream.Event) error {
+		calls.Add(1)
+		return errors.New("always fails")
+	}, eventstream.WithConsumerGroup("g"), eventstream.WithRetryPolicy(fastRetry(2)))
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(context.Background(), "t", "payload", eventstream.WithKey("k")))
+	original := sp.last("t")
+	d := <-dead
+	assert.Equal(t, eventstream.DeadLetterEventType, d.Type)
+	assert.Equal(t, "k", d.Key, "the key travels in the envelope when the adapter has no keys")
+	var dl eventstream.DeadLetter
+	require.NoError(t, d.Unmarshal(&dl))
+	assert.Equal(t, 3, dl.Attempts)
+	assert.Equal(t, "t", dl.Topic)
+	assert.Equal(t, "g", dl.Group)
+	assert.Contains(t, dl.Error, "always fails")
+	assert.Equal(t, original, dl.Value, "the dead letter keeps the original bytes")
+	assert.Equal(t, int64(3), calls.Load())
+	require.Eventually(t, func() bool { return sp.ackCount() == 2 }, 10*time.Second, time.Millisecond,
+		"the failed message is acked after its dead-letter write, the dead letter after its handler")
+}
+
+func TestDistributedDeadLetterWithHeaders(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, nil)
+	_, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+		return eventstream.Permanent(errors.New("rejected"))
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(context.Background(), "t", 5, eventstream.WithKey("k")))
+	ch, cancel, err := ad.Subscribe(context.Background(), eventstream.DeadLetterTopicName("t", "g"), "ops")
+	require.NoError(t, err)
+	defer cancel()
+	m := <-ch
+	h := m.(eventstream.HeaderCarrier).Headers()
+	assert.Equal(t, "1", h[eventstream.HeaderDeadLetterAttempts])
+	assert.Equal(t, "t", h[eventstream.HeaderDeadLetterTopic])
+	assert.Equal(t, "g", h[eventstream.HeaderDeadLetterGroup])
+	assert.Contains(t, h[eventstream.HeaderDeadLetterError], "rejected")
+	assert.Equal(t, []byte("k"), m.Key())
+	var ce cloudevents.Event
+	require.NoError(t, json.Unmarshal(m.Value(), &ce), "the original envelope, unchanged")
+	assert.Equal(t, uint64(1), bus.Stats().DeadLettered)
+}
+
+func TestDistributedNoAckWhenDeadLetterFails(t *testing.T) {
+	sp := &spy{MQAdapter: plain{newAdapter(t)}, failTopic: "t.g.dlq"}
+	failed := make(chan struct{}, 1)
+	bus := newDistBus(t, sp, func(c *eventstream.Config) {
+		c.OnFailure = func(context.Context, *eventstream.Failure) { failed <- struct{}{} }
+	})
+	_, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+		return eventstream.Permanent(errors.New("no"))
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(context.Background(), "t", 1))
+	<-failed
+	require.NoError(t, bus.Close())
+	assert.Zero(t, sp.ackCount(), "a message whose dead-letter write failed must stay unacknowledged")
+	assert.Zero(t, bus.Stats().DeadLettered)
+	// It is delivered again to the group.
+	again := make(chan struct{})
+	bus2 := newDistBus(t, sp, nil)
+	_, err = bus2.On("t", func(context.Context, *eventstream.Event) error { close(again); return nil },
+		eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	<-again
+}
+
+func TestDistributedMalformedMessages(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, nil)
+	var good []int
+	var mu sync.Mutex
+	done := make(chan struct{})
+	_, err := bus.On("t", eventstream.Typed(func(_ context.Context, _ *eventstream.Event, n int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		good = append(good, n)
+		if len(good) == 3 {
+			close(done)
+		}
+		return nil
+	}), eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	rawBus := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })
+	ctx := context.Background()
+	require.NoError(t, bus.Emit(ctx, "t", 1))
+	bad := [][]byte{
+		{0xff, 0xfe, 0x00, 0x01},                  // garbage
+		[]byte(`{"specversion":"1.0","id":"x","so`), // truncated envelope
+		[]byte(`{"specversion":"0.3","id":"x","source":"s","type":"t"}`),
+		[]byte(`plain text`),
+	}
+	for _, b := range bad {
+		require.NoError(t, ad.Publish(ctx, "t", b))
+	}
+	require.NoError(t, rawBus.Emit(ctx, "t", []byte("raw bytes"))) // wrong content type
+	require.NoError(t, ad.Publish(ctx, "t", []byte(`2`)))           // a bare JSON payload is accepted
+	require.NoError(t, bus.Emit(ctx, "t", 3))
+	<-done
+	assert.ElementsMatch(t, []int{1, 2, 3}, good)
+
+	ch, cancel, err := ad.Subscribe(ctx, "t.g.dlq", "ops")
+	require.NoError(t, err)
+	defer cancel()
+	var reasons []string
+	for range len(bad) + 1 {
+		m := <-ch
+		reasons = append(reasons, m.(eventstream.HeaderCarrier).Headers()[eventstream.HeaderDeadLetterError])
+	}
+	joined := fmt.Sprint(reasons)
+	assert.Contains(t, joined, "application/octet-stream")
+	assert.Contains(t, joined, "specversion")
+	assert.Equal(t, uint64(len(bad)+1), bus.Stats().DeadLettered)
+}
+
+func TestDistributedContentTypeMismatchNamesBoth(t *testing.T) {
+	ad := newAdapter(t)
+	pub := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })
+	failures := make(chan *eventstream.Failure, 1)
+	sub := newDistBus(t, ad, func(c *eventstream.Config) {
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failures <- f }
+	})
+	var called atomic.Bool
+	_, err := sub.On("t", func(context.Context, *eventstream.Event) error { called.Store(true); return nil },
+		eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	require.NoError(t, pub.Emit(context.Background(), "t", "hello"))
+	f := <-failures
+	require.ErrorIs(t, f.Err, eventstream.ErrContentType)
+	assert.Contains(t, f.Err.Error(), `"application/octet-stream"`)
+	assert.Contains(t, f.Err.Error(), `"application/json"`)
+	assert.Zero(t, f.Attempts)
+	assert.False(t, called.Load())
+}
+
+func TestDistributedKeyOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ad   func(t *testing.T) eventstream.MQAdapter
+	}{
+		{"native keys", func(t *testing.T) eventstream.MQAdapter { return newAdapter(t) }},
+		{"plain adapter", func(t *testing.T) eventstream.MQAdapter { return plain{newAdapter(t)} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := newDistBus(t, tc.ad(t), nil)
+			const keys, per = 8, 50
+			var mu sync.Mutex
+			last := map[string]int{}
+			var bad, n atomic.Int64
+			done := make(chan struct{})
+			_, err := bus.On("t", eventstream.Typed(func(_ context.Context, e *eventstream.Event, v int) error {
+				mu.Lock()
+				if prev, ok := last[e.Key]; ok && v <= prev {
+					bad.Add(1)
+				}
+				last[e.Key] = v
+				mu.Unlock()
+				if n.Add(1) == keys*per {
+					close(done)
+				}
+				return nil
+			}), eventstream.WithConsumerGroup("g"), eventstream.WithConcurrency(8))
+			require.NoError(t, err)
+			for i := range per {
+				for k := range keys {
+					require.NoError(t, bus.Emit(context.Background(), "t", i, eventstream.WithKey(fmt.Sprint("k", k))))
+				}
+			}
+			<-done
+			assert.Zero(t, bad.Load())
+		})
+	}
+}
+
+func TestDistributedOffLeavesUnhandledForRedelivery(t *testing.T) {
+	sp := &spy{MQAdapter: newAdapter(t)}
+	bus := newDistBus(t, sp, func(c *eventstream.Config) { c.DrainTimeout = time.Second })
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	sub, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error {
+		var n int
+		require.NoError(t, e.Unmarshal(&n))
+		if n == 0 {
+			close(inside)
+			<-release
+		}
+		return nil
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	for i := range 10 {
+		require.NoError(t, bus.Emit(context.Background(), "t", i))
+	}
+	<-inside
+	offDone := make(chan error)
+	go func() { offDone <- bus.Off(sub) }()
+	close(release)
+	require.NoError(t, <-offDone)
+	handledFirst := sp.ackCount()
+	require.GreaterOrEqual(t, handledFirst, 1, "the in-flight handler finished and was acked")
+
+	// A new member of the group gets every message that was not acked.
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	all := make(chan struct{})
+	_, err = bus.On("t", eventstream.Typed(func(_ context.Context, _ *eventstream.Event, n int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[n] = true
+		if len(seen) == 10-handledFirst {
+			close(all)
+		}
+		return nil
+	}), eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	<-all
+	require.Eventually(t, func() bool { return sp.ackCount() == 10 }, 10*time.Second, time.Millisecond)
+}
+
+func TestDistributedConsumerGroupRequired(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, nil)
+	h := func(context.Context, *eventstream.Event) error { return nil }
+	_, err := bus.On("t", h)
+	require.ErrorIs(t, err, eventstream.ErrNoConsumerGroup)
+	withDefault := newDistBus(t, ad, func(c *eventstream.Config) { c.Subscribe.ConsumerGroup = "svc" })
+	sub, err := withDefault.On("t", h)
+	require.NoError(t, err)
+	assert.Equal(t, "svc", sub.Group())
+	sub, err = withDefault.On("t", h, eventstream.WithConsumerGroup("override"))
+	require.NoError(t, err)
+	assert.Equal(t, "override", sub.Group())
+	require.NoError(t, withDefault.Close())
+	require.ErrorIs(t, withDefault.Emit(context.Background(), "t", 1), eventstream.ErrClosed)
+	_, err = withDefault.On("t", h)
+	require.ErrorIs(t, err, eventstream.ErrClosed)
+}
+
+func TestDistributedOffFromHandler(t *testing.T) {
+	bus := newDistBus(t, newAdapter(t), nil)
+	var sub eventstream.Subscription
+	ready := make(chan struct{})
+	returned := make(chan error, 1)
+	var err error
+	sub, err = bus.On("t", func(context.Context, *eventstream.Event) error {
+		<-ready
+		returned <- bus.Off(sub)
+		return nil
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	close(ready)
+	require.NoError(t, bus.Emit(context.Background(), "t", 1))
+	require.NoError(t, <-returned)
+}
+
+func TestSerializers(t *testing.T) {
+	t.Run("raw", func(t *testing.T) {
+		ad := newAdapter(t)
+		bus := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })
+		got := make(chan *eventstream.Event, 2)
+		_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error { got <- e; return nil },
+			eventstream.WithConsumerGroup("g"))
+		require.NoError(t, err)
+		require.NoError(t, bus.Emit(context.Background(), "t", []byte{0, 1, 0xff}))
+		e := <-got
+		var b []byte
+		require.NoError(t, e.Unmarshal(&b))
+		assert.Equal(t, []byte{0, 1, 0xff}, b, "bytes arrive as they were, not as a JSON string or envelope")
+		require.NoError(t, ad.Publish(context.Background(), "t", []byte("from kcat")))
+		e = <-got
+		var s string
+		require.NoError(t, e.Unmarshal(&s))
+		assert.Equal(t, "from kcat", s, "a bare record is delivered as its raw payload")
+		assert.Contains(t, e.ID, "t/", "a bare record's ID is topic/partition/offset")
+		err = bus.Emit(context.Background(), "t", 42)
+		require.Error(t, err, "RawSerializer refuses a non-byte payload")
+	})
+	t.Run("protobuf", func(t *testing.T) {
+		bus := newDistBus(t, newAdapter(t), func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.ProtobufSerializer{} })
+		got := make(chan *eventstream.Event, 1)
+		_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error { got <- e; return nil },
+			eventstream.WithConsumerGroup("g"))
+		require.NoError(t, err)
+		require.NoError(t, bus.Emit(context.Background(), "t", wrapperspb.String("hi")))
+		e := <-got
+		var v wrapperspb.StringValue
+		require.NoError(t, e.Unmarshal(&v))
+		assert.Equal(t, "hi", v.GetValue())
+		var wrong map[string]any
+		require.ErrorIs(t, e.Unmarshal(&wrong), eventstream.ErrDecode)
+		require.Error(t, bus.Emit(context.Background(), "t", "not proto"))
+	})
+}
+
+// TestCrossModeUnmarshal checks that a handler decodes the same value from
+// the same payload in memory mode and in distributed mode.
+func TestCrossModeUnmarshal(t *testing.T) {
+	at := time.Date(2026, 11, 28, 6, 0, 0, 123, time.UTC)
+	cases := []struct {
+		name    string
+		payload any
+		dst     func() any // a new pointer to decode into
+	}{
+		{"struct", order{ID: 1, Items: []string{"x"}, At: at}, func() any { return new(order) }},
+		{"struct pointer", &order{ID: 2}, func() any { return new(order) }},
+		{"map", map[string]any{"a": 1.5, "b": "c"}, func() any { return new(map[string]any) }},
+		{"map into struct", map[string]any{"id": 3}, func() any { return new(order) }},
+		{"slice", []int{1, 2, 3}, func() any { return new([]int) }},
+		{"string", "hello", func() any { return new(string) }},
+		{"bytes", []byte{1, 2, 3}, func() any { return new([]byte) }},
+		{"int", 42, func() any { return new(int) }},
+		{"float", 2.5, func() any { return new(float64) }},
+		{"time", at, func() any { return new(time.Time) }},
+		{"number into string fails", 42, func() any { return new(string) }},
+	}
+	type result struct {
+		val any
+		err bool
+	}
+	run := func(t *testing.T, bus eventstream.Bus, group string) []result {
+		results := make([]result, len(cases))
+		done := make(chan struct{})
+		var n atomic.Int64
+		opts := []eventstream.SubscribeOption{eventstream.WithConsumerGroup(group)}
+		_, err := bus.On("cross", func(_ context.Context, e *eventstream.Event) error {
+			i := 0
+			for ; i < len(cases); i++ {
+				if cases[i].name == e.Type {
+					break
+				}
+			}
+			dst := cases[i].dst()
+			err := e.Unmarshal(dst)
+			results[i] = result{val: dst, err: err != nil}
+			if n.Add(1) == int64(len(cases)) {
+				close(done)
+			}
+			return nil
+		}, opts...)
+		require.NoError(t, err)
+		for _, c := range cases {
+			require.NoError(t, bus.Emit(context.Background(), "cross", c.payload, eventstream.WithType(c.name)))
+		}
+		<-done
+		return results
+	}
+	mem := run(t, newMemoryBus(t, nil), "")
+	dist := run(t, newDistBus(t, newAdapter(t), nil), "g")
+	for i, c := range cases {
+		assert.Equal(t, mem[i].err, dist[i].err, "%s: error differs", c.name)
+		assert.Equal(t, mem[i].val, dist[i].val, "%s: value differs", c.name)
+	}
+	assert.True(t, mem[len(cases)-1].err, "a number does not decode into a string")
+}
