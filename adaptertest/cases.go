@@ -561,8 +561,21 @@ func testCancelClosesChannel(h *harness) {
 	ignore := goleak.IgnoreCurrent()
 	s := h.subscribe("subscription", topic, group)
 	h.receiveOne(s, topic)
-	h.cancel(s)
-	h.within("second cancel", s.cancel)
+	// Leave messages unread, so that the adapter is likely (not certain:
+	// that depends on scheduling) blocked delivering one when cancel comes;
+	// cancel must end the subscription anyway.
+	for _, v := range values("unread", 3) {
+		h.publishString(topic, v)
+	}
+	// Two concurrent calls: both must return once the subscription ended.
+	h.within("two concurrent cancel calls", func() {
+		var wg sync.WaitGroup
+		wg.Go(s.cancel)
+		wg.Go(s.cancel)
+		wg.Wait()
+	})
+	h.drainUntilClosed(s, "after cancel returned")
+	h.within("another cancel", s.cancel)
 	h.checkNoLeaks(ignore, "after cancel")
 }
 
