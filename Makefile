@@ -1,0 +1,21 @@
+# Developer entry points. CI runs .ci/run, which calls the same commands.
+GO ?= go
+
+.PHONY: test bench lint examples ci
+
+test:
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+examples:
+	@for ex in examples/*/; do [ -f $$ex/main.go ] || continue; echo "--- $$ex"; $(GO) run ./$$ex || exit 1; done
+
+ci:
+	bash .ci/run
