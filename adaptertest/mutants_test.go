@@ -94,7 +94,7 @@ type mutant struct {
 	closed    atomic.Bool
 
 	mu      sync.Mutex
-	groups  map[string][]string              // group -> real groups (noGroups)
+	groups  map[string][]string              // group -> actual groups (noGroups)
 	acked   map[*memory.Message]bool         // ackTwiceAcksAnother
 	pending map[string][]eventstream.Message // group -> delivered, not acked
 	held    map[string]eventstream.Record    // key -> record held back (reordered)
@@ -160,24 +160,24 @@ func (m *mutant) Close() error {
 }
 
 func (m *mutant) Subscribe(ctx context.Context, topic, group string) (<-chan eventstream.Message, func(), error) {
-	real := group
+	actual := group
 	switch m.kind {
 	case "noGroups":
-		real = group + "-" + string(rune('a'+m.subs.Add(1)))
+		actual = group + "-" + string(rune('a'+m.subs.Add(1)))
 		m.mu.Lock()
 		if m.groups == nil {
 			m.groups = map[string][]string{}
 		}
-		m.groups[group] = append(m.groups[group], real)
+		m.groups[group] = append(m.groups[group], actual)
 		m.mu.Unlock()
 	case "noFanOut":
-		real = "shared"
+		actual = "shared"
 	case "ctxIgnored":
 		ctx = context.Background()
 	case "goroutineLeak":
 		go func() { <-leaked }()
 	}
-	in, cancel, err := m.Adapter.Subscribe(ctx, topic, real)
+	in, cancel, err := m.Adapter.Subscribe(ctx, topic, actual)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -252,11 +252,11 @@ func (m *mutant) Ack(ctx context.Context, group string, msg eventstream.Message)
 		group = "shared"
 	case "noGroups":
 		m.mu.Lock()
-		reals := m.groups[group]
+		actuals := m.groups[group]
 		m.mu.Unlock()
 		var errs []error
-		for _, real := range reals {
-			err := m.Adapter.Ack(ctx, real, msg)
+		for _, actual := range actuals {
+			err := m.Adapter.Ack(ctx, actual, msg)
 			if err == nil {
 				return nil
 			}
