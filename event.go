@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"reflect"
 	"sync/atomic"
@@ -141,6 +140,23 @@ func Typed[T any](fn func(ctx context.Context, e *Event, payload T) error) Handl
 type idGen struct {
 	prefix  uint64 // random, 26 bits
 	counter atomic.Uint64
+	clock   atomic.Pointer[time.Time] // see now
+}
+
+// now returns the current time, like time.Now, with one clock read instead
+// of two: the wall time is derived from a recent time.Now reading plus the
+// monotonic time elapsed since, and the reading is renewed every second so
+// that wall-clock adjustments are picked up.
+func (g *idGen) now() time.Time {
+	base := g.clock.Load()
+	if base != nil {
+		if d := time.Since(*base); d >= 0 && d < time.Second {
+			return base.Add(d)
+		}
+	}
+	t := time.Now()
+	g.clock.Store(&t)
+	return t
 }
 
 func newIDGen() *idGen {
@@ -164,15 +180,16 @@ func (g *idGen) format(dst *[36]byte, t time.Time) {
 	u[7] = byte(randA)
 	binary.BigEndian.PutUint64(u[8:16], randB)
 	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
-	hex.Encode(dst[0:8], u[0:4])
-	dst[8] = '-'
-	hex.Encode(dst[9:13], u[4:6])
-	dst[13] = '-'
-	hex.Encode(dst[14:18], u[6:8])
-	dst[18] = '-'
-	hex.Encode(dst[19:23], u[8:10])
-	dst[23] = '-'
-	hex.Encode(dst[24:36], u[10:16])
+	const digits = "0123456789abcdef"
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = digits[c>>4], digits[c&0x0f]
+		j += 2
+	}
 }
 
 // eventBox holds an Event together with the bytes of its ID so that a new

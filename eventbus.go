@@ -135,7 +135,7 @@ func (c *core) buildEvent(topic string, payload any, opts []EmitOption, ser Seri
 	if topic == "" {
 		return nil, ErrEmptyTopic
 	}
-	e := c.ids.newEvent(topic, time.Now())
+	e := c.ids.newEvent(topic, c.ids.now())
 	e.Source = c.cfg.Source
 	e.Data = payload
 	e.ser = ser
