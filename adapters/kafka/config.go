@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
@@ -108,6 +109,10 @@ type Config struct {
 	// MaxBatchRecords caps how many records one produce request carries.
 	// Default 1000.
 	MaxBatchRecords int
+	// MaxBatchBytes caps the summed key and value size of the records in
+	// one produce request (a single larger record is still sent alone).
+	// Keep it below the broker's message.max.bytes. Default 512 KiB.
+	MaxBatchBytes int
 	// MaxBufferedRecords caps, per partition, how many records may wait for
 	// a produce request; Publish blocks (honouring its context) while the
 	// buffer is full. Default 10000.
@@ -142,7 +147,8 @@ type Config struct {
 	// RevokeTimeout bounds how long a member that is giving up its
 	// partitions in a rebalance waits for in-flight messages to be
 	// acknowledged before it commits and rejoins. Must be below
-	// RebalanceTimeout. Default RebalanceTimeout/2, at most 10s.
+	// RebalanceTimeout and SessionTimeout (the member does not heartbeat
+	// meanwhile). Default half the smaller of the two.
 	RevokeTimeout time.Duration
 	// MaxInFlightPerPartition caps how many delivered but unacknowledged
 	// messages one partition may have. Default 256.
@@ -180,8 +186,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.Brokers = append([]string(nil), c.Brokers...)
 	for _, b := range c.Brokers {
-		if b == "" {
-			return c, invalid("Brokers contains an empty address")
+		host, port, err := net.SplitHostPort(b)
+		if err != nil || host == "" || port == "" {
+			return c, invalid("broker address %q is not host:port", b)
 		}
 	}
 	if c.ClientID == "" {
@@ -224,10 +231,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, invalid("RevokeTimeout is negative (%v)", c.RevokeTimeout)
 	}
 	if c.RevokeTimeout == 0 {
-		c.RevokeTimeout = min(c.RebalanceTimeout/2, 10*time.Second)
+		c.RevokeTimeout = min(c.RebalanceTimeout, c.SessionTimeout) / 2
 	}
-	if c.RevokeTimeout >= c.RebalanceTimeout {
-		return c, invalid("RevokeTimeout (%v) must be below RebalanceTimeout (%v)", c.RevokeTimeout, c.RebalanceTimeout)
+	if c.RevokeTimeout >= c.RebalanceTimeout || c.RevokeTimeout >= c.SessionTimeout {
+		return c, invalid("RevokeTimeout (%v) must be below RebalanceTimeout (%v) and SessionTimeout (%v)",
+			c.RevokeTimeout, c.RebalanceTimeout, c.SessionTimeout)
 	}
 	if c.HeartbeatInterval >= c.SessionTimeout {
 		return c, invalid("HeartbeatInterval (%v) must be below SessionTimeout (%v)", c.HeartbeatInterval, c.SessionTimeout)
@@ -239,6 +247,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for _, n := range []num{
 		{"MaxBatchRecords", &c.MaxBatchRecords, 1000},
+		{"MaxBatchBytes", &c.MaxBatchBytes, 512 << 10},
 		{"MaxBufferedRecords", &c.MaxBufferedRecords, 10000},
 		{"TopicPartitions", &c.TopicPartitions, 1},
 		{"TopicReplicationFactor", &c.TopicReplicationFactor, 1},

@@ -98,6 +98,7 @@ func TestConfigValidation(t *testing.T) {
 	bad := []Config{
 		{},
 		{Brokers: []string{""}},
+		{Brokers: []string{"localhost"}},
 		{Brokers: []string{"x:1"}, SessionTimeout: -1},
 		{Brokers: []string{"x:1"}, HeartbeatInterval: 5 * time.Second, SessionTimeout: time.Second},
 		{Brokers: []string{"x:1"}, RevokeTimeout: time.Minute},
@@ -120,7 +121,7 @@ func TestConfigValidation(t *testing.T) {
 	if a.cfg.RequiredAcks != AcksAll || a.cfg.kafkaAcks() != -1 {
 		t.Errorf("default acks = %v", a.cfg.kafkaAcks())
 	}
-	if a.cfg.RevokeTimeout != 10*time.Second || a.cfg.MaxInFlightPerPartition != 256 {
+	if a.cfg.RevokeTimeout != 5*time.Second || a.cfg.MaxInFlightPerPartition != 256 {
 		t.Errorf("defaults not applied: %+v", a.cfg)
 	}
 	_ = a.Close()

@@ -175,21 +175,43 @@ func (w *partitionWriter) run() {
 		case pr := <-w.queue:
 			batch = append(batch[:0], pr)
 		}
+		size := recordSize(batch[0].rec)
 	fill:
-		for len(batch) < w.a.cfg.MaxBatchRecords {
+		for len(batch) < w.a.cfg.MaxBatchRecords && size < w.a.cfg.MaxBatchBytes {
 			select {
 			case pr := <-w.queue:
 				batch = append(batch, pr)
+				size += recordSize(pr.rec)
 			default:
 				break fill
 			}
 		}
 		err := w.produce(batch)
-		for i, pr := range batch {
-			pr.done <- err
-			batch[i] = nil
+		if err != nil && len(batch) > 1 && tooLarge(err) {
+			// One record too many for the broker's request limits:
+			// send them one by one so each gets its own verdict.
+			for _, pr := range batch {
+				pr.done <- w.produce([]*pendingRecord{pr})
+			}
+		} else {
+			for _, pr := range batch {
+				pr.done <- err
+			}
 		}
+		clear(batch)
 	}
+}
+
+func recordSize(r eventstream.Record) int {
+	n := len(r.Key) + len(r.Value) + 16
+	for k, v := range r.Headers {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+func tooLarge(err error) bool {
+	return errors.Is(err, kafkago.MessageSizeTooLarge) || errors.Is(err, kafkago.RecordListTooLarge)
 }
 
 // failQueued fails every record still queued. Called by Close once the
