@@ -69,7 +69,7 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 	tr := &kafkago.Transport{
 		DialTimeout: c.DialTimeout,
 		IdleTimeout: 30 * time.Second,
-		MetadataTTL: 3 * time.Second,
+		MetadataTTL: c.MetadataMaxAge,
 		ClientID:    c.ClientID,
 		TLS:         c.TLS,
 		SASL:        mech,

@@ -98,6 +98,10 @@ type Config struct {
 	TLS *tls.Config
 	// SASL enables SASL authentication when non-nil.
 	SASL *SASL
+	// MetadataMaxAge bounds how long cluster metadata (partition leaders)
+	// is cached; after a leadership change, produce and fetch requests are
+	// retried until the next refresh. Default 3s.
+	MetadataMaxAge time.Duration
 	// DialTimeout bounds establishing one connection, including the TLS
 	// and SASL handshakes. Default 5s.
 	DialTimeout time.Duration
@@ -213,6 +217,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for _, d := range []dur{
 		{"DialTimeout", &c.DialTimeout, 5 * time.Second},
+		{"MetadataMaxAge", &c.MetadataMaxAge, 3 * time.Second},
 		{"ProduceTimeout", &c.ProduceTimeout, 10 * time.Second},
 		{"SessionTimeout", &c.SessionTimeout, 10 * time.Second},
 		{"HeartbeatInterval", &c.HeartbeatInterval, time.Second},

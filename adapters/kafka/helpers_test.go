@@ -34,6 +34,7 @@ func testConfig(brokers []string) kafka.Config {
 		CommitInterval:    100 * time.Millisecond,
 		FetchMaxWait:      200 * time.Millisecond,
 		ProduceTimeout:    3 * time.Second,
+		MetadataMaxAge:    500 * time.Millisecond,
 	}
 	if os.Getenv("KAFKA_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,0 +1,82 @@
+package kafka_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eventstream-go/eventstream/adapters/kafka"
+	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// TestLeaderMove moves partition leadership between brokers of a
+// three-broker cluster while publishing and consuming.
+func TestLeaderMove(t *testing.T) {
+	const topic, group = "moving", "g-moving"
+	c := kafkatest.NewCluster(t, kfake.NumBrokers(3), kfake.SeedTopics(2, topic))
+	a := newAdapter(t, testConfig(c.Addrs()))
+	ctx := ctxT(t, 60*time.Second)
+	ch, cancel, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := newCollector()
+	wait := consumeAll(t, a, group, ch, seen)
+	const n = 40
+	for i := 0; i < n; i++ {
+		if i%10 == 5 {
+			for p := int32(0); p < 2; p++ {
+				leader := c.Fake.LeaderFor(topic, p)
+				if err := c.Fake.MoveTopicPartition(topic, p, (leader+1)%3); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := a.Publish(ctx, topic, []byte(fmt.Sprintf("m-%d", i))); err != nil {
+			t.Fatalf("publish after leader move: %v", err)
+		}
+	}
+	waitFor(t, 30*time.Second, "every message", func() bool { return seen.distinct() == n })
+	cancel()
+	wait()
+}
+
+// TestStartLatest checks that a new group with StartLatest skips what was
+// published before it joined.
+func TestStartLatest(t *testing.T) {
+	const topic, group = "latest", "g-latest"
+	c := startCluster(t, 2, topic)
+	cfg := testConfig(c.Addrs())
+	cfg.StartOffset = kafka.StartLatest
+	a := newAdapter(t, cfg)
+	ctx := ctxT(t, 30*time.Second)
+	for i := 0; i < 5; i++ {
+		if err := a.Publish(ctx, topic, []byte("old")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, cancel, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	// The join is asynchronous: publish fresh messages until one arrives.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case m := <-ch:
+			if v := string(m.Value()); v == "old" {
+				t.Fatal("StartLatest delivered a message published before the group joined")
+			}
+			return
+		case <-tick.C:
+			if err := a.Publish(ctx, topic, []byte("new")); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("nothing delivered")
+		}
+	}
+}
