@@ -80,3 +80,44 @@ func TestStartLatest(t *testing.T) {
 		}
 	}
 }
+
+func TestCompressionAndAcks(t *testing.T) {
+	c := startCluster(t, 1, "codec")
+	for _, tc := range []struct {
+		name  string
+		codec kafka.Compression
+		acks  kafka.RequiredAcks
+	}{
+		{"gzip", kafka.CompressionGzip, kafka.AcksAll},
+		{"snappy", kafka.CompressionSnappy, kafka.AcksLeader},
+		{"lz4", kafka.CompressionLZ4, kafka.AcksAll},
+		{"zstd", kafka.CompressionZstd, kafka.AcksAll},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(c.Addrs())
+			cfg.Compression = tc.codec
+			cfg.RequiredAcks = tc.acks
+			a := newAdapter(t, cfg)
+			ctx := ctxT(t, 20*time.Second)
+			v := "payload-" + tc.name
+			if err := a.Publish(ctx, "codec", []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+			ch, cancel, err := a.Subscribe(ctx, "codec", "g-"+tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			for {
+				select {
+				case m := <-ch:
+					if string(m.Value()) == v {
+						return
+					}
+				case <-ctx.Done():
+					t.Fatal("timeout")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,40 @@
+// Package kafka is an eventstream.MQAdapter for Apache Kafka and other
+// brokers speaking the Kafka protocol, built on github.com/segmentio/kafka-go.
+//
+//	a, err := kafka.NewAdapter(kafka.Config{Brokers: []string{"localhost:9092"}})
+//	if err != nil { ... }
+//	defer a.Close()
+//
+// # Producing
+//
+// Every topic partition has one writer goroutine with a bounded queue
+// (Config.MaxBufferedRecords). The writer takes everything that queued up
+// while its previous produce request was in flight and sends it as one
+// request (up to Config.MaxBatchRecords / Config.MaxBatchBytes). A lone
+// publish therefore costs one broker round trip, with no batch timer, while
+// concurrent publishes share requests. Publish returns nil only after the
+// broker acknowledged the request at Config.RequiredAcks (all in-sync
+// replicas by default); transient failures are retried until the caller's
+// context is done. Keyed records go to the partition chosen by the Java
+// client's default partitioner (murmur2), so keys map to the same partitions
+// as in other Kafka clients; unkeyed records are spread round-robin. Keys,
+// headers and timestamps are carried natively in the record.
+//
+// # Consuming
+//
+// Subscribe joins a consumer group through kafka-go's ConsumerGroup. Each
+// partition assigned to the member is fetched by its own goroutine, which may
+// have up to Config.MaxInFlightPerPartition messages delivered and not yet
+// acknowledged. Ack may be called in any order; per partition the adapter
+// tracks the delivered offsets and commits only up to just past the highest
+// offset below which every delivered message was acknowledged, so a gap is
+// never skipped and a commit never moves backwards. Commits are batched
+// (Config.CommitInterval, Config.CommitCount) and flushed when the
+// subscription ends and before partitions are given up in a rebalance: the
+// member stops fetching, waits up to Config.RevokeTimeout for in-flight
+// messages, commits and only then rejoins. Acks for a generation that ended
+// are dropped, never committed under a later generation; those messages are
+// delivered again (at-least-once).
+//
+// Package kafkatest starts an embedded broker for tests.
+package kafka
