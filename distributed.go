@@ -132,6 +132,7 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 				ErrDecode, ErrContentType, e.ContentType, b.ser.ContentType())
 		}
 		e.Topic = m.Topic()
+		e.Headers = mergeHeaders(native, e.Headers)
 		if e.Key == "" && len(m.Key()) > 0 {
 			e.Key = string(m.Key())
 		}
@@ -153,14 +154,7 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 		Data:        v,
 		ser:         b.ser,
 	}
-	if len(native) > 0 {
-		e.Headers = make(map[string]string, len(native))
-		for k, val := range native {
-			if k != "content-type" {
-				e.Headers[k] = val
-			}
-		}
-	}
+	e.Headers = mergeHeaders(native, nil)
 	if po, ok := m.(interface {
 		Partition() int
 		Offset() int64
@@ -173,6 +167,28 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 		e.Time = time.Now()
 	}
 	return e, nil
+}
+
+// mergeHeaders returns the broker headers of a message (less the envelope's
+// content-type) overlaid with the envelope's extension attributes.
+func mergeHeaders(native, ext map[string]string) map[string]string {
+	n := len(native)
+	if _, ok := native["content-type"]; ok {
+		n--
+	}
+	if n == 0 {
+		return ext
+	}
+	h := make(map[string]string, n+len(ext))
+	for k, v := range native {
+		if k != "content-type" {
+			h[k] = v
+		}
+	}
+	for k, v := range ext {
+		h[k] = v
+	}
+	return h
 }
 
 // On implements Bus.

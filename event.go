@@ -44,7 +44,10 @@ type Event struct {
 	// handlers of a subscription in emit order, whatever the concurrency.
 	// Empty means no key.
 	Key string
-	// Headers are user metadata. Nil when there are none.
+	// Headers are user metadata. Nil when there are none. In distributed
+	// mode they are the envelope's extension attributes plus the broker
+	// headers of the message (for example the eventstream-error header of a
+	// dead-lettered record), except content-type.
 	Headers map[string]string
 	// ContentType is the encoding of Data in distributed mode; empty in
 	// memory mode.

@@ -87,6 +87,7 @@ func TestMemoryConsumerGroups(t *testing.T) {
 	}
 	assert.NotEmpty(t, c.seen["a1"], "competing members share the work")
 	assert.NotEmpty(t, c.seen["a2"], "competing members share the work")
+	require.NoError(t, bus.Close()) // the last handler calls have returned
 	st := bus.Stats()
 	assert.Equal(t, uint64(events), st.Emitted)
 	assert.Equal(t, uint64(3*events), st.Delivered)
@@ -233,6 +234,7 @@ func TestMemoryRetryAndFailure(t *testing.T) {
 	assert.Contains(t, last.Err.Error(), "boom")
 	assert.Equal(t, "g", last.Group)
 	assert.Equal(t, 3, last.Attempts)
+	require.NoError(t, bus.Close())
 	st := bus.Stats()
 	assert.Equal(t, uint64(2), st.Failed)
 	assert.Equal(t, uint64(1), st.DeadLettered)
