@@ -174,6 +174,18 @@ func (a *Adapter) partitions(ctx context.Context, topic string) (int, error) {
 }
 
 func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
+	// Ask the broker first, without side effects, whether the topic exists:
+	// the transport answers metadata requests from its cache, and one that
+	// bypasses the cache may make brokers with auto.create.topics.enable
+	// create the topic.
+	switch exists, known := a.topicExists(ctx, topic); {
+	case known && !exists && !a.cfg.AutoCreateTopics:
+		return 0, fmt.Errorf("kafka: topic %q: %w", topic, ErrUnknownTopic)
+	case known && !exists:
+		if err := a.createTopic(ctx, topic); err != nil {
+			return 0, err
+		}
+	}
 	created := false
 	for attempt := 0; ; attempt++ {
 		// A metadata request for a topic missing from the transport's cache
@@ -218,6 +230,30 @@ func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return 0, fmt.Errorf("kafka: metadata for topic %q: %w", topic, err)
 		}
+	}
+}
+
+// topicExists asks the broker whether topic exists with a DescribeConfigs
+// request, which never creates it. known is false when the broker did not
+// tell (unreachable, not authorized, ...).
+func (a *Adapter) topicExists(ctx context.Context, topic string) (exists, known bool) {
+	resp, err := a.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{
+		Resources: []kafkago.DescribeConfigRequestResource{{
+			ResourceType: kafkago.ResourceTypeTopic,
+			ResourceName: topic,
+			ConfigNames:  []string{"cleanup.policy"},
+		}},
+	})
+	if err != nil || len(resp.Resources) != 1 {
+		return false, false
+	}
+	switch err := resp.Resources[0].Error; {
+	case err == nil:
+		return true, true
+	case errors.Is(err, kafkago.UnknownTopicOrPartition):
+		return false, true
+	default:
+		return false, false
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
+	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 func TestPublishSubscribeRoundTrip(t *testing.T) {
@@ -149,5 +151,19 @@ func TestPublishBrokerDown(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("publish took %v past a 500ms deadline", d)
+	}
+}
+
+// TestUnknownTopicNotCreatedByLookup checks that looking a topic up does
+// not create it on a broker that auto-creates topics on metadata requests.
+func TestUnknownTopicNotCreatedByLookup(t *testing.T) {
+	c := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation())
+	a := newAdapter(t, testConfig(c.Addrs()))
+	ctx := ctxT(t, 10*time.Second)
+	if err := a.Publish(ctx, "never-created", []byte("x")); !errors.Is(err, kafka.ErrUnknownTopic) {
+		t.Fatalf("Publish: %v", err)
+	}
+	if _, _, err := a.Subscribe(ctx, "never-created", "g"); !errors.Is(err, kafka.ErrUnknownTopic) {
+		t.Fatalf("Subscribe: %v", err)
 	}
 }

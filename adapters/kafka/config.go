@@ -127,8 +127,10 @@ type Config struct {
 
 	// AutoCreateTopics creates a missing topic on first use with
 	// TopicPartitions partitions and TopicReplicationFactor replicas. When
-	// false a missing topic is an error wrapping ErrUnknownTopic (unless the
-	// broker itself creates topics on metadata requests).
+	// false a missing topic is an error wrapping ErrUnknownTopic. (If the
+	// broker does not answer DescribeConfigs, existence is checked with a
+	// metadata request, which brokers with auto.create.topics.enable answer
+	// by creating the topic.)
 	AutoCreateTopics bool
 	// TopicPartitions is the partition count of auto-created topics.
 	// Default 1.
