@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,12 +74,8 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		JoinGroupBackoff:  250 * time.Millisecond,
 		StartOffset:       a.cfg.kafkaStartOffset(),
 		Timeout:           a.cfg.DialTimeout,
-		Logger: kafkago.LoggerFunc(func(msg string, args ...any) {
-			log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
-		}),
-		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) {
-			log.Warn("kafka-go: " + fmt.Sprintf(msg, args...))
-		}),
+		Logger:            kafkaLogger(log, slog.LevelDebug),
+		ErrorLogger:       kafkaLogger(log, slog.LevelWarn),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, err)
@@ -435,4 +433,13 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 	}
 	m.tracker.ack(m.offset)
 	return nil
+}
+
+// kafkaLogger adapts kafka-go's printf-style logger to slog at level.
+func kafkaLogger(log *slog.Logger, level slog.Level) kafkago.Logger {
+	return kafkago.LoggerFunc(func(msg string, args ...any) {
+		if log.Enabled(context.Background(), level) {
+			log.Log(context.Background(), level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(msg, args...)))
+		}
+	})
 }
