@@ -122,11 +122,11 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 	if hc, ok := m.(HeaderCarrier); ok {
 		native = hc.Headers()
 	}
-	if looksLikeEnvelope(v) {
-		e, err := decodeEnvelope(v)
-		if err != nil {
-			return nil, err
-		}
+	e, isEnvelope, err := decodeEnvelope(v)
+	if err != nil {
+		return nil, err
+	}
+	if isEnvelope {
 		if !sameContentType(e.ContentType, b.ser.ContentType()) {
 			return nil, fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
 				ErrDecode, ErrContentType, e.ContentType, b.ser.ContentType())
@@ -146,7 +146,7 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 	if vd, ok := b.ser.(Validator); ok && !vd.Valid(v) {
 		return nil, fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, b.ser.ContentType())
 	}
-	e := &Event{
+	e = &Event{
 		Topic:       m.Topic(),
 		Time:        m.Timestamp(),
 		Key:         string(m.Key()),
@@ -306,35 +306,59 @@ func (s *distSub) ack(m Message) {
 }
 
 // failed reports a message that failed for good, writes it to the
-// dead-letter topic and, once that succeeded, acknowledges it. When the
-// dead-letter write fails the message is not acknowledged, so the broker
-// delivers it again.
+// dead-letter topic and, once that succeeded, acknowledges it. A failed
+// dead-letter write is logged and retried with backoff until it succeeds or
+// the subscription stops; the message is never acknowledged before, so if
+// the subscription stops first the broker delivers it again.
 func (s *distSub) failed(m Message, e *Event, attempts int, err error) {
 	b := s.bus
 	f := &Failure{Event: e, Raw: m.Value(), Topic: s.topic, Group: s.group, Attempts: attempts, Err: err}
 	ctx := context.WithoutCancel(s.ctx)
 	b.fail(ctx, f)
-	wctx, cancel := context.WithTimeout(ctx, b.cfg.DrainTimeout)
-	defer cancel()
-	var derr error
-	if b.rp != nil {
-		var native map[string]string
-		if hc, ok := m.(HeaderCarrier); ok {
-			native = hc.Headers()
+	for try := 1; ; try++ {
+		derr := s.writeDeadLetter(ctx, m, e, f)
+		if derr == nil {
+			b.deadLettered.Add(1)
+			s.ack(m)
+			return
 		}
-		derr = b.rp.PublishRecord(wctx, s.dlq, Record{
-			Key: m.Key(), Value: m.Value(), Headers: deadLetterHeaders(native, f), Time: time.Now(),
-		})
-	} else {
-		derr = s.publishDeadLetterEvent(wctx, m, e, f)
+		b.log.Error("eventstream: dead-letter write failed; the message stays unacknowledged and the write is retried",
+			"topic", s.topic, "group", s.group, "dead_letter_topic", s.dlq, "try", try, "error", derr)
+		t := time.NewTimer(deadLetterBackoff(try))
+		select {
+		case <-t.C:
+		case <-s.pool.stopCh:
+			t.Stop()
+			return
+		}
 	}
-	if derr != nil {
-		b.log.Error("eventstream: dead-letter write failed; message left unacknowledged for redelivery",
-			"topic", s.topic, "group", s.group, "dead_letter_topic", s.dlq, "error", derr)
-		return
+}
+
+// deadLetterBackoff is the pause before dead-letter write number try+1:
+// exponential from 100ms to 30s, with jitter.
+func deadLetterBackoff(try int) time.Duration {
+	p := RetryPolicy{
+		BackoffStrategy: BackoffExponential, InitialDelay: 100 * time.Millisecond,
+		MaxDelay: 30 * time.Second, Multiplier: 2, Jitter: 0.2,
 	}
-	b.deadLettered.Add(1)
-	s.ack(m)
+	return p.jittered(p.Delay(try))
+}
+
+// writeDeadLetter writes one dead-letter record for m.
+func (s *distSub) writeDeadLetter(ctx context.Context, m Message, e *Event, f *Failure) error {
+	b := s.bus
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.DrainTimeout)
+	defer cancel()
+	if b.rp == nil {
+		return s.publishDeadLetterEvent(ctx, m, e, f)
+	}
+	var native map[string]string
+	if hc, ok := m.(HeaderCarrier); ok {
+		native = hc.Headers()
+	}
+	return b.rp.PublishRecord(ctx, s.dlq, Record{
+		Key: m.Key(), Value: m.Value(), Headers: deadLetterHeaders(native, f), Time: time.Now(),
+	})
 }
 
 // publishDeadLetterEvent writes a DeadLetter CloudEvent for adapters

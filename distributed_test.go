@@ -53,11 +53,15 @@ type spy struct {
 	acks      []eventstream.Message
 	published map[string][][]byte
 	failTopic string
+	failures  int // publishes to failTopic that fail; negative: all
 }
 
 func (s *spy) Publish(ctx context.Context, topic string, msg []byte) error {
 	s.mu.Lock()
-	fail := topic == s.failTopic
+	fail := topic == s.failTopic && s.failures != 0
+	if fail {
+		s.failures--
+	}
 	if s.published == nil {
 		s.published = map[string][][]byte{}
 	}
@@ -208,7 +212,7 @@ func TestDistributedDeadLetterWithHeaders(t *testing.T) {
 }
 
 func TestDistributedNoAckWhenDeadLetterFails(t *testing.T) {
-	sp := &spy{MQAdapter: plain{newAdapter(t)}, failTopic: "t.g.dlq"}
+	sp := &spy{MQAdapter: plain{newAdapter(t)}, failTopic: "t.g.dlq", failures: -1}
 	failed := make(chan struct{}, 1)
 	bus := newDistBus(t, sp, func(c *eventstream.Config) {
 		c.OnFailure = func(context.Context, *eventstream.Failure) { failed <- struct{}{} }
@@ -229,6 +233,26 @@ func TestDistributedNoAckWhenDeadLetterFails(t *testing.T) {
 		eventstream.WithConsumerGroup("g"))
 	require.NoError(t, err)
 	<-again
+}
+
+func TestDistributedDeadLetterWriteIsRetried(t *testing.T) {
+	sp := &spy{MQAdapter: plain{newAdapter(t)}, failTopic: "t.g.dlq", failures: 2}
+	var failures atomic.Int64
+	bus := newDistBus(t, sp, func(c *eventstream.Config) {
+		c.OnFailure = func(context.Context, *eventstream.Failure) { failures.Add(1) }
+	})
+	_, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+		return eventstream.Permanent(errors.New("no"))
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(context.Background(), "t", 1))
+	require.Eventually(t, func() bool { return bus.Stats().DeadLettered == 1 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return sp.ackCount() == 1 }, 10*time.Second, time.Millisecond)
+	sp.mu.Lock()
+	writes := len(sp.published["t.g.dlq"])
+	sp.mu.Unlock()
+	assert.Equal(t, 3, writes, "two failed dead-letter writes, then one that succeeded")
+	assert.Equal(t, int64(1), failures.Load(), "the failure is reported once, not once per write")
 }
 
 func TestDistributedMalformedMessages(t *testing.T) {
@@ -516,4 +540,52 @@ func TestCrossModeUnmarshal(t *testing.T) {
 		assert.Equal(t, mem[i].val, dist[i].val, "%s: value differs", c.name)
 	}
 	assert.True(t, mem[len(cases)-1].err, "a number does not decode into a string")
+}
+
+func TestDistributedEnvelopeDetection(t *testing.T) {
+	ad := newAdapter(t)
+	failures := make(chan *eventstream.Failure, 4)
+	bus := newDistBus(t, ad, func(c *eventstream.Config) {
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failures <- f }
+	})
+	type doc struct {
+		Meta map[string]string `json:"meta"`
+		N    int               `json:"n"`
+	}
+	got := make(chan doc, 1)
+	_, err := bus.On("t", eventstream.Typed(func(_ context.Context, _ *eventstream.Event, d doc) error {
+		got <- d
+		return nil
+	}), eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	// "specversion" below the top level does not make an envelope.
+	require.NoError(t, ad.Publish(ctx, "t", []byte(`{"meta":{"specversion":"x"},"n":5}`)))
+	assert.Equal(t, doc{Meta: map[string]string{"specversion": "x"}, N: 5}, <-got)
+	// A top-level specversion does, and a broken envelope is dead-lettered.
+	require.NoError(t, ad.Publish(ctx, "t", []byte(`{"specversion":"1.0","source":"s","type":"t"}`)))
+	f := <-failures
+	require.ErrorIs(t, f.Err, eventstream.ErrDecode)
+	assert.Contains(t, f.Err.Error(), `"id"`)
+}
+
+func TestUnmarshalContentTypeMismatchIsPermanent(t *testing.T) {
+	var calls atomic.Int64
+	failed := make(chan *eventstream.Failure, 1)
+	bus := newMemoryBus(t, func(c *eventstream.Config) {
+		c.Memory.Serializer = eventstream.RawSerializer{}
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failed <- f }
+	})
+	_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error {
+		calls.Add(1)
+		var s string
+		return e.Unmarshal(&s)
+	}, eventstream.WithRetryPolicy(fastRetry(3)))
+	require.NoError(t, err)
+	require.NoError(t, bus.Publish(context.Background(), &eventstream.Event{
+		Topic: "t", ContentType: "application/json", Data: []byte(`"x"`),
+	}))
+	f := <-failed
+	require.ErrorIs(t, f.Err, eventstream.ErrContentType)
+	assert.Equal(t, int64(1), calls.Load(), "a content-type mismatch is not retried")
 }

@@ -122,19 +122,27 @@ func appendString(buf []byte, s string) []byte {
 	return append(buf, b...)
 }
 
-// looksLikeEnvelope reports whether b claims to be a structured CloudEvent.
-func looksLikeEnvelope(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && b[0] == '{' && bytes.Contains(b, []byte(`"specversion"`))
+// decodeEnvelope parses a structured-mode CloudEvent. It reports
+// isEnvelope false, and no error, when b is not a JSON object with a
+// top-level "specversion" attribute: such bytes are a bare payload, not a
+// broken envelope. Errors wrap ErrDecode.
+func decodeEnvelope(b []byte) (e *Event, isEnvelope bool, err error) {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"specversion"`)) {
+		return nil, false, nil // cheap rejection of most bare payloads
+	}
+	var attrs map[string]json.RawMessage
+	if json.Unmarshal(b, &attrs) != nil {
+		return nil, false, nil
+	}
+	if _, ok := attrs["specversion"]; !ok {
+		return nil, false, nil
+	}
+	e, err = envelopeEvent(attrs)
+	return e, true, err
 }
 
-// decodeEnvelope parses a structured-mode CloudEvent. The error wraps
-// ErrDecode.
-func decodeEnvelope(b []byte) (*Event, error) {
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(b, &attrs); err != nil {
-		return nil, fmt.Errorf("%w: not a CloudEvent: %w", ErrDecode, err)
-	}
+// envelopeEvent builds the event of a CloudEvent's attributes.
+func envelopeEvent(attrs map[string]json.RawMessage) (*Event, error) {
 	str := func(name string, required bool) (string, error) {
 		raw, ok := attrs[name]
 		delete(attrs, name)

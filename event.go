@@ -102,7 +102,7 @@ func (e *Event) Unmarshal(dst any) error {
 		return nil
 	}
 	if !sameContentType(e.ContentType, ser.ContentType()) {
-		return fmt.Errorf("%w: event %s is %q but the Serializer reads %q", ErrContentType, e.ID, e.ContentType, ser.ContentType())
+		return fmt.Errorf("%w: %w: event %s is %q but the Serializer reads %q", ErrDecode, ErrContentType, e.ID, e.ContentType, ser.ContentType())
 	}
 	b, ok := e.Data.([]byte)
 	if !ok {

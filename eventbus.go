@@ -20,7 +20,10 @@ type Bus interface {
 	On(topic string, handler Handler, opts ...SubscribeOption) (Subscription, error)
 	// Off removes a subscription: delivery stops, handlers already running
 	// get Config.DrainTimeout to finish before their context is cancelled,
-	// and Off returns once every goroutine of the subscription has ended.
+	// and Off returns once every goroutine of the subscription has ended —
+	// or, if a handler still runs DrainTimeout after its context was
+	// cancelled, with an error wrapping ErrDrainTimeout, leaving that
+	// handler's goroutine behind.
 	// Events queued but not started are handed to another member of the
 	// consumer group (memory mode), reported as failures with ErrUnsubscribed
 	// when there is none, or left un-acknowledged for the broker to redeliver
@@ -42,8 +45,10 @@ type Bus interface {
 	// Close stops the bus: Emit, Publish and On then fail with ErrClosed,
 	// queued events are handled within Config.DrainTimeout (memory mode),
 	// running handlers get the same time before their context is cancelled,
-	// and every goroutine of the bus ends. Close is idempotent. It does not
-	// close the MQAdapter.
+	// and every goroutine of the bus ends (handlers that ignore their
+	// cancelled context for another DrainTimeout are reported with
+	// ErrDrainTimeout and left behind, as with Off). Close is idempotent. It
+	// does not close the MQAdapter.
 	Close() error
 }
 
