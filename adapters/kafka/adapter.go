@@ -298,7 +298,7 @@ func backoff(n int) time.Duration {
 
 // permanent reports whether a produce error cannot succeed on retry.
 func permanent(err error) bool {
-	if errors.Is(err, ErrUnknownTopic) || errors.Is(err, eventstream.ErrAdapterClosed) {
+	if errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrInvalidTopic) || errors.Is(err, eventstream.ErrAdapterClosed) {
 		return true
 	}
 	for _, e := range []kafkago.Error{

@@ -103,6 +103,22 @@ func TestUnknownTopic(t *testing.T) {
 	if err := a.Publish(ctx, "", []byte("x")); !errors.Is(err, eventstream.ErrEmptyTopic) {
 		t.Fatalf("Publish empty topic: %v", err)
 	}
+	if _, _, err := a.Subscribe(ctx, "known", ""); !errors.Is(err, eventstream.ErrNoConsumerGroup) {
+		t.Fatalf("Subscribe without group: %v", err)
+	}
+	// Invalid names fail fast with an error, not by the context deadline.
+	for _, bad := range []string{"bad topic!", "..", string(make([]byte, 300))} {
+		start := time.Now()
+		if err := a.Publish(ctx, bad, []byte("x")); !errors.Is(err, kafka.ErrInvalidTopic) {
+			t.Errorf("Publish to %q: %v", bad, err)
+		}
+		if _, _, err := a.Subscribe(ctx, bad, "g"); !errors.Is(err, kafka.ErrInvalidTopic) {
+			t.Errorf("Subscribe to %q: %v", bad, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("invalid topic %q took %v to fail", bad, d)
+		}
+	}
 }
 
 func TestAutoCreateTopic(t *testing.T) {

@@ -181,6 +181,28 @@ type Config struct {
 // topic does not exist and Config.AutoCreateTopics is false.
 var ErrUnknownTopic = errors.New("kafka: unknown topic")
 
+// ErrInvalidTopic is wrapped by Publish, PublishRecord and Subscribe when the
+// topic name is not a valid Kafka topic name: 1 to 249 characters from
+// [a-zA-Z0-9._-], and not "." or "..".
+var ErrInvalidTopic = errors.New("kafka: invalid topic name")
+
+func checkTopic(topic string) error {
+	if topic == "" {
+		return eventstream.ErrEmptyTopic
+	}
+	if len(topic) > 249 || topic == "." || topic == ".." {
+		return fmt.Errorf("%w %q", ErrInvalidTopic, topic)
+	}
+	for _, r := range topic {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return fmt.Errorf("%w %q", ErrInvalidTopic, topic)
+		}
+	}
+	return nil
+}
+
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("kafka: %w: %s", eventstream.ErrInvalidConfig, fmt.Sprintf(format, args...))
 }

@@ -43,12 +43,17 @@ type subscription struct {
 // The subscription ends when cancel is called, ctx is done or the adapter is
 // closed: it stops fetching, commits what was acknowledged, leaves the group
 // and closes the channel once every goroutine returned. cancel waits for
-// that and is idempotent. A missing topic is reported at once with an error
-// wrapping ErrUnknownTopic (unless Config.AutoCreateTopics is set); other
-// broker problems are retried in the background and logged.
+// that and is idempotent; if a group join request is outstanding at that
+// moment, it waits for the broker's answer (at most RebalanceTimeout).
+//
+// Subscribe returns before the member joined the group; messages published
+// meanwhile are not missed with StartEarliest. A missing topic is reported
+// at once with an error wrapping ErrUnknownTopic (unless
+// Config.AutoCreateTopics is set), an invalid name with ErrInvalidTopic;
+// other broker problems are retried in the background and logged.
 func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan eventstream.Message, func(), error) {
-	if topic == "" {
-		return nil, nil, fmt.Errorf("kafka: subscribe: %w", eventstream.ErrEmptyTopic)
+	if err := checkTopic(topic); err != nil {
+		return nil, nil, fmt.Errorf("kafka: subscribe: %w", err)
 	}
 	if groupID == "" {
 		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, eventstream.ErrNoConsumerGroup)

@@ -55,8 +55,8 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 // blocks until there is room or ctx is done. After Close it returns an
 // error wrapping eventstream.ErrAdapterClosed.
 func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream.Record) error {
-	if topic == "" {
-		return fmt.Errorf("kafka: publish: %w", eventstream.ErrEmptyTopic)
+	if err := checkTopic(topic); err != nil {
+		return fmt.Errorf("kafka: publish: %w", err)
 	}
 	if a.isClosing() {
 		return fmt.Errorf("kafka: publish to %s: %w", topic, eventstream.ErrAdapterClosed)
