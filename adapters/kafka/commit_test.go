@@ -198,3 +198,48 @@ func TestCancelThenResubscribe(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseFlushesCommits: with periodic commits effectively off, Close
+// still commits everything that was acknowledged.
+func TestCloseFlushesCommits(t *testing.T) {
+	const topic, group = "flush", "g-flush"
+	c := startCluster(t, 2, topic)
+	cfg := testConfig(c.Addrs())
+	cfg.CommitInterval = time.Hour
+	cfg.CommitCount = 1 << 30
+	a := newAdapter(t, cfg)
+	ctx := ctxT(t, 30*time.Second)
+	const n = 20
+	for _, v := range vals("f", n) {
+		if err := a.Publish(ctx, topic, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, _, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case m := <-ch:
+			if err := a.Ack(ctx, group, m); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("timeout")
+		}
+	}
+	if got := committed(t, c.Addrs(), group, topic); len(got) != 0 {
+		t.Fatalf("committed %v before Close with periodic commits off", got)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, o := range committed(t, c.Addrs(), group, topic) {
+		total += o
+	}
+	if total != n {
+		t.Fatalf("committed %d after Close, want %d", total, n)
+	}
+}
