@@ -13,6 +13,7 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 )
 
 // subscription is one member of a consumer group.
@@ -259,10 +260,16 @@ fetching:
 			continue
 		}
 		failures = 0
+		// Control batches (transaction markers) are skipped by the record
+		// reader but occupy offsets: move past them once the response was
+		// read completely, or a log ending in a marker is fetched forever.
+		skipTo := controlBatchesEnd(resp.Records)
 		for {
 			rec, err := resp.Records.ReadRecord()
 			if err != nil {
-				if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				if errors.Is(err, io.EOF) {
+					offset = max(offset, skipTo)
+				} else if ctx.Err() == nil {
 					log.Warn("kafka: reading fetched records failed", "error", err)
 				}
 				break
@@ -447,4 +454,28 @@ func kafkaLogger(log *slog.Logger, level slog.Level) kafkago.Logger {
 			log.Log(context.Background(), level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(msg, args...)))
 		}
 	})
+}
+
+// controlBatchesEnd returns the offset just past the last control batch in
+// records, or -1 when there is none.
+func controlBatchesEnd(records kafkago.RecordReader) int64 {
+	rs, ok := records.(*protocol.RecordStream)
+	if !ok {
+		return -1
+	}
+	end := int64(-1)
+	for _, b := range rs.Records {
+		cb, ok := b.(*protocol.ControlBatch)
+		if !ok {
+			continue
+		}
+		for {
+			r, err := cb.ReadRecord()
+			if err != nil {
+				break
+			}
+			end = max(end, r.Offset+1)
+		}
+	}
+	return end
 }
