@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,4 +68,39 @@ func BenchmarkPublishParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkConsume measures receiving and acknowledging b.N messages spread
+// over 6 partitions.
+func BenchmarkConsume(b *testing.B) {
+	a := benchAdapter(b)
+	ctx := context.Background()
+	topic := "bench-consume-" + time.Now().Format("150405.000000")
+	msg := make([]byte, 256)
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < b.N; i += 32 {
+				if err := a.Publish(ctx, topic, msg); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ResetTimer()
+	ch, cancel, err := a.Subscribe(ctx, topic, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cancel()
+	for i := 0; i < b.N; i++ {
+		m := <-ch
+		if err := a.Ack(ctx, "bench", m); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
