@@ -45,7 +45,7 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 // client's default partitioner picks (murmur2 of the key modulo the
 // partition count), so records with one key keep their order; a record
 // without a key is spread round-robin. Headers and Time are carried
-// natively; a zero Time lets the broker choose.
+// natively; a zero Time is replaced by the time of the call.
 //
 // Transient failures (broker unreachable, leadership changes, ...) are
 // retried until ctx is done, and the error then wraps both ctx.Err() and
@@ -77,7 +77,9 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if attempt == 0 || attempt%20 == 0 {
 			a.log.Debug("kafka: publish failed, retrying", "topic", topic, "attempt", attempt, "error", err)
 		}
-		a.forgetTopic(topic)
+		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+			a.forgetTopic(topic) // deleted, or partitions changed
+		}
 		if serr := sleepCtx(ctx, backoff(attempt)); serr != nil {
 			return publishCtxErr(topic, serr, err, last)
 		}
