@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -88,4 +89,29 @@ func committedOffsets(tb testing.TB, brokers []string, group, topic string, part
 		}
 	}
 	return out
+}
+
+// createTopic creates topic with partitions partitions.
+func createTopic(tb testing.TB, brokers []string, topic string, partitions int32) {
+	tb.Helper()
+	cl := adminClient(tb, brokers)
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic = topic
+	rt.NumPartitions = partitions
+	rt.ReplicationFactor = 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		tb.Fatalf("create topic %s: %v", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			tb.Fatalf("create topic %s: %v", topic, err)
+		}
+	}
 }
