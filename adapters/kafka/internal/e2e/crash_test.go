@@ -339,6 +339,7 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 	a := newAdapter(t, fastGroupConfig(brokers))
 	bus := newBus(t, a, nil)
 	g := newGate(window)
+	ectx, stopEmitters := context.WithCancel(ctx)
 	var next atomic.Int64
 	emitErr := make(chan error, emitters)
 	emitFinished := make(chan struct{})
@@ -352,12 +353,12 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 				if s >= n {
 					return
 				}
-				if err := g.wait(ctx, s); err != nil {
+				if err := g.wait(ectx, s); err != nil {
 					emitErr <- err
 					return
 				}
 				p := seqPayload{Seq: s, Pad: "crash-test-payload"}
-				if err := bus.Emit(ctx, topic, p, eventstream.WithKey("key-"+strconv.Itoa(s%509))); err != nil {
+				if err := bus.Emit(ectx, topic, p, eventstream.WithKey("key-"+strconv.Itoa(s%509))); err != nil {
 					emitErr <- fmt.Errorf("emit %d: %w", s, err)
 					return
 				}
@@ -368,7 +369,10 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 		ewg.Wait()
 		close(emitFinished)
 	}()
-	t.Cleanup(func() { <-emitFinished }) // the emitters end with ctx at the latest
+	t.Cleanup(func() {
+		stopEmitters()
+		<-emitFinished
+	})
 	emitDone := emitFinished
 
 	emitted := false
