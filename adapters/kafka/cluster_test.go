@@ -8,6 +8,8 @@ import (
 	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestLeaderMove moves partition leadership between brokers of a
@@ -120,4 +122,49 @@ func TestCompressionAndAcks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPartitionsAdded adds partitions to a consumed topic: the group
+// rebalances and the new partitions are consumed too.
+func TestPartitionsAdded(t *testing.T) {
+	const topic, group = "growing", "g-growing"
+	c := startCluster(t, 1, topic)
+	cfg := testConfig(c.Addrs())
+	cfg.PartitionWatchInterval = 100 * time.Millisecond
+	a := newAdapter(t, cfg)
+	ctx := ctxT(t, 30*time.Second)
+	ch, cancel, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := newCollector()
+	wait := consumeAll(t, a, group, ch, seen)
+	if err := a.Publish(ctx, topic, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "first message", func() bool { return seen.has("before") })
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic = topic
+	rt.Count = 3
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create partitions: %v %+v", err, resp)
+	}
+	for p := int32(1); p < 3; p++ {
+		r := &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("new-%d", p))}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "messages of the new partitions", func() bool { return seen.has("new-1") && seen.has("new-2") })
+	cancel()
+	wait()
 }

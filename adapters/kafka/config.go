@@ -166,6 +166,11 @@ type Config struct {
 	// since the last commit, without waiting for CommitInterval. Default
 	// 1000.
 	CommitCount int
+	// PartitionWatchInterval is how often a subscription checks the topic's
+	// partition count; when it changed, the member ends its generation so
+	// the group rebalances and the new partitions get consumers. Default
+	// 10s.
+	PartitionWatchInterval time.Duration
 	// FetchMaxWait is how long the broker may hold a fetch open waiting for
 	// new messages. Default 500ms.
 	FetchMaxWait time.Duration
@@ -248,6 +253,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"RebalanceTimeout", &c.RebalanceTimeout, 30 * time.Second},
 		{"CommitInterval", &c.CommitInterval, time.Second},
 		{"FetchMaxWait", &c.FetchMaxWait, 500 * time.Millisecond},
+		{"PartitionWatchInterval", &c.PartitionWatchInterval, 10 * time.Second},
 	} {
 		if *d.v < 0 {
 			return c, invalid("%s is negative (%v)", d.name, *d.v)

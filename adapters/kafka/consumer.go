@@ -188,6 +188,33 @@ func (s *subscription) startGeneration(gen *kafkago.Generation) {
 		defer s.wg.Done()
 		g.commitLoop(ctx)
 	})
+	if n, err := s.a.partitions(s.ctx, s.topic); err == nil {
+		s.wg.Add(1)
+		gen.Start(func(ctx context.Context) {
+			defer s.wg.Done()
+			g.watchPartitions(ctx, n)
+		})
+	}
+}
+
+// watchPartitions returns, which ends the generation and makes the group
+// rebalance, when the topic's partition count differs from n.
+func (g *generation) watchPartitions(ctx context.Context, n int) {
+	t := time.NewTicker(g.s.a.cfg.PartitionWatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.s.a.forgetTopic(g.s.topic)
+			if m, err := g.s.a.partitions(ctx, g.s.topic); err == nil && m != n {
+				g.s.a.log.Info("kafka: partition count changed, rebalancing", "topic", g.s.topic,
+					"group", g.s.group, "was", n, "now", m)
+				return
+			}
+		}
+	}
 }
 
 // acked is called after every counted ack.
