@@ -188,6 +188,7 @@ func (s *subscription) startGeneration(gen *kafkago.Generation) {
 		defer s.wg.Done()
 		g.commitLoop(ctx)
 	})
+	s.a.forgetTopic(s.topic) // compare with the count the leader just assigned
 	if n, err := s.a.partitions(s.ctx, s.topic); err == nil {
 		s.wg.Add(1)
 		gen.Start(func(ctx context.Context) {
