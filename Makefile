@@ -1,13 +1,16 @@
 # Developer entry points. CI runs .ci/run, which calls the same commands.
 GO ?= go
 
-.PHONY: test bench lint examples ci
+.PHONY: test bench bench-report lint examples ci
 
 test:
 	$(GO) test -race -count=1 ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-report:
+	cd bench && $(GO) run ./cmd/report -out ../docs/benchmarks.md
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
