@@ -450,3 +450,40 @@ func TestTyped(t *testing.T) {
 	_, err = bus.On("t", eventstream.Typed[point](nil))
 	require.ErrorIs(t, err, eventstream.ErrNilHandler)
 }
+
+func TestRetryWaitEndsOnOffAndClose(t *testing.T) {
+	slow := &eventstream.RetryPolicy{MaxRetries: 5, BackoffStrategy: eventstream.BackoffFixed, InitialDelay: time.Hour}
+	t.Run("memory Off", func(t *testing.T) {
+		failed := make(chan *eventstream.Failure, 1)
+		bus := newMemoryBus(t, func(c *eventstream.Config) {
+			c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failed <- f }
+		})
+		tried := make(chan struct{}, 1)
+		sub, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+			tried <- struct{}{}
+			return errors.New("down")
+		}, eventstream.WithRetryPolicy(slow))
+		require.NoError(t, err)
+		require.NoError(t, bus.Emit(context.Background(), "t", 1))
+		<-tried
+		require.NoError(t, bus.Off(sub)) // returns without waiting an hour
+		f := <-failed
+		require.ErrorIs(t, f.Err, eventstream.ErrUnsubscribed, "the event is reported, not dropped")
+		assert.Equal(t, 1, f.Attempts)
+	})
+	t.Run("distributed Close", func(t *testing.T) {
+		sp := &spy{MQAdapter: newAdapter(t)}
+		bus := newDistBus(t, sp, nil)
+		tried := make(chan struct{}, 1)
+		_, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+			tried <- struct{}{}
+			return errors.New("down")
+		}, eventstream.WithRetryPolicy(slow), eventstream.WithConsumerGroup("g"))
+		require.NoError(t, err)
+		require.NoError(t, bus.Emit(context.Background(), "t", 1))
+		<-tried
+		require.NoError(t, bus.Close())
+		assert.Zero(t, sp.ackCount(), "a message given up while waiting to retry stays unacknowledged")
+		assert.Zero(t, bus.Stats().DeadLettered)
+	})
+}
