@@ -184,15 +184,13 @@ func (g *idGen) format(dst *[36]byte, t time.Time) {
 	binary.BigEndian.PutUint64(u[8:16], randB)
 	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
 	const digits = "0123456789abcdef"
-	j := 0
+	// where byte i of u goes in the 8-4-4-4-12 form
+	const at = "\x00\x02\x04\x06\x09\x0b\x0e\x10\x13\x15\x18\x1a\x1c\x1e\x20\x22"
 	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst[j] = '-'
-			j++
-		}
+		j := int(at[i])
 		dst[j], dst[j+1] = digits[c>>4], digits[c&0x0f]
-		j += 2
 	}
+	dst[8], dst[13], dst[18], dst[23] = '-', '-', '-', '-'
 }
 
 // eventBox holds an Event together with the bytes of its ID so that a new
