@@ -1,0 +1,490 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/eventstream-go/eventstream/bench"
+)
+
+// goal is one target of the report, checked on every case it applies to.
+type goal struct {
+	ID      string
+	Section string // result section
+	Text    string
+	Cases   func(tc testCase) bool
+	// Value computes the measured quantity for a case; ok is false when a
+	// result is missing.
+	Value func(r *runner, tc testCase) (float64, bool)
+	Cmp   string // "<=", ">=" or ">"
+	Limit float64
+	Unit  string // "×" or ""
+}
+
+func (g goal) met(v float64) bool {
+	switch g.Cmp {
+	case "<=":
+		return v <= g.Limit
+	case ">=":
+		return v >= g.Limit
+	default:
+		return v > g.Limit
+	}
+}
+
+func (g goal) required() string {
+	cmp := map[string]string{"<=": "≤", ">=": "≥", ">": ">"}[g.Cmp]
+	return fmt.Sprintf("%s %s%s", cmp, trimFloat(g.Limit), g.Unit)
+}
+
+// miss says by how much v misses the goal.
+func (g goal) miss(v float64) string {
+	switch g.Cmp {
+	case "<=":
+		return fmt.Sprintf("%.0f%% over the limit", (v/g.Limit-1)*100)
+	default:
+		if v <= 0 {
+			return "no throughput"
+		}
+		return fmt.Sprintf("%.0f%% short: eventstream needs %.2f× its throughput", (1-v/g.Limit)*100, g.Limit/v)
+	}
+}
+
+func trimFloat(v float64) string {
+	s := fmt.Sprintf("%.2f", v)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
+}
+
+func fmtRatio(v float64, unit string) string {
+	if unit == "" {
+		return fmt.Sprintf("%.2f", v)
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0f%s", v, unit)
+	}
+	if v >= 10 {
+		return fmt.Sprintf("%.1f%s", v, unit)
+	}
+	return fmt.Sprintf("%.2f%s", v, unit)
+}
+
+func (r *runner) get(section, c, peer string) (bench.Sample, bool) {
+	res := r.results[key(section, c, peer)]
+	if res == nil || res.NA != "" || res.Err != "" || len(res.Samples) == 0 {
+		return bench.Sample{}, false
+	}
+	return res.Median, true
+}
+
+// throughputRatio is ours/theirs in events per second.
+func throughputRatio(ours, theirs string) func(r *runner, tc testCase) (float64, bool) {
+	return func(r *runner, tc testCase) (float64, bool) {
+		a, ok1 := r.get(tc.Section, tc.ID, ours)
+		b, ok2 := r.get(tc.Section, tc.ID, theirs)
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		return a.PerSec() / b.PerSec(), true
+	}
+}
+
+func goals() []goal {
+	isMem := func(tc testCase) bool { return tc.Section == "memory" }
+	prefix := func(section string, ps ...string) func(tc testCase) bool {
+		return func(tc testCase) bool {
+			if tc.Section != section {
+				return false
+			}
+			for _, p := range ps {
+				if strings.HasPrefix(tc.ID, p) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return []goal{
+		{
+			ID: "M1", Section: "memory", Text: "Memory bus ns per event ≤ 4× the raw channel's", Cases: isMem,
+			Value: func(r *runner, tc testCase) (float64, bool) {
+				a, ok1 := r.get(tc.Section, tc.ID, bench.PeerEventstream)
+				b, ok2 := r.get(tc.Section, tc.ID, bench.PeerRawChannel)
+				if !ok1 || !ok2 {
+					return 0, false
+				}
+				return a.NsPerEvent() / b.NsPerEvent(), true
+			},
+			Cmp: "<=", Limit: 4, Unit: "×",
+		},
+		{
+			ID: "M2", Section: "memory", Text: "Memory bus ≤ 1 allocation per event (pointer payload)", Cases: isMem,
+			Value: func(r *runner, tc testCase) (float64, bool) {
+				a, ok := r.get(tc.Section, tc.ID, bench.PeerEventstream)
+				// Whole-process counts carry a little runtime noise
+				// (goroutine stacks, timers): round to 2 decimals.
+				return math.Round(a.AllocsPerEvent()*100) / 100, ok
+			},
+			Cmp: "<=", Limit: 1, Unit: "",
+		},
+		{
+			ID: "M3", Section: "memory", Text: "Memory bus throughput ≥ 50× Watermill GoChannel", Cases: isMem,
+			Value: throughputRatio(bench.PeerEventstream, bench.PeerGoChannel), Cmp: ">=", Limit: 50, Unit: "×",
+		},
+		{
+			ID: "M4", Section: "memory", Text: "Memory bus ahead of EventBus async (throughput ratio > 1)", Cases: isMem,
+			Value: throughputRatio(bench.PeerEventstream, bench.PeerEventBus), Cmp: ">", Limit: 1, Unit: "×",
+		},
+		{
+			ID: "K1", Section: "kafka-produce", Text: "Kafka sequential Emit ≥ 1.5× Watermill-kafka", Cases: prefix("kafka-produce", "seq-"),
+			Value: throughputRatio(bench.PeerBusKafka, bench.PeerWatermillKafka), Cmp: ">=", Limit: 1.5, Unit: "×",
+		},
+		{
+			ID: "K2", Section: "kafka-produce", Text: "Kafka 64-way Emit ≥ franz-go ProduceSync", Cases: prefix("kafka-produce", "par64-"),
+			Value: throughputRatio(bench.PeerBusKafka, bench.PeerFranzGo), Cmp: ">=", Limit: 1, Unit: "×",
+		},
+		{
+			ID: "K3", Section: "kafka-consume", Text: "Kafka group consumption through the bus ≥ 3× Watermill-kafka",
+			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
+			Value: throughputRatio(bench.PeerBusKafka, bench.PeerWatermillKafka), Cmp: ">=", Limit: 3, Unit: "×",
+		},
+		{
+			ID: "K4", Section: "kafka-consume", Text: "Kafka group consumption through the bus ≥ 0.8× raw kafka-go",
+			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
+			Value: throughputRatio(bench.PeerBusKafka, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
+		},
+	}
+}
+
+// goalEval is a goal checked on every case it applies to.
+type goalEval struct {
+	goal
+	cases  []testCase
+	values []float64
+	have   []bool
+}
+
+func (r *runner) evalGoals() []goalEval {
+	var out []goalEval
+	for _, g := range goals() {
+		ge := goalEval{goal: g}
+		for _, tc := range r.cases {
+			if !g.Cases(tc) {
+				continue
+			}
+			v, ok := g.Value(r, tc)
+			ge.cases = append(ge.cases, tc)
+			ge.values = append(ge.values, v)
+			ge.have = append(ge.have, ok)
+		}
+		out = append(out, ge)
+	}
+	return out
+}
+
+func (ge goalEval) summary() (result, verdict string) {
+	n, met := 0, 0
+	worst, worstI := 0.0, -1
+	for i, v := range ge.values {
+		if !ge.have[i] {
+			continue
+		}
+		n++
+		if ge.met(v) {
+			met++
+		}
+		worse := worstI < 0 || (ge.Cmp == "<=" && v > worst) || (ge.Cmp != "<=" && v < worst)
+		if worse {
+			worst, worstI = v, i
+		}
+	}
+	if n == 0 {
+		return "not measured", "–"
+	}
+	var parts []string
+	for i, v := range ge.values {
+		if ge.have[i] {
+			mark := "✅"
+			if !ge.met(v) {
+				mark = "❌"
+			}
+			parts = append(parts, fmt.Sprintf("%s %s %s", shortCase(ge.cases[i]), fmtRatio(v, ge.Unit), mark))
+		}
+	}
+	if len(parts) > 4 {
+		result = fmt.Sprintf("met in %d of %d scenarios; worst %s (%s)", met, n, fmtRatio(worst, ge.Unit), ge.cases[worstI].Title)
+	} else {
+		result = strings.Join(parts, "; ")
+	}
+	switch {
+	case met == n:
+		verdict = "**met**"
+	case met == 0:
+		verdict = fmt.Sprintf("**not met** (worst: %s)", ge.miss(worst))
+	default:
+		verdict = fmt.Sprintf("**not met** in %d of %d (worst: %s)", n-met, n, ge.miss(worst))
+	}
+	return result, verdict
+}
+
+func shortCase(tc testCase) string {
+	return strings.ReplaceAll(tc.ID, "-", " ")
+}
+
+func (r *runner) markdown(chartRel string, charts map[string]string) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := describeMachine()
+
+	w("# Benchmarks\n\n")
+	w("Generated by `make bench-report` (`cd bench && go run ./cmd/report -out ../docs/benchmarks.md`); ")
+	w("do not edit by hand. The numbers are from one run on one machine: compare the ratios, which were measured side by side, rather than absolute values.\n\n")
+	if r.o.quick {
+		w("> **Quick run** (`-quick`): small event counts and %d repetition(s); the numbers are noisy.\n\n", r.o.reps)
+	}
+	if r.o.only != nil {
+		w("> **Partial run** (`-only %s`): only matching measurements were made.\n\n", r.o.only)
+	}
+
+	w("## Machine and run\n\n")
+	w("| | |\n|---|---|\n")
+	w("| Date | %s (run took %s) |\n", r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
+	w("| CPU | %s |\n", m.CPU)
+	w("| Cores | %d (GOMAXPROCS %d) |\n", m.Cores, m.MaxProcs)
+	if m.MemGiB > 0 {
+		w("| Memory | %.0f GiB |\n", m.MemGiB)
+	}
+	if m.Kernel != "" {
+		w("| OS | %s |\n", m.Kernel)
+	}
+	w("| Go | %s |\n", m.GoVersion)
+	if m.Commit != "" {
+		w("| eventstream commit | %s |\n", m.Commit)
+	}
+	if r.brokerInfo != "" {
+		w("| Kafka broker | %s |\n", r.brokerInfo)
+	}
+	w("| Repetitions | %d per measurement, median reported |\n", r.o.reps)
+	for _, d := range m.Deps {
+		w("| `%s` | %s |\n", d[0], d[1])
+	}
+	w("\n")
+
+	evals := r.evalGoals()
+	w("## Goals\n\n")
+	w("Ratios are eventstream ÷ peer, measured in the same run (throughput ratios: > 1 means eventstream is faster; M1 is a time ratio: < 1 would mean faster than the raw channel). ")
+	w("Each goal is checked on every scenario it applies to, and is met only if it is met in all of them.\n\n")
+	w("| # | Goal | Required | Measured | Verdict |\n|---|---|---|---|---|\n")
+	for _, ge := range evals {
+		res, verdict := ge.summary()
+		w("| %s | %s | %s | %s | %s |\n", ge.ID, ge.Text, ge.required(), res, verdict)
+	}
+	w("\n")
+	// Per-scenario matrix for the in-process goals.
+	w("In-process goals per scenario:\n\n| Scenario |")
+	var memGoals []goalEval
+	for _, ge := range evals {
+		if ge.Section == "memory" {
+			memGoals = append(memGoals, ge)
+			w(" %s (%s) |", ge.ID, ge.required())
+		}
+	}
+	w("\n|---|")
+	for range memGoals {
+		w("---|")
+	}
+	w("\n")
+	if len(memGoals) > 0 {
+		for i, tc := range memGoals[0].cases {
+			w("| %s |", tc.Title)
+			for _, ge := range memGoals {
+				if i >= len(ge.values) || !ge.have[i] {
+					w(" n/a |")
+					continue
+				}
+				mark := "✅"
+				if !ge.met(ge.values[i]) {
+					mark = "❌"
+				}
+				w(" %s %s |", fmtRatio(ge.values[i], ge.Unit), mark)
+			}
+			w("\n")
+		}
+	}
+	w("\n")
+
+	w("## Method\n\n")
+	w("- Every measurement is repeated %d× (peers interleaved within each repetition) and the median is reported; allocations are the median too.\n", r.o.reps)
+	w("- **allocs/event** is the process-wide `runtime.MemStats.Mallocs` difference over the timed part divided by the events emitted (or consumed per group): it includes the handler side and the libraries' background goroutines. The broker runs in another process and is not counted.\n")
+	w("- **In-process**: %d events per measurement (Watermill GoChannel: %d, it is much slower), after a warm-up of 10%% of that. ", r.plan.memEvents, r.plan.memEvents/r.plan.memSlowDivisor)
+	w("Each producer goroutine emits one reused `*Payload` (a pointer; the 100 B / 1 KiB `[]byte` inside it is what Watermill messages carry). ")
+	w("Timing runs from the first Emit until the last handler call returned; handlers only count. Queues are 1024 deep where a peer has one. ")
+	w("ns/event is per *emitted* event: with fan-out to 4 groups each event is handled 4 times.\n")
+	w("  - eventstream: `DefaultConfig()`, one `On` per consumer group with `WithConcurrency`.\n")
+	w("  - raw channel: one `chan *Payload` (cap 1024) per group, read by `Concurrency` goroutines; emit sends to every channel. The floor.\n")
+	w("  - EventBus: `SubscribeAsync(topic, fn, false)` per group (non-transactional: every call runs on a goroutine of its own), completion by `WaitAsync`. It has no bounded handler pool, so the concurrency-8 scenarios are n/a.\n")
+	w("  - Watermill GoChannel: `NewGoChannel(Config{OutputChannelBuffer: 1024})`, one `Subscribe` per group, `Concurrency` goroutines reading the channel and `Ack`ing; one `message.NewMessage(watermill.NewUUID(), payload)` per publish.\n")
+	w("- **Kafka**: every peer talks to the same broker, topics have %d partitions and are created for each measurement. acks=all everywhere, no compression everywhere. ", bench.KafkaPartitions)
+	w("Produce: %d sequential publishes (1 goroutine waiting for each acknowledgement) or %d publishes from %d goroutines, after a short warm-up; timed until the last publish returned. ", r.plan.kafkaSeq, r.plan.kafkaPar, r.plan.parallelEmitter)
+	w("Consumption: a backlog of %d messages (fan-out: %d) preloaded in the peer's own format is drained by new consumer groups starting at the earliest offset; each handler counts the message and then acknowledges/commits it the way the library does. ", r.plan.kafkaConsume, r.plan.kafkaFanout)
+	w("Because clients fetch ahead (some take the whole backlog before the first handler call), the drain is timed from subscribing to the last handled message, less the time the same peer needs to join and deliver a one-message backlog (reported as *join*).\n")
+	for _, p := range bench.KafkaPeers() {
+		w("  - %s: %s.\n", p.Name, p.Config)
+	}
+	w("- **Latency** (Emit→handler): one subscription, one event in flight: each event is emitted only after the previous one reached its handler, so this is the unloaded hop latency (p50/p99 over %d in-process or %d Kafka samples per repetition, %d B payload; medians of the repetitions' percentiles).\n", r.plan.memLatency, r.plan.kafkaLatency, r.plan.latencyPayload)
+	w("- Scenarios a peer does not support are marked n/a with the reason.\n\n")
+
+	// Sections.
+	w("## In-process\n\n")
+	if f, ok := charts["memory"]; ok {
+		w("![in-process throughput](%s/%s)\n\n", chartRel, f)
+	}
+	r.caseTables(&b, "memory", memoryPeerNames(), bench.PeerEventstream, false)
+	w("### Emit→handler latency (in-process, unloaded)\n\n")
+	if f, ok := charts["latency-memory"]; ok {
+		w("![in-process latency](%s/%s)\n\n", chartRel, f)
+	}
+	r.latencyTable(&b, "memory", bench.PeerEventstream)
+
+	w("## Kafka: produce\n\n")
+	if f, ok := charts["kafka-produce"]; ok {
+		w("![kafka produce](%s/%s)\n\n", chartRel, f)
+	}
+	r.caseTables(&b, "kafka-produce", kafkaPeerNames(), bench.PeerBusKafka, false)
+	w("## Kafka: group consumption\n\n")
+	if f, ok := charts["kafka-consume"]; ok {
+		w("![kafka consume](%s/%s)\n\n", chartRel, f)
+	}
+	r.caseTables(&b, "kafka-consume", kafkaPeerNames(), bench.PeerBusKafka, true)
+	w("### Emit→handler latency (Kafka, unloaded)\n\n")
+	if f, ok := charts["latency-kafka"]; ok {
+		w("![kafka latency](%s/%s)\n\n", chartRel, f)
+	}
+	r.latencyTable(&b, "kafka", bench.PeerBusKafka)
+
+	w("## Reproduce\n\n")
+	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
+	w("cd bench && go run ./cmd/report -only 'kafka-consume/group1-100B/eventstream' -cpuprofile /tmp/cpu.out -out /tmp/one.md\n")
+	w("cd bench && go test -run '^$' -bench 'Memory/Sub1' -benchmem   # the same scenarios as Go benchmarks\n```\n")
+	return b.String()
+}
+
+func (r *runner) caseTables(b *strings.Builder, section string, peers []string, ours string, consume bool) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	for _, tc := range r.cases {
+		if tc.Section != section {
+			continue
+		}
+		any := false
+		for _, p := range peers {
+			if r.results[key(section, tc.ID, p)] != nil {
+				any = true
+			}
+		}
+		if !any {
+			continue
+		}
+		w("### %s\n\n", tc.Title)
+		unit := "ns/event"
+		if section != "memory" {
+			unit = "µs/msg"
+		}
+		if consume {
+			w("| Peer | msgs/s per group | %s | allocs/msg | join | vs eventstream |\n|---|---:|---:|---:|---:|---:|\n", unit)
+		} else {
+			w("| Peer | events/s | %s | allocs/event | vs eventstream |\n|---|---:|---:|---:|---:|\n", unit)
+		}
+		base, haveBase := r.get(section, tc.ID, ours)
+		for _, p := range peers {
+			res := r.results[key(section, tc.ID, p)]
+			name := p
+			if p == ours {
+				name = "**" + p + "**"
+			}
+			switch {
+			case res == nil:
+				continue
+			case res.NA != "":
+				if consume {
+					w("| %s | n/a | | | | %s |\n", name, res.NA)
+				} else {
+					w("| %s | n/a | | | %s |\n", name, res.NA)
+				}
+				continue
+			case res.Err != "":
+				msg := strings.ReplaceAll(res.Err, "|", "\\|")
+				if consume {
+					w("| %s | error | | | | %s |\n", name, msg)
+				} else {
+					w("| %s | error | | | %s |\n", name, msg)
+				}
+				continue
+			}
+			s := res.Median
+			per := fmt.Sprintf("%.0f", s.NsPerEvent())
+			if section != "memory" {
+				per = fmt.Sprintf("%.1f", s.NsPerEvent()/1000)
+			}
+			ratio := "–"
+			if haveBase {
+				ratio = fmt.Sprintf("%.2f×", s.PerSec()/base.PerSec())
+				if p == ours {
+					ratio = "1.00×"
+				}
+			}
+			if consume {
+				w("| %s | %s | %s | %.1f | %s | %s |\n", name, si(s.PerSec()), per, s.AllocsPerEvent(), s.Startup.Round(time.Millisecond), ratio)
+			} else {
+				w("| %s | %s | %s | %.2f | %s |\n", name, si(s.PerSec()), per, s.AllocsPerEvent(), ratio)
+			}
+		}
+		w("\n")
+	}
+	w("*vs eventstream* is the peer's throughput ÷ eventstream's: > 1 means the peer is faster.\n\n")
+}
+
+func (r *runner) latencyTable(b *strings.Builder, section, ours string) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	var base *latResult
+	for _, l := range r.lat {
+		if l.Section == section && l.Peer == ours {
+			base = l
+		}
+	}
+	rows := 0
+	for _, l := range r.lat {
+		if l.Section != section {
+			continue
+		}
+		if rows == 0 {
+			w("| Peer | p50 | p99 | samples | p50 vs eventstream |\n|---|---:|---:|---:|---:|\n")
+		}
+		rows++
+		if l.Err != "" {
+			w("| %s | error | | | %s |\n", l.Peer, strings.ReplaceAll(l.Err, "|", "\\|"))
+			continue
+		}
+		ratio := "–"
+		if base != nil && base.Err == "" && base.Median.P50 > 0 {
+			ratio = fmt.Sprintf("%.2f×", float64(l.Median.P50)/float64(base.Median.P50))
+		}
+		w("| %s | %s | %s | %d | %s |\n", l.Peer, fmtDur(l.Median.P50), fmtDur(l.Median.P99), l.Median.Samples, ratio)
+	}
+	if rows == 0 {
+		w("Not measured in this run.\n\n")
+		return
+	}
+	w("\n*p50 vs eventstream* is the peer's median latency ÷ eventstream's: < 1 means the peer is quicker.\n\n")
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d >= time.Microsecond:
+		return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+	}
+	return fmt.Sprintf("%d ns", d.Nanoseconds())
+}
