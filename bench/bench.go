@@ -49,6 +49,9 @@ type Sample struct {
 	// Mallocs is the number of heap allocations of this process during the
 	// timed part (the broker runs in another process).
 	Mallocs uint64
+	// CPU is the CPU time of this process during the timed part, and
+	// BrokerCPU that of the broker process (Kafka; 0 when unknown).
+	CPU, BrokerCPU time.Duration
 	// Startup is, for Kafka consumption, the time from subscribing until
 	// a one-message backlog reached the handler (group join and first
 	// fetch); it is not part of Elapsed.
@@ -79,6 +82,19 @@ func (s Sample) AllocsPerEvent() float64 {
 	return float64(s.Mallocs) / float64(s.Events)
 }
 
+// CPUPerEvent is this process's CPU time per emitted (or consumed) event.
+func (s Sample) CPUPerEvent() time.Duration { return perEvent(s.CPU, s.Events) }
+
+// BrokerCPUPerEvent is the broker's CPU time per event.
+func (s Sample) BrokerCPUPerEvent() time.Duration { return perEvent(s.BrokerCPU, s.Events) }
+
+func perEvent(d time.Duration, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return d / time.Duration(n)
+}
+
 // NotApplicable is returned when a peer does not support a scenario.
 type NotApplicable struct{ Reason string }
 
@@ -98,7 +114,8 @@ func IsNA(err error) (string, bool) {
 }
 
 // Median returns the sample with the median elapsed time per event; its
-// Mallocs and Startup are the medians of their own.
+// Mallocs, CPU, BrokerCPU (per event) and Startup are the medians of their
+// own.
 func Median(samples []Sample) Sample {
 	if len(samples) == 0 {
 		return Sample{}
@@ -110,12 +127,18 @@ func Median(samples []Sample) Sample {
 	m := s[len(s)/2]
 	allocs := make([]float64, len(s))
 	starts := make([]float64, len(s))
+	cpu := make([]float64, len(s))
+	bcpu := make([]float64, len(s))
 	for i, x := range s {
 		allocs[i] = x.AllocsPerEvent()
 		starts[i] = float64(x.Startup)
+		cpu[i] = float64(x.CPU) / float64(max(x.Events, 1))
+		bcpu[i] = float64(x.BrokerCPU) / float64(max(x.Events, 1))
 	}
 	m.Mallocs = uint64(medianFloat(allocs) * float64(m.Events))
 	m.Startup = time.Duration(medianFloat(starts))
+	m.CPU = time.Duration(medianFloat(cpu) * float64(m.Events))
+	m.BrokerCPU = time.Duration(medianFloat(bcpu) * float64(m.Events))
 	return m
 }
 

@@ -45,6 +45,9 @@ func kafkaEnv(b *testing.B) *KafkaEnv {
 			addrs = testBroker.Addrs
 		}
 		testEnv, envErr = NewKafkaEnv(addrs, KafkaPartitions)
+		if envErr == nil && testBroker != nil {
+			testEnv.BrokerPid = testBroker.Pid()
+		}
 	})
 	if envErr != nil {
 		b.Fatal(envErr)
@@ -110,6 +113,10 @@ func report(b *testing.B, s Sample) {
 	b.ReportMetric(s.NsPerEvent(), "ns/event")
 	b.ReportMetric(s.PerSec(), "events/s")
 	b.ReportMetric(s.AllocsPerEvent(), "mallocs/event")
+	b.ReportMetric(float64(s.CPUPerEvent().Nanoseconds()), "cpu-ns/event")
+	if s.BrokerCPU > 0 {
+		b.ReportMetric(float64(s.BrokerCPUPerEvent().Nanoseconds()), "broker-cpu-ns/event")
+	}
 }
 
 // BenchmarkMemoryLatency reports unloaded Emit→handler latency percentiles.

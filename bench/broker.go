@@ -136,9 +136,12 @@ type KafkaEnv struct {
 	Brokers []string
 	// Partitions is the partition count of every topic the run creates.
 	Partitions int
-	admin      *kgo.Client
-	seq        atomic.Int64
-	run        string
+	// BrokerPid is the broker's process id when it runs on this machine
+	// (StartBroker), so that its CPU time can be measured; 0 otherwise.
+	BrokerPid int
+	admin     *kgo.Client
+	seq       atomic.Int64
+	run       string
 }
 
 // NewKafkaEnv connects to brokers; topics it creates get partitions

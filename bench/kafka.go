@@ -130,15 +130,15 @@ func KafkaProduce(env *KafkaEnv, p KafkaPeer, sc Scenario) (Sample, error) {
 		return Sample{}, fmt.Errorf("%s: warm-up: %w", p.Name, err)
 	}
 	runtime.GC()
-	m0 := mallocs()
+	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
 	start := time.Now()
 	err = runProducers(sc.Producers, sc.Events, send)
 	elapsed := time.Since(start)
-	m1 := mallocs()
+	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return Sample{Events: sc.Events, Elapsed: elapsed, Mallocs: m1 - m0}, nil
+	return Sample{Events: sc.Events, Elapsed: elapsed, Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
 }
 
 // KafkaPreload creates a topic holding n messages of size bytes written in
@@ -183,11 +183,13 @@ func KafkaConsume(env *KafkaEnv, p KafkaPeer, topic, joinTopic string, sc Scenar
 		m = full.Mallocs - join.Mallocs
 	}
 	return Sample{
-		Events:  sc.Events,
-		Handled: full.Handled,
-		Elapsed: elapsed,
-		Mallocs: m,
-		Startup: join.Elapsed,
+		Events:    sc.Events,
+		Handled:   full.Handled,
+		Elapsed:   elapsed,
+		Mallocs:   m,
+		CPU:       max(0, full.CPU-join.CPU),
+		BrokerCPU: max(0, full.BrokerCPU-join.BrokerCPU),
+		Startup:   join.Elapsed,
 	}, nil
 }
 
@@ -200,14 +202,14 @@ func consumeOnce(env *KafkaEnv, p KafkaPeer, topic string, groups, concurrency, 
 	}
 	c := newCounter(int64(n * groups))
 	runtime.GC()
-	m0 := mallocs()
+	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
 	start := time.Now()
 	cons, err := p.newConsumer(env, topic, names, concurrency, c.add)
 	if err != nil {
 		return Sample{}, err
 	}
 	err = c.wait(3 * time.Minute)
-	m1 := mallocs()
+	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
 	if cerr := cons.close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -215,7 +217,7 @@ func consumeOnce(env *KafkaEnv, p KafkaPeer, topic string, groups, concurrency, 
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
 	end := time.Unix(0, c.last.Load())
-	return Sample{Events: n, Handled: c.n.Load(), Elapsed: end.Sub(start), Mallocs: m1 - m0}, nil
+	return Sample{Events: n, Handled: c.n.Load(), Elapsed: end.Sub(start), Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
 }
 
 // KafkaLatency measures n unloaded publish→handler latencies with one

@@ -89,21 +89,21 @@ func MemoryThroughput(p MemoryPeer, sc Scenario) (Sample, error) {
 	c := newCounter(int64(sc.Events * sc.Groups))
 	cur.Store(c)
 	runtime.GC()
-	m0 := mallocs()
+	m0, cpu0 := mallocs(), selfCPU()
 	start := time.Now()
 	err = runProducers(sc.Producers, sc.Events, emit)
 	if err == nil {
 		err = c.wait(2 * time.Minute)
 	}
 	elapsed := time.Since(start)
-	m1 := mallocs()
+	m1, cpu1 := mallocs(), selfCPU()
 	if cerr := t.close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return Sample{Events: sc.Events, Handled: c.n.Load(), Elapsed: elapsed, Mallocs: m1 - m0}, nil
+	return Sample{Events: sc.Events, Handled: c.n.Load(), Elapsed: elapsed, Mallocs: m1 - m0, CPU: cpu1 - cpu0}, nil
 }
 
 // MemoryLatency measures n unloaded Emit→handler latencies with one

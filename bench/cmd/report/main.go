@@ -89,7 +89,7 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 
-	r := &runner{o: o, plan: newPlan(o.quick), started: time.Now()}
+	r := &runner{o: o, plan: newPlan(o.quick), started: time.Now(), machine: describeMachine()}
 	r.runMemory()
 	if err := r.runKafka(); err != nil {
 		return err
@@ -181,7 +181,7 @@ type runner struct {
 	cases             []testCase
 	results           map[string]*result // section/case/peer
 	lat               []*latResult
-	kafkaNote         string
+	machine           machine
 	brokerInfo        string
 }
 
@@ -395,6 +395,7 @@ func (r *runner) runKafka() error {
 		return nil
 	}
 	var brokers []string
+	pid := 0
 	if r.o.brokers != "" {
 		brokers = strings.Split(r.o.brokers, ",")
 		r.brokerInfo = "external broker(s) " + r.o.brokers
@@ -405,6 +406,7 @@ func (r *runner) runKafka() error {
 		}
 		defer b.Close()
 		brokers = b.Addrs
+		pid = b.Pid()
 		r.brokerInfo = fmt.Sprintf("embedded kfake (kafkatest.Start, 1 broker) in a child process (pid %d) at %s", b.Pid(), strings.Join(b.Addrs, ","))
 	}
 	r.logf("kafka: %s", r.brokerInfo)
@@ -413,6 +415,7 @@ func (r *runner) runKafka() error {
 		return err
 	}
 	defer env.Close()
+	env.BrokerPid = pid
 
 	for _, tc := range produce {
 		for rep := 1; rep <= r.o.reps; rep++ {

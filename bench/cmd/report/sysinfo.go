@@ -35,8 +35,16 @@ func describeMachine() machine {
 	m.MemGiB = memTotalGiB()
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
-		if st, err := exec.Command("git", "status", "--porcelain", "--", "..").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
-			m.Commit += " (with uncommitted changes)"
+		// Tracked library files changed since the commit (this module and
+		// the generated report excluded) make the commit an approximation.
+		top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+		if err == nil {
+			root := strings.TrimSpace(string(top))
+			err := exec.Command("git", "-C", root, "diff", "--quiet", "HEAD", "--", ".",
+				":(exclude)bench", ":(exclude)docs/benchmarks.md", ":(exclude)docs/benchmarks").Run()
+			if err != nil {
+				m.Commit += " plus uncommitted changes"
+			}
 		}
 	}
 	want := []string{
