@@ -465,3 +465,48 @@ func joinNonNil(errs ...error) error {
 	}
 	return errors.New(strings.Join(out, "; "))
 }
+
+// KafkaRecordSize publishes one message of size payload bytes with p and
+// reads it back: it returns the size of the record's value and of its
+// headers (keys plus values) as stored by the broker.
+func KafkaRecordSize(env *KafkaEnv, p KafkaPeer, size int) (value, headers int, err error) {
+	topic, err := env.NewTopic(p.Name + "-size")
+	if err != nil {
+		return 0, 0, err
+	}
+	prod, err := p.newProducer(env, topic)
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = prod.send(ctx, newData(size))
+	_ = prod.close()
+	if err != nil {
+		return 0, 0, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		var r *kgo.Record
+		fs.EachRecord(func(x *kgo.Record) {
+			if r == nil {
+				r = x
+			}
+		})
+		if r != nil {
+			for _, h := range r.Headers {
+				headers += len(h.Key) + len(h.Value)
+			}
+			return len(r.Value), headers, nil
+		}
+	}
+}

@@ -87,6 +87,7 @@ func groupedBars(file, title, ylabel string, categories []string, ss []series) e
 		p.Legend.Add(s.name, bars)
 	}
 	p.NominalX(categories...)
+	p.X.Min, p.X.Max = -0.6, float64(len(categories))-0.4
 	return p.Save(vg.Length(max(8, 1.4*float64(len(categories))))*vg.Inch, 5*vg.Inch, file)
 }
 

@@ -183,6 +183,7 @@ type runner struct {
 	lat               []*latResult
 	machine           machine
 	brokerInfo        string
+	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
 }
 
 func key(section, c, peer string) string { return section + "/" + c + "/" + peer }
@@ -379,7 +380,7 @@ func (r *runner) anyKafkaSelected() bool {
 		}
 	}
 	for _, p := range bench.KafkaPeers() {
-		if r.selected("kafka-latency", "latency", p.Name) {
+		if r.selected("kafka-latency", "latency", p.Name) || r.selected("kafka-produce", "record-size", p.Name) {
 			return true
 		}
 	}
@@ -416,6 +417,22 @@ func (r *runner) runKafka() error {
 	}
 	defer env.Close()
 	env.BrokerPid = pid
+
+	// What each peer actually stores per message.
+	r.recordSizes = map[string][2]int{}
+	for _, p := range bench.KafkaPeers() {
+		if !r.selected("kafka-produce", "record-size", p.Name) && !r.selected("kafka-consume", "record-size", p.Name) {
+			continue
+		}
+		for _, size := range r.plan.payloads {
+			v, h, err := bench.KafkaRecordSize(env, p, size)
+			if err != nil {
+				r.logf("record size %s: %v", p.Name, err)
+				continue
+			}
+			r.recordSizes[fmt.Sprintf("%s/%d", p.Name, size)] = [2]int{v, h}
+		}
+	}
 
 	for _, tc := range produce {
 		for rep := 1; rep <= r.o.reps; rep++ {

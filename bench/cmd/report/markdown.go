@@ -356,6 +356,7 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 	}
 	r.latencyTable(&b, "memory", bench.PeerEventstream)
 
+	r.recordSizeTable(&b)
 	w("## Kafka: produce\n\n")
 	if f, ok := charts["kafka-produce"]; ok {
 		w("![kafka produce](%s/%s)\n\n", chartRel, f)
@@ -415,6 +416,36 @@ func (r *runner) overhead(b *strings.Builder) {
 	fmt.Fprintf(b, "| Scenario | adapter alone ÷ bus (throughput) | client CPU µs/msg, bus / adapter | allocs/msg, bus / adapter | broker CPU µs/msg, bus / adapter |\n|---|---:|---:|---:|---:|\n")
 	for _, l := range lines {
 		fmt.Fprintln(b, l)
+	}
+	fmt.Fprintln(b)
+}
+
+// recordSizeTable shows what each peer stores per message.
+func (r *runner) recordSizeTable(b *strings.Builder) {
+	if len(r.recordSizes) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Kafka: record size on the broker\n\n")
+	fmt.Fprintf(b, "Bytes of the stored record value (and of its headers) for one message of each payload size: every peer is given the same payload bytes, but eventstream wraps them in a CloudEvents envelope.\n\n")
+	fmt.Fprintf(b, "| Peer |")
+	for _, size := range r.plan.payloads {
+		fmt.Fprintf(b, " %s payload: value (headers) |", sizeLabel(size))
+	}
+	fmt.Fprintf(b, "\n|---|")
+	for range r.plan.payloads {
+		fmt.Fprintf(b, "---:|")
+	}
+	fmt.Fprintln(b)
+	for _, p := range kafkaPeerNames() {
+		fmt.Fprintf(b, "| %s |", p)
+		for _, size := range r.plan.payloads {
+			if v, ok := r.recordSizes[fmt.Sprintf("%s/%d", p, size)]; ok {
+				fmt.Fprintf(b, " %d B (%d B) |", v[0], v[1])
+			} else {
+				fmt.Fprintf(b, " – |")
+			}
+		}
+		fmt.Fprintln(b)
 	}
 	fmt.Fprintln(b)
 }
