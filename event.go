@@ -137,13 +137,43 @@ func Typed[T any](fn func(ctx context.Context, e *Event, payload T) error) Handl
 }
 
 // idGen makes time-ordered, unique UUIDv7 identifiers: 48 bits of Unix
-// milliseconds, then 74 bits made of a random per-bus prefix and a counter,
-// so IDs from one bus sort in creation order and IDs from different buses
-// collide only if their 26-bit random prefixes and counters do.
+// milliseconds, the version, 12 + 14 random bits fixed per generator, the
+// variant, and a 48-bit counter, so IDs from one bus sort in creation order
+// and IDs from different buses collide only if their 26 random bits and
+// counters do.
+//
+// In the canonical 8-4-4-4-12 form the first 13 characters depend only on the
+// millisecond, the next 11 only on the generator and the last 12 on the
+// counter; the first two parts are formatted once and copied.
 type idGen struct {
-	prefix  uint64 // random, 26 bits
 	counter atomic.Uint64
 	clock   atomic.Pointer[time.Time] // see now
+	msPart  atomic.Pointer[msPrefix]  // ID characters [0, 13) of the latest millisecond
+	mid     [11]byte                  // ID characters [13, 24)
+}
+
+type msPrefix struct {
+	ms int64
+	s  [13]byte
+}
+
+const hexDigits = "0123456789abcdef"
+
+func newIDGen() *idGen {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	g := &idGen{}
+	g.counter.Store(binary.BigEndian.Uint64(b[8:]) & (1<<40 - 1))
+	r := binary.BigEndian.Uint32(b[:4])
+	// bytes 6-7: version 7 and 12 random bits; bytes 8-9: variant and 14
+	// random bits.
+	u := [4]byte{0x70 | byte(r>>28)&0x0f, byte(r >> 20), 0x80 | byte(r>>14)&0x3f, byte(r >> 6)}
+	g.mid[0], g.mid[5], g.mid[10] = '-', '-', '-'
+	for i, c := range u {
+		j := 1 + 2*i + i/2 // 1, 3, 6, 8
+		g.mid[j], g.mid[j+1] = hexDigits[c>>4], hexDigits[c&0x0f]
+	}
+	return g
 }
 
 // now returns the current time, like time.Now, with one clock read instead
@@ -162,35 +192,28 @@ func (g *idGen) now() time.Time {
 	return t
 }
 
-func newIDGen() *idGen {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	g := &idGen{prefix: binary.BigEndian.Uint64(b[:8]) & (1<<26 - 1)}
-	g.counter.Store(binary.BigEndian.Uint64(b[8:]) & (1<<40 - 1))
-	return g
-}
-
-// format writes the next ID for time t into dst in the canonical 36-byte
-// form.
+// format writes the next ID for time t into dst.
 func (g *idGen) format(dst *[36]byte, t time.Time) {
-	var u [16]byte
-	ms := uint64(t.UnixMilli())
-	n := g.counter.Add(1) & (1<<48 - 1)
-	randA := g.prefix >> 14                    // 12 bits
-	randB := (g.prefix&(1<<14-1))<<48 | n      // 62 bits
-	binary.BigEndian.PutUint64(u[0:8], ms<<16) // 48-bit timestamp
-	u[6] = 0x70 | byte(randA>>8)&0x0f          // version 7
-	u[7] = byte(randA)
-	binary.BigEndian.PutUint64(u[8:16], randB)
-	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
-	const digits = "0123456789abcdef"
-	// where byte i of u goes in the 8-4-4-4-12 form
-	const at = "\x00\x02\x04\x06\x09\x0b\x0e\x10\x13\x15\x18\x1a\x1c\x1e\x20\x22"
-	for i, c := range u {
-		j := int(at[i])
-		dst[j], dst[j+1] = digits[c>>4], digits[c&0x0f]
+	ms := t.UnixMilli()
+	p := g.msPart.Load()
+	if p == nil || p.ms != ms {
+		p = &msPrefix{ms: ms}
+		var u [8]byte
+		binary.BigEndian.PutUint64(u[:], uint64(ms)<<16)
+		for i, c := range u[:6] {
+			j := 2*i + i/4 // 0, 2, 4, 6, 9, 11
+			p.s[j], p.s[j+1] = hexDigits[c>>4], hexDigits[c&0x0f]
+		}
+		p.s[8] = '-'
+		g.msPart.Store(p)
 	}
-	dst[8], dst[13], dst[18], dst[23] = '-', '-', '-', '-'
+	copy(dst[0:13], p.s[:])
+	copy(dst[13:24], g.mid[:])
+	n := g.counter.Add(1)
+	for i := 35; i >= 24; i-- {
+		dst[i] = hexDigits[n&0x0f]
+		n >>= 4
+	}
 }
 
 // eventBox holds an Event together with the bytes of its ID so that a new

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,7 +421,14 @@ func TestUnmarshalMemory(t *testing.T) {
 func TestEventIDsAreTimeOrderedAndUnique(t *testing.T) {
 	bus := newMemoryBus(t, nil)
 	ids := make(chan string, 1000)
-	_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error { ids <- e.ID; return nil })
+	_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error {
+		ms, err := strconv.ParseInt(strings.ReplaceAll(e.ID[:13], "-", ""), 16, 64)
+		if err != nil || ms != e.Time.UnixMilli() {
+			return fmt.Errorf("ID %s does not start with the event time %v", e.ID, e.Time)
+		}
+		ids <- e.ID
+		return nil
+	})
 	require.NoError(t, err)
 	for i := range 1000 {
 		require.NoError(t, bus.Emit(context.Background(), "t", i))
@@ -430,6 +439,7 @@ func TestEventIDsAreTimeOrderedAndUnique(t *testing.T) {
 		id := <-ids
 		require.Len(t, id, 36)
 		require.Equal(t, byte('7'), id[14], "UUID version 7: %s", id)
+		require.Contains(t, "89ab", string(id[19]), "RFC 9562 variant: %s", id)
 		require.False(t, seen[id])
 		seen[id] = true
 		require.Greater(t, id, prev)
