@@ -159,9 +159,12 @@ func (r *runner) writeCharts(dir string) (map[string]string, error) {
 		func(testCase) bool { return true }, kLabel); err != nil {
 		return nil, err
 	}
-	for _, sec := range []struct{ key, section, file, title string }{
-		{"latency-memory", "memory", "latency-memory.png", "In-process Emit→handler latency, unloaded (lower is better)"},
-		{"latency-kafka", "kafka", "latency-kafka.png", "Kafka Emit→handler latency, unloaded (lower is better)"},
+	for _, sec := range []struct {
+		key, section, file, title, unit string
+		div                             float64
+	}{
+		{"latency-memory", "memory", "latency-memory.png", "In-process Emit→handler latency, unloaded (lower is better)", "nanoseconds", 1},
+		{"latency-kafka", "kafka", "latency-kafka.png", "Kafka Emit→handler latency, unloaded (lower is better)", "microseconds", 1e3},
 	} {
 		var cats []string
 		p50 := series{name: "p50"}
@@ -171,13 +174,13 @@ func (r *runner) writeCharts(dir string) (map[string]string, error) {
 				continue
 			}
 			cats = append(cats, wrapName(l.Peer))
-			p50.values = append(p50.values, float64(l.Median.P50.Nanoseconds())/1e3)
-			p99.values = append(p99.values, float64(l.Median.P99.Nanoseconds())/1e3)
+			p50.values = append(p50.values, float64(l.Median.P50.Nanoseconds())/sec.div)
+			p99.values = append(p99.values, float64(l.Median.P99.Nanoseconds())/sec.div)
 		}
 		if len(cats) == 0 {
 			continue
 		}
-		if err := groupedBars(filepath.Join(dir, sec.file), sec.title, "microseconds", cats, []series{p50, p99}); err != nil {
+		if err := groupedBars(filepath.Join(dir, sec.file), sec.title, sec.unit, cats, []series{p50, p99}); err != nil {
 			return nil, err
 		}
 		out[sec.key] = sec.file

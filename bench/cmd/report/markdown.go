@@ -52,6 +52,16 @@ func (g goal) miss(v float64) string {
 	}
 }
 
+// fmtValue formats a measured goal value, with an extra digit when two
+// would hide on which side of the limit it is.
+func (g goal) fmtValue(v float64) string {
+	out := fmtRatio(v, g.Unit)
+	if out == fmtRatio(g.Limit, g.Unit) && !g.met(v) {
+		out = fmt.Sprintf("%.3f%s", v, g.Unit)
+	}
+	return out
+}
+
 func trimFloat(v float64) string {
 	s := fmt.Sprintf("%.2f", v)
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
@@ -210,11 +220,11 @@ func (ge goalEval) summary() (result, verdict string) {
 			if !ge.met(v) {
 				mark = "❌"
 			}
-			parts = append(parts, fmt.Sprintf("%s %s %s", shortCase(ge.cases[i]), fmtRatio(v, ge.Unit), mark))
+			parts = append(parts, fmt.Sprintf("%s %s %s", shortCase(ge.cases[i]), ge.fmtValue(v), mark))
 		}
 	}
 	if len(parts) > 4 {
-		result = fmt.Sprintf("met in %d of %d scenarios; worst %s (%s)", met, n, fmtRatio(worst, ge.Unit), ge.cases[worstI].Title)
+		result = fmt.Sprintf("met in %d of %d scenarios; worst %s (%s)", met, n, ge.fmtValue(worst), ge.cases[worstI].Title)
 	} else {
 		result = strings.Join(parts, "; ")
 	}
@@ -308,7 +318,7 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 				if !ge.met(ge.values[i]) {
 					mark = "❌"
 				}
-				w(" %s %s |", fmtRatio(ge.values[i], ge.Unit), mark)
+				w(" %s %s |", ge.fmtValue(ge.values[i]), mark)
 			}
 			w("\n")
 		}
