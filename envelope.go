@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -72,6 +73,9 @@ func checkHeaderName(name string) error {
 // appendEnvelope appends the structured-mode CloudEvent of e, whose payload
 // encodes to data with content type ct, to buf.
 func appendEnvelope(buf []byte, e *Event, ct string, data []byte) ([]byte, error) {
+	if !utf8.ValidString(e.ID) || !utf8.ValidString(e.Source) || !utf8.ValidString(e.Type) || !utf8.ValidString(e.Key) {
+		return nil, fmt.Errorf("%w: event ID, source, type and key must be valid UTF-8 (CloudEvents attributes are strings)", ErrInvalidOption)
+	}
 	buf = append(buf, `{"specversion":"1.0","id":`...)
 	buf = appendString(buf, e.ID)
 	buf = append(buf, `,"source":`...)
@@ -89,6 +93,9 @@ func appendEnvelope(buf []byte, e *Event, ct string, data []byte) ([]byte, error
 	for k, v := range e.Headers {
 		if err := checkHeaderName(k); err != nil {
 			return nil, err
+		}
+		if !utf8.ValidString(v) {
+			return nil, fmt.Errorf("%w: header %q: value is not valid UTF-8", ErrInvalidOption, k)
 		}
 		buf = append(buf, ',', '"')
 		buf = append(buf, k...)
@@ -126,47 +133,197 @@ func appendString(buf []byte, s string) []byte {
 // isEnvelope false, and no error, when b is not a JSON object with a
 // top-level "specversion" attribute: such bytes are a bare payload, not a
 // broken envelope. Errors wrap ErrDecode.
+//
+// The envelope is validated with json.Valid and then split into its
+// top-level members by a small scanner, so that attribute values are
+// substrings of one copy of b and "data" is a sub-slice of b (the Message
+// contract says its value never changes), rather than decoded through
+// reflection into a map.
 func decodeEnvelope(b []byte) (e *Event, isEnvelope bool, err error) {
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"specversion"`)) {
 		return nil, false, nil // cheap rejection of most bare payloads
 	}
-	var attrs map[string]json.RawMessage
-	if json.Unmarshal(b, &attrs) != nil {
+	if !json.Valid(b) {
 		return nil, false, nil
 	}
-	if _, ok := attrs["specversion"]; !ok {
+	var buf [16]member
+	attrs, ok := splitObject(string(b), buf[:0])
+	if !ok {
 		return nil, false, nil
 	}
-	e, err = envelopeEvent(attrs)
+	spec, ok := attrs.take("specversion")
+	if !ok {
+		return nil, false, nil
+	}
+	if v, _ := jsonString(spec); v != "1.0" {
+		return nil, true, fmt.Errorf("%w: CloudEvents specversion %s, want \"1.0\"", ErrDecode, spec)
+	}
+	e, err = envelopeEvent(attrs, b)
 	return e, true, err
 }
 
-// envelopeEvent builds the event of a CloudEvent's attributes.
-func envelopeEvent(attrs map[string]json.RawMessage) (*Event, error) {
+// member is one top-level member of a JSON object: its decoded name, the
+// JSON text of its value and where that text starts in the object.
+type member struct {
+	name, raw string
+	off       int
+}
+
+type members []member
+
+// take returns the value of the last member called name and removes every
+// member of that name.
+func (ms *members) take(name string) (string, bool) {
+	m, found := ms.takeMember(name)
+	return m.raw, found
+}
+
+// takeMember is take returning the whole member.
+func (ms *members) takeMember(name string) (member, bool) {
+	var last member
+	found := false
+	kept := (*ms)[:0]
+	for _, m := range *ms {
+		if m.name == name {
+			last, found = m, true
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	*ms = kept
+	return last, found
+}
+
+// splitObject splits a valid JSON object into its members.
+func splitObject(s string, ms members) (members, bool) {
+	i := skipSpace(s, 0)
+	if i >= len(s) || s[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(s, i+1)
+	for i < len(s) && s[i] != '}' {
+		end := endOfString(s, i)
+		if end < 0 {
+			return nil, false
+		}
+		name, ok := jsonString(s[i:end])
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(s, end)
+		if i >= len(s) || s[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(s, i+1)
+		vend := endOfValue(s, i)
+		if vend < 0 {
+			return nil, false
+		}
+		ms = append(ms, member{name: name, raw: s[i:vend], off: i})
+		i = skipSpace(s, vend)
+		if i < len(s) && s[i] == ',' {
+			i = skipSpace(s, i+1)
+		}
+	}
+	return ms, i < len(s)
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index just past the JSON string starting at
+// s[i], or -1.
+func endOfString(s string, i int) int {
+	if i >= len(s) || s[i] != '"' {
+		return -1
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// endOfValue returns the index just past the JSON value starting at s[i],
+// or -1.
+func endOfValue(s string, i int) int {
+	if i >= len(s) {
+		return -1
+	}
+	switch s[i] {
+	case '"':
+		return endOfString(s, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(s); j++ {
+			switch s[j] {
+			case '"':
+				end := endOfString(s, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(s) && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] != ' ' && s[j] != '\t' && s[j] != '\r' && s[j] != '\n' {
+		j++
+	}
+	return j
+}
+
+// jsonString decodes the JSON string literal raw.
+func jsonString(raw string) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	if strings.IndexByte(raw, '\\') < 0 {
+		return raw[1 : len(raw)-1], true
+	}
+	var v string
+	if json.Unmarshal([]byte(raw), &v) != nil {
+		return "", false
+	}
+	return v, true
+}
+
+// envelopeEvent builds the event of a CloudEvent's attributes; b is the
+// envelope the attributes were split from.
+func envelopeEvent(attrs members, b []byte) (*Event, error) {
 	str := func(name string, required bool) (string, error) {
-		raw, ok := attrs[name]
-		delete(attrs, name)
+		raw, ok := attrs.take(name)
 		if !ok {
 			if required {
 				return "", fmt.Errorf("%w: CloudEvent without %q", ErrDecode, name)
 			}
 			return "", nil
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil || (required && s == "") {
+		s, ok := jsonString(raw)
+		if !ok || (required && s == "") {
 			return "", fmt.Errorf("%w: CloudEvent attribute %q must be a non-empty string", ErrDecode, name)
 		}
 		return s, nil
 	}
 	e := &Event{}
 	var err error
-	var spec, tm string
-	if spec, err = str("specversion", true); err != nil {
-		return nil, err
-	}
-	if spec != "1.0" {
-		return nil, fmt.Errorf("%w: CloudEvents specversion %q, want 1.0", ErrDecode, spec)
-	}
+	var tm string
 	if e.ID, err = str("id", true); err != nil {
 		return nil, err
 	}
@@ -193,45 +350,43 @@ func envelopeEvent(attrs map[string]json.RawMessage) (*Event, error) {
 	if e.Key, err = str("partitionkey", false); err != nil {
 		return nil, err
 	}
-	data, hasData := attrs["data"]
-	b64, hasB64 := attrs["data_base64"]
-	delete(attrs, "data")
-	delete(attrs, "data_base64")
+	dataMember, hasData := attrs.takeMember("data")
+	data := dataMember.raw
+	b64, hasB64 := attrs.take("data_base64")
 	switch {
 	case hasData && hasB64:
 		return nil, fmt.Errorf("%w: CloudEvent has both data and data_base64", ErrDecode)
 	case hasB64:
-		var s string
-		if err := json.Unmarshal(b64, &s); err != nil {
+		s, ok := jsonString(b64)
+		if !ok {
 			return nil, fmt.Errorf("%w: CloudEvent data_base64 is not a string", ErrDecode)
 		}
-		raw, err := base64.StdEncoding.DecodeString(s)
+		raw, err := base64.StdEncoding.AppendDecode(nil, []byte(s))
 		if err != nil {
 			return nil, fmt.Errorf("%w: CloudEvent data_base64: %w", ErrDecode, err)
 		}
 		e.Data = raw
 	case hasData && isJSONType(baseMediaType(e.ContentType)):
-		e.Data = []byte(data)
+		e.Data = b[dataMember.off : dataMember.off+len(data) : dataMember.off+len(data)]
 	case hasData: // non-JSON content in "data" is a JSON string
-		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
+		s, ok := jsonString(data)
+		if !ok {
 			return nil, fmt.Errorf("%w: CloudEvent data for %q must be a string", ErrDecode, e.ContentType)
 		}
 		e.Data = []byte(s)
 	default:
 		e.Data = []byte(nil)
 	}
-	delete(attrs, "dataschema")
-	delete(attrs, "subject")
-	for k, raw := range attrs {
+	attrs.take("dataschema")
+	attrs.take("subject")
+	for _, m := range attrs {
 		if e.Headers == nil {
 			e.Headers = make(map[string]string, len(attrs))
 		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			e.Headers[k] = s
+		if s, ok := jsonString(m.raw); ok {
+			e.Headers[m.name] = s
 		} else {
-			e.Headers[k] = string(raw)
+			e.Headers[m.name] = m.raw
 		}
 	}
 	return e, nil
