@@ -24,9 +24,8 @@ type distributedBus struct {
 	bg     sync.WaitGroup
 }
 
-// job is one message on its way through a subscription's pool. When the
-// adapter carries keys natively the message is decoded by the worker;
-// otherwise the reader decodes it to find the key.
+// job is one message on its way through a subscription's pool, decoded by
+// the reader or by the worker (see distSub.read).
 type job struct {
 	msg     Message
 	ev      *Event
@@ -237,7 +236,11 @@ func (b *distributedBus) On(topic string, h Handler, opts ...SubscribeOption) (S
 // read moves messages from the adapter into the worker pool.
 func (s *distSub) read(msgs <-chan Message) {
 	defer close(s.readDone)
-	keyed := s.bus.rp != nil
+	// The reader decodes when the key is only known after decoding (the
+	// adapter carries no keys) and when there is a single worker, which then
+	// handles one message while the reader decodes the next. With several
+	// workers and native keys the workers decode in parallel.
+	decodeHere := s.bus.rp == nil || s.cfg.Concurrency == 1
 	for {
 		var m Message
 		var ok bool
@@ -256,7 +259,7 @@ func (s *distSub) read(msgs <-chan Message) {
 		}
 		j := job{msg: m}
 		var q chan job
-		if keyed {
+		if !decodeHere {
 			q = s.pool.queueBytes(m.Key())
 		} else {
 			j.ev, j.err = s.bus.decode(m)

@@ -134,17 +134,14 @@ func appendString(buf []byte, s string) []byte {
 // top-level "specversion" attribute: such bytes are a bare payload, not a
 // broken envelope. Errors wrap ErrDecode.
 //
-// The envelope is validated with json.Valid and then split into its
-// top-level members by a small scanner, so that attribute values are
-// substrings of one copy of b and "data" is a sub-slice of b (the Message
-// contract says its value never changes), rather than decoded through
-// reflection into a map.
+// A small scanner splits the object into its top-level members, checking
+// the JSON grammar as it goes (nested values with json.Valid), so attribute
+// values are substrings of one copy of b and "data" is a sub-slice of b (the
+// Message contract says its value never changes), rather than decoded
+// through reflection into a map.
 func decodeEnvelope(b []byte) (e *Event, isEnvelope bool, err error) {
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"specversion"`)) {
 		return nil, false, nil // cheap rejection of most bare payloads
-	}
-	if !json.Valid(b) {
-		return nil, false, nil
 	}
 	var buf [16]member
 	attrs, ok := splitObject(string(b), buf[:0])
@@ -194,14 +191,18 @@ func (ms *members) takeMember(name string) (member, bool) {
 	return last, found
 }
 
-// splitObject splits a valid JSON object into its members.
+// splitObject splits the JSON object s into its members. It reports false
+// unless s is a valid JSON object (surrounded by optional whitespace).
 func splitObject(s string, ms members) (members, bool) {
 	i := skipSpace(s, 0)
 	if i >= len(s) || s[i] != '{' {
 		return nil, false
 	}
 	i = skipSpace(s, i+1)
-	for i < len(s) && s[i] != '}' {
+	if i < len(s) && s[i] == '}' {
+		return ms, skipSpace(s, i+1) == len(s)
+	}
+	for {
 		end := endOfString(s, i)
 		if end < 0 {
 			return nil, false
@@ -216,16 +217,28 @@ func splitObject(s string, ms members) (members, bool) {
 		}
 		i = skipSpace(s, i+1)
 		vend := endOfValue(s, i)
-		if vend < 0 {
+		if vend <= i {
 			return nil, false
 		}
-		ms = append(ms, member{name: name, raw: s[i:vend], off: i})
+		raw := s[i:vend]
+		if raw[0] == '"' {
+			if _, ok := jsonString(raw); !ok {
+				return nil, false
+			}
+		} else if !json.Valid([]byte(raw)) { // objects, arrays, literals
+			return nil, false
+		}
+		ms = append(ms, member{name: name, raw: raw, off: i})
 		i = skipSpace(s, vend)
-		if i < len(s) && s[i] == ',' {
+		switch {
+		case i < len(s) && s[i] == ',':
 			i = skipSpace(s, i+1)
+		case i < len(s) && s[i] == '}':
+			return ms, skipSpace(s, i+1) == len(s)
+		default:
+			return nil, false
 		}
 	}
-	return ms, i < len(s)
 }
 
 func skipSpace(s string, i int) int {
@@ -295,6 +308,11 @@ func jsonString(raw string) (string, bool) {
 		return "", false
 	}
 	if strings.IndexByte(raw, '\\') < 0 {
+		for i := 1; i < len(raw)-1; i++ {
+			if raw[i] < 0x20 { // control characters must be escaped
+				return "", false
+			}
+		}
 		return raw[1 : len(raw)-1], true
 	}
 	var v string
