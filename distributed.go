@@ -102,7 +102,15 @@ func (b *distributedBus) send(ctx context.Context, e *Event) error {
 		if e.Key != "" {
 			key = []byte(e.Key)
 		}
-		err = b.rp.PublishRecord(ctx, e.Topic, Record{Key: key, Value: env, Headers: b.hdr, Time: e.Time})
+		hdr := b.hdr
+		if len(e.Headers) > 0 { // also as broker headers, for consumers that do not read the envelope
+			hdr = make(map[string]string, len(e.Headers)+1)
+			for k, v := range e.Headers {
+				hdr[k] = v
+			}
+			hdr["content-type"] = CloudEventsContentType
+		}
+		err = b.rp.PublishRecord(ctx, e.Topic, Record{Key: key, Value: env, Headers: hdr, Time: e.Time})
 	} else {
 		err = b.ad.Publish(ctx, e.Topic, env)
 	}

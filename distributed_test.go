@@ -145,7 +145,8 @@ func TestEnvelopeIsCloudEvent(t *testing.T) {
 	assert.Equal(t, "k", ce.Extensions()["partitionkey"])
 	assert.Equal(t, "x", ce.Extensions()["tenant"])
 	assert.JSONEq(t, `{"n":1}`, string(ce.Data()))
-	assert.Equal(t, eventstream.CloudEventsContentType, m.(eventstream.HeaderCarrier).Headers()["content-type"])
+	assert.Equal(t, map[string]string{"content-type": eventstream.CloudEventsContentType, "tenant": "x"},
+		m.(eventstream.HeaderCarrier).Headers(), "headers also travel as broker headers")
 	assert.Equal(t, []byte("k"), m.Key())
 
 	err = bus.Emit(context.Background(), "t", 1, eventstream.WithHeader("Bad-Name", "x"))

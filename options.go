@@ -69,10 +69,12 @@ func WithKey(key string) EmitOption {
 	return func(e *Event) { e.Key = key }
 }
 
-// WithHeader adds one header to the event. In distributed mode header names
-// travel as CloudEvents extension attributes, so they must be made of
-// lowercase ASCII letters and digits (at most 20 is recommended) and must not
-// be a CloudEvents attribute name such as "id" or "data"; otherwise Emit returns an error wrapping ErrInvalidOption.
+// WithHeader adds one header to the event. In distributed mode headers
+// travel as CloudEvents extension attributes (and also as broker headers when
+// the adapter implements RecordPublisher), so names must be made of lowercase
+// ASCII letters and digits (at most 20 is recommended) and must not be a
+// CloudEvents attribute name such as "id" or "data", and values must be valid
+// UTF-8; otherwise Emit returns an error wrapping ErrInvalidOption.
 func WithHeader(name, value string) EmitOption {
 	return func(e *Event) {
 		if e.Headers == nil {
