@@ -51,15 +51,20 @@ type DeadLetter struct {
 	Value    []byte `json:"value"`
 }
 
-var reservedAttributes = map[string]bool{
-	"specversion": true, "id": true, "source": true, "type": true, "time": true,
-	"datacontenttype": true, "dataschema": true, "subject": true, "data": true,
-	"data_base64": true, "partitionkey": true,
+// reservedAttribute reports whether name is a CloudEvents context attribute
+// or member name that a header must not take.
+func reservedAttribute(name string) bool {
+	switch name {
+	case "specversion", "id", "source", "type", "time", "datacontenttype", "dataschema",
+		"subject", "data", "data_base64", "partitionkey":
+		return true
+	}
+	return false
 }
 
 // checkHeaderName reports whether name can travel as an extension attribute.
 func checkHeaderName(name string) error {
-	if name == "" || reservedAttributes[name] {
+	if name == "" || reservedAttribute(name) {
 		return fmt.Errorf("%w: header name %q is empty or a CloudEvents attribute", ErrInvalidOption, name)
 	}
 	for i := 0; i < len(name); i++ {
