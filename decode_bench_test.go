@@ -15,9 +15,8 @@ func (m fakeMsg) Key() []byte          { return nil }
 func BenchmarkDecodeEnvelope(b *testing.B) {
 	for _, ser := range []Serializer{JSONSerializer{}, RawSerializer{}} {
 		b.Run(ser.ContentType(), func(b *testing.B) {
-			c := &core{cfg: DefaultDistributedConfig(), ids: newIDGen()}
-			c.cfg.Distributed.Serializer = ser
-			bus := &distributedBus{core: c, ser: ser}
+			c := &core{cfg: DefaultDistributedConfig(), ids: newIDGen(), ser: ser}
+			bus := &distributedBus{core: c}
 			var payload any = make([]byte, 100)
 			if _, ok := ser.(JSONSerializer); ok {
 				payload = map[string]string{"a": "0123456789012345678901234567890123456789", "b": "01234567890123456789012345678901234567890123456789"}

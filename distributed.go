@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -14,14 +13,12 @@ import (
 type distributedBus struct {
 	*core
 	ad  MQAdapter
-	rp  RecordPublisher // ad as a RecordPublisher, or nil
-	ser Serializer
+	rp  RecordPublisher   // ad as a RecordPublisher, or nil
 	hdr map[string]string // native headers of every published envelope; read-only
 
-	mu     sync.Mutex
-	closed atomic.Bool
-	live   map[*distSub]struct{}
-	bg     sync.WaitGroup
+	mu   sync.Mutex
+	live map[*distSub]struct{}
+	bg   sync.WaitGroup
 }
 
 // job is one message on its way through a subscription's pool, decoded by
@@ -56,35 +53,13 @@ func newDistributedBus(c *core) *distributedBus {
 	b := &distributedBus{
 		core: c,
 		ad:   c.cfg.Distributed.MQAdapter,
-		ser:  c.cfg.Distributed.Serializer,
 		hdr:  map[string]string{"content-type": CloudEventsContentType},
 		live: make(map[*distSub]struct{}),
 	}
 	b.rp, _ = b.ad.(RecordPublisher)
+	c.ser = c.cfg.Distributed.Serializer
+	c.deliver = b.send
 	return b
-}
-
-// Emit implements Bus.
-func (b *distributedBus) Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error {
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	e, err := b.buildEvent(topic, payload, opts, b.ser)
-	if err != nil {
-		return err
-	}
-	return b.send(ctx, e)
-}
-
-// Publish implements Bus.
-func (b *distributedBus) Publish(ctx context.Context, e *Event) error {
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	if err := b.fillEvent(e, b.ser); err != nil {
-		return err
-	}
-	return b.send(ctx, e)
 }
 
 // send encodes e into its envelope and publishes it.
@@ -450,9 +425,6 @@ func (b *distributedBus) Off(sub Subscription) error {
 	}
 	return s.finish(time.Now().Add(b.cfg.DrainTimeout))
 }
-
-// Stats implements Bus.
-func (b *distributedBus) Stats() Stats { return b.core.Stats() }
 
 // Close implements Bus.
 func (b *distributedBus) Close() error {

@@ -115,14 +115,41 @@ func New(cfg Config) (Bus, error) {
 // core is what both bus implementations share: config, counters, IDs and
 // the handler runner.
 type core struct {
-	cfg Config
-	log *slog.Logger
-	ids *idGen
+	cfg     Config
+	log     *slog.Logger
+	ids     *idGen
+	ser     Serializer                          // decodes (and in distributed mode encodes) payloads
+	deliver func(context.Context, *Event) error // queues (memory) or publishes (distributed) an event
+	closed  atomic.Bool
 
 	emitted, delivered, retried, failed, deadLettered atomic.Uint64
 	inFlight, subs                                    atomic.Int64
 }
 
+// Emit implements Bus.
+func (c *core) Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	e, err := c.buildEvent(topic, payload, opts, c.ser)
+	if err != nil {
+		return err
+	}
+	return c.deliver(ctx, e)
+}
+
+// Publish implements Bus.
+func (c *core) Publish(ctx context.Context, e *Event) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if err := c.fillEvent(e, c.ser); err != nil {
+		return err
+	}
+	return c.deliver(ctx, e)
+}
+
+// Stats implements Bus.
 func (c *core) Stats() Stats {
 	return Stats{
 		Emitted:       c.emitted.Load(),

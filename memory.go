@@ -14,11 +14,9 @@ import (
 // memoryBus delivers events between goroutines of one process.
 type memoryBus struct {
 	*core
-	ser  Serializer
 	seed maphash.Seed
 
-	mu     sync.Mutex // guards the fields below and routes updates
-	closed atomic.Bool
+	mu     sync.Mutex                      // guards the fields below and routes updates
 	groups map[string]map[string]*memGroup // topic -> group name -> group
 	live   map[*memSub]struct{}
 	nextID uint64
@@ -57,36 +55,14 @@ func (s *memSub) Group() string { return s.group }
 func newMemoryBus(c *core) *memoryBus {
 	b := &memoryBus{
 		core:   c,
-		ser:    c.cfg.Memory.Serializer,
 		seed:   maphash.MakeSeed(),
 		groups: make(map[string]map[string]*memGroup),
 		live:   make(map[*memSub]struct{}),
 	}
 	b.routes.Store(&map[string][]*memGroup{})
+	c.ser = c.cfg.Memory.Serializer
+	c.deliver = b.deliver
 	return b
-}
-
-// Emit implements Bus.
-func (b *memoryBus) Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error {
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	e, err := b.buildEvent(topic, payload, opts, b.ser)
-	if err != nil {
-		return err
-	}
-	return b.deliver(ctx, e)
-}
-
-// Publish implements Bus.
-func (b *memoryBus) Publish(ctx context.Context, e *Event) error {
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	if err := b.fillEvent(e, b.ser); err != nil {
-		return err
-	}
-	return b.deliver(ctx, e)
 }
 
 // deliver queues e for one member of every group of its topic.
@@ -325,9 +301,6 @@ func (s *memSub) finish(reason error) error {
 	}
 	return err
 }
-
-// Stats implements Bus.
-func (b *memoryBus) Stats() Stats { return b.core.Stats() }
 
 // Close implements Bus.
 func (b *memoryBus) Close() error {
