@@ -7,18 +7,26 @@
 //
 // # Producing
 //
-// Every topic partition has one writer goroutine with a bounded queue
-// (Config.MaxBufferedRecords). The writer takes everything that queued up
-// while its previous produce request was in flight and sends it as one
-// request (up to Config.MaxBatchRecords / Config.MaxBatchBytes). A lone
-// publish therefore costs one broker round trip, with no batch timer, while
-// concurrent publishes share requests. Publish returns nil only after the
-// broker acknowledged the request at Config.RequiredAcks (all in-sync
-// replicas by default); transient failures are retried until the caller's
-// context is done. Keyed records go to the partition chosen by the Java
-// client's default partitioner (murmur2), so keys map to the same partitions
-// as in other Kafka clients; unkeyed records are spread round-robin. Keys,
-// headers and timestamps are carried natively in the record.
+// Every topic partition has a bounded queue (Config.MaxBufferedRecords
+// records; Publish blocks, honouring its context, while it is full), and
+// every broker has one writer goroutine for the partitions it leads. The
+// writer takes everything that queued up in those partitions, of all topics,
+// while its previous produce request was in flight and sends it as ONE
+// multi-topic, multi-partition request (up to Config.MaxBatchRecords records
+// and Config.MaxBatchBytes bytes in all; partitions left over go first next
+// time). A lone publish therefore costs one broker round trip, with no batch
+// timer, while concurrent publishes share requests across partitions. A
+// writer has one request in flight at a time and a partition is only sent by
+// the writer of its leader, so a partition never has two requests in flight
+// and its records keep their order. Publish returns nil only after the broker
+// acknowledged the record's partition at Config.RequiredAcks (all in-sync
+// replicas by default). Errors are per partition: only the records of a
+// failed partition are retried, until the caller's context is done, and a
+// partition whose leader moved is handed to the new leader's writer. Keyed
+// records go to the partition chosen by the Java client's default partitioner
+// (murmur2), so keys map to the same partitions as in other Kafka clients;
+// unkeyed records are spread round-robin. Keys, headers and timestamps are
+// carried natively in the record.
 //
 // # Consuming
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
@@ -22,15 +23,16 @@ type pendingRecord struct {
 	done chan error
 }
 
-// partitionWriter owns one topic partition on the producer side. Its
-// goroutine takes everything that queued up while the previous produce
-// request was in flight and sends it as the next request, so a lone record
-// costs one round trip and concurrent records share requests.
+// partitionWriter is the producer side of one topic partition: a bounded
+// queue of records drained by the brokerWriter of the partition's leader.
 type partitionWriter struct {
 	a         *Adapter
+	prod      *producer
 	topic     string
 	partition int
 	queue     chan *pendingRecord
+	listed    atomic.Bool                  // in (or being added to) its broker writer's ready list
+	bw        atomic.Pointer[brokerWriter] // changed only by the current one, between requests
 }
 
 // Publish publishes message on topic with no key (spread over the
@@ -115,12 +117,23 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 	}
 	pr := &pendingRecord{rec: r, done: make(chan error, 1)}
 
+	tp := topicPartition{topic, p}
+	a.pmu.Lock()
+	w := a.writers[tp]
+	a.pmu.Unlock()
+	leader := int32(-1)
+	if w == nil {
+		leader = leaderOf(a.leaders(ctx, topic), p)
+	}
+
 	a.mu.RLock()
-	if a.closed {
+	if w == nil && !a.closed {
+		w = a.newWriter(tp, leader)
+	}
+	if a.closed || w == nil {
 		a.mu.RUnlock()
 		return fmt.Errorf("kafka: publish to %s: %w", topic, eventstream.ErrAdapterClosed)
 	}
-	w := a.writer(topic, p)
 	select {
 	case w.queue <- pr:
 	case <-ctx.Done():
@@ -131,6 +144,7 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 		return fmt.Errorf("kafka: publish to %s: %w", topic, eventstream.ErrAdapterClosed)
 	}
 	a.mu.RUnlock()
+	w.signal()
 
 	select {
 	case err := <-pr.done:
@@ -146,62 +160,39 @@ func (a *Adapter) nextRoundRobin(_ string, n int) int {
 	return int(a.rr.Add(1) % uint64(n))
 }
 
-// writer returns the writer of topic/partition, starting it if needed. The
-// caller holds a.mu shared and has checked that the adapter is open.
-func (a *Adapter) writer(topic string, partition int) *partitionWriter {
-	tp := topicPartition{topic, partition}
+// newWriter returns the writer of tp, creating it with its queue drained by
+// the broker writer of leader if needed. The caller holds a.mu shared and
+// has checked that the adapter is open. It returns nil once Close started.
+func (a *Adapter) newWriter(tp topicPartition, leader int32) *partitionWriter {
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
-	w := a.writers[tp]
-	if w == nil {
-		w = &partitionWriter{
-			a:         a,
-			topic:     topic,
-			partition: partition,
-			queue:     make(chan *pendingRecord, a.cfg.MaxBufferedRecords),
-		}
-		a.writers[tp] = w
-		a.wg.Add(1)
-		go w.run()
+	if w := a.writers[tp]; w != nil {
+		return w
 	}
+	// All writers share one producer; the adapter keeps it only through
+	// them.
+	var prod *producer
+	for _, o := range a.writers {
+		prod = o.prod
+		break
+	}
+	if prod == nil {
+		prod = &producer{a: a, brokers: make(map[int32]*brokerWriter)}
+	}
+	b := prod.broker(leader)
+	if b == nil {
+		return nil
+	}
+	w := &partitionWriter{
+		a:         a,
+		prod:      prod,
+		topic:     tp.topic,
+		partition: tp.partition,
+		queue:     make(chan *pendingRecord, a.cfg.MaxBufferedRecords),
+	}
+	w.bw.Store(b)
+	a.writers[tp] = w
 	return w
-}
-
-func (w *partitionWriter) run() {
-	defer w.a.wg.Done()
-	batch := make([]*pendingRecord, 0, 64)
-	for {
-		select {
-		case <-w.a.closing:
-			return
-		case pr := <-w.queue:
-			batch = append(batch[:0], pr)
-		}
-		size := recordSize(batch[0].rec)
-	fill:
-		for len(batch) < w.a.cfg.MaxBatchRecords && size < w.a.cfg.MaxBatchBytes {
-			select {
-			case pr := <-w.queue:
-				batch = append(batch, pr)
-				size += recordSize(pr.rec)
-			default:
-				break fill
-			}
-		}
-		err := w.produce(batch)
-		if err != nil && len(batch) > 1 && tooLarge(err) {
-			// One record too many for the broker's request limits:
-			// send them one by one so each gets its own verdict.
-			for _, pr := range batch {
-				pr.done <- w.produce([]*pendingRecord{pr})
-			}
-		} else {
-			for _, pr := range batch {
-				pr.done <- err
-			}
-		}
-		clear(batch)
-	}
 }
 
 func recordSize(r eventstream.Record) int {
@@ -217,7 +208,7 @@ func tooLarge(err error) bool {
 }
 
 // failQueued fails every record still queued. Called by Close once the
-// writer goroutine returned.
+// broker writer goroutines returned.
 func (w *partitionWriter) failQueued(err error) {
 	for {
 		select {
@@ -227,40 +218,6 @@ func (w *partitionWriter) failQueued(err error) {
 			return
 		}
 	}
-}
-
-func (w *partitionWriter) produce(batch []*pendingRecord) error {
-	recs := make([]kafkago.Record, len(batch))
-	for i, pr := range batch {
-		recs[i] = toKafkaRecord(pr.rec)
-	}
-	ctx, cancel := context.WithTimeout(w.a.ctx, w.a.cfg.ProduceTimeout)
-	defer cancel()
-	resp, err := w.a.client.Produce(ctx, &kafkago.ProduceRequest{
-		Topic:        w.topic,
-		Partition:    w.partition,
-		RequiredAcks: w.a.cfg.kafkaAcks(),
-		Records:      kafkago.NewRecordReader(recs...),
-		Compression:  w.a.cfg.kafkaCompression(),
-	})
-	switch {
-	case err != nil:
-	case resp == nil: // RequiredAcks none
-	case resp.Error != nil:
-		err = resp.Error
-	case len(resp.RecordErrors) > 0:
-		for _, e := range resp.RecordErrors {
-			err = e
-			break
-		}
-	}
-	if err == nil {
-		return nil
-	}
-	if w.a.isClosing() {
-		return fmt.Errorf("kafka: publish to %s: %w (%w)", w.topic, eventstream.ErrAdapterClosed, err)
-	}
-	return fmt.Errorf("kafka: produce to %s[%d]: %w", w.topic, w.partition, err)
 }
 
 func toKafkaRecord(r eventstream.Record) kafkago.Record {

@@ -1,0 +1,328 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	eventstream "github.com/eventstream-go/eventstream"
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/metadata"
+	"github.com/segmentio/kafka-go/protocol/produce"
+)
+
+// producer holds the broker writers of an adapter. Every partitionWriter of
+// the adapter points to the same producer.
+type producer struct {
+	a       *Adapter
+	mu      sync.Mutex
+	brokers map[int32]*brokerWriter // by leader node ID; -1: leader unknown
+}
+
+// brokerWriter sends the records of the partitions led by one broker. Its
+// goroutine takes everything that queued up in those partitions while its
+// previous produce request was in flight and sends it as ONE multi-topic,
+// multi-partition request, so a lone record costs one round trip and
+// concurrent records share requests across partitions. It has at most one
+// request in flight, and a partition is only ever drained by the writer of
+// its current leader (see partitionWriter.bw), so a partition never has two
+// requests in flight and its records stay in order.
+type brokerWriter struct {
+	p      *producer
+	leader int32
+	wake   chan struct{} // capacity 1: "the ready list may be non-empty"
+
+	mu    sync.Mutex
+	ready []*partitionWriter // partitions with queued records, in arrival order
+}
+
+// partBatch is what one request carries for one partition.
+type partBatch struct {
+	w   *partitionWriter
+	prs []*pendingRecord
+}
+
+// broker returns the writer for leader, starting it if needed. It returns
+// nil once the adapter is closing.
+func (p *producer) broker(leader int32) *brokerWriter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.brokers[leader]
+	if b == nil {
+		if p.a.isClosing() {
+			return nil
+		}
+		b = &brokerWriter{p: p, leader: leader, wake: make(chan struct{}, 1)}
+		p.brokers[leader] = b
+		// The caller holds a.mu shared (publish) or is a broker writer
+		// counted by a.wg, so Close is not past a.wg.Wait.
+		p.a.wg.Add(1)
+		go b.run()
+	}
+	return b
+}
+
+// leaders returns the leader of every partition of topic as known to the
+// transport, which routes produce requests by the same cached metadata.
+// Unknown leaders are -1.
+func (a *Adapter) leaders(ctx context.Context, topic string) map[int]int32 {
+	resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{TopicNames: []string{topic}})
+	if err != nil {
+		return nil
+	}
+	md, ok := resp.(*metadata.Response)
+	if !ok || len(md.Topics) != 1 {
+		return nil
+	}
+	m := make(map[int]int32, len(md.Topics[0].Partitions))
+	for _, p := range md.Topics[0].Partitions {
+		m[int(p.PartitionIndex)] = p.LeaderID
+	}
+	return m
+}
+
+func leaderOf(m map[int]int32, partition int) int32 {
+	if l, ok := m[partition]; ok {
+		return l
+	}
+	return -1
+}
+
+// signal tells the partition's broker writer that records are queued.
+func (w *partitionWriter) signal() {
+	if w.listed.CompareAndSwap(false, true) {
+		w.bw.Load().add(w)
+	}
+}
+
+// add appends w, whose listed flag the caller set, to the ready list.
+func (b *brokerWriter) add(w *partitionWriter) {
+	b.mu.Lock()
+	b.ready = append(b.ready, w)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *brokerWriter) run() {
+	a := b.p.a
+	defer a.wg.Done()
+	var (
+		ready   []*partitionWriter
+		batches []partBatch
+	)
+	for {
+		select {
+		case <-a.closing:
+			return
+		case <-b.wake:
+		}
+		for !a.isClosing() {
+			b.mu.Lock()
+			ready, b.ready = b.ready, ready[:0]
+			b.mu.Unlock()
+			if len(ready) == 0 {
+				break
+			}
+			batches = b.collect(ready, batches[:0])
+			clear(ready)
+			if len(batches) == 0 {
+				continue
+			}
+			b.send(batches)
+			for i := range batches {
+				clear(batches[i].prs)
+			}
+			clear(batches)
+		}
+	}
+}
+
+// collect drains the queues of the ready partitions into batches, up to
+// Config.MaxBatchRecords records and Config.MaxBatchBytes bytes in all
+// (a single larger record still goes alone). Partitions with records left
+// over are listed again, ahead of partitions listed meanwhile.
+func (b *brokerWriter) collect(ready []*partitionWriter, batches []partBatch) []partBatch {
+	cfg := &b.p.a.cfg
+	n, size := 0, 0
+	full := func() bool { return n > 0 && (n >= cfg.MaxBatchRecords || size >= cfg.MaxBatchBytes) }
+	var again []*partitionWriter
+	for _, w := range ready {
+		if cur := w.bw.Load(); cur != b {
+			cur.add(w) // moved to another leader: still listed
+			continue
+		}
+		if full() {
+			again = append(again, w) // still listed
+			continue
+		}
+		w.listed.Store(false)
+		var prs []*pendingRecord
+	drain:
+		for !full() {
+			select {
+			case pr := <-w.queue:
+				prs = append(prs, pr)
+				n++
+				size += recordSize(pr.rec)
+			default:
+				break drain
+			}
+		}
+		if len(prs) > 0 {
+			batches = append(batches, partBatch{w: w, prs: prs})
+		}
+		if full() && len(w.queue) > 0 && w.listed.CompareAndSwap(false, true) {
+			again = append(again, w)
+		}
+	}
+	if len(again) > 0 {
+		b.mu.Lock()
+		b.ready = append(again, b.ready...) // ahead of newcomers
+		b.mu.Unlock()
+	}
+	return batches
+}
+
+// send produces batches in one request and completes every record with its
+// partition's result.
+func (b *brokerWriter) send(batches []partBatch) {
+	a := b.p.a
+	errs := b.produce(batches)
+	var failed []*partitionWriter
+	for i, pb := range batches {
+		err := errs[i]
+		if err != nil && len(pb.prs) > 1 && tooLarge(err) {
+			// One record too many for the broker's limits: send them
+			// one by one so each gets its own verdict.
+			for _, pr := range pb.prs {
+				pr.done <- b.produce([]partBatch{{w: pb.w, prs: []*pendingRecord{pr}}})[0]
+			}
+			continue
+		}
+		for _, pr := range pb.prs {
+			pr.done <- err
+		}
+		if err != nil && !a.isClosing() {
+			failed = append(failed, pb.w)
+		}
+	}
+	if len(failed) > 0 {
+		b.relocate(failed)
+	}
+}
+
+// relocate moves partitions whose produce failed to the writer of their
+// current leader, if it changed. Only the partition's own writer moves it,
+// between two requests, so the partition never has two requests in flight.
+func (b *brokerWriter) relocate(ws []*partitionWriter) {
+	a := b.p.a
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.ProduceTimeout)
+	defer cancel()
+	byTopic := map[string]map[int]int32{}
+	for _, w := range ws {
+		m, ok := byTopic[w.topic]
+		if !ok {
+			m = a.leaders(ctx, w.topic)
+			byTopic[w.topic] = m
+		}
+		l, ok := m[w.partition]
+		if !ok || l == b.leader {
+			continue
+		}
+		nb := b.p.broker(l)
+		if nb == nil {
+			return // closing
+		}
+		// If records are queued, w is listed here (or being listed by a
+		// publisher) and collect forwards it.
+		w.bw.Store(nb)
+	}
+}
+
+// produce sends one request for batches and returns each batch's error.
+func (b *brokerWriter) produce(batches []partBatch) []error {
+	a := b.p.a
+	req := &produce.Request{
+		Acks:    int16(a.cfg.kafkaAcks()),
+		Timeout: int32(a.cfg.ProduceTimeout.Milliseconds() / 2), // as kafka-go's Client
+	}
+	attrs := protocol.Attributes(a.cfg.kafkaCompression()) & 0x7
+	for _, pb := range batches {
+		recs := make([]kafkago.Record, len(pb.prs))
+		for i, pr := range pb.prs {
+			recs[i] = toKafkaRecord(pr.rec)
+		}
+		part := produce.RequestPartition{
+			Partition: int32(pb.w.partition),
+			RecordSet: protocol.RecordSet{Attributes: attrs, Records: kafkago.NewRecordReader(recs...)},
+		}
+		if k := len(req.Topics) - 1; k >= 0 && req.Topics[k].Topic == pb.w.topic {
+			req.Topics[k].Partitions = append(req.Topics[k].Partitions, part)
+		} else {
+			req.Topics = append(req.Topics, produce.RequestTopic{
+				Topic:      pb.w.topic,
+				Partitions: []produce.RequestPartition{part},
+			})
+		}
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.ProduceTimeout)
+	defer cancel()
+	m, err := a.transport.RoundTrip(ctx, a.client.Addr, req)
+
+	errs := make([]error, len(batches))
+	var resp *produce.Response
+	if err == nil && a.cfg.RequiredAcks != AcksNone {
+		var ok bool
+		if resp, ok = m.(*produce.Response); !ok {
+			err = fmt.Errorf("unexpected response %T", m)
+		}
+	}
+	for i, pb := range batches {
+		e := err
+		if e == nil && resp != nil {
+			e = partitionError(resp, pb.w.topic, int32(pb.w.partition))
+		}
+		if e == nil {
+			continue
+		}
+		if a.isClosing() {
+			errs[i] = fmt.Errorf("kafka: publish to %s: %w (%w)", pb.w.topic, eventstream.ErrAdapterClosed, e)
+		} else {
+			errs[i] = fmt.Errorf("kafka: produce to %s[%d]: %w", pb.w.topic, pb.w.partition, e)
+		}
+	}
+	return errs
+}
+
+var errNoPartitionResponse = errors.New("no response for the partition")
+
+// partitionError returns the error the broker reported for topic/partition.
+func partitionError(resp *produce.Response, topic string, partition int32) error {
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		if t.Topic != topic {
+			continue
+		}
+		for j := range t.Partitions {
+			p := &t.Partitions[j]
+			if p.Partition != partition {
+				continue
+			}
+			switch {
+			case p.ErrorCode != 0 && p.ErrorMessage != "":
+				return fmt.Errorf("%w: %s", kafkago.Error(p.ErrorCode), p.ErrorMessage)
+			case p.ErrorCode != 0:
+				return kafkago.Error(p.ErrorCode)
+			case len(p.RecordErrors) > 0:
+				return errors.New(p.RecordErrors[0].BatchIndexErrorMessage)
+			}
+			return nil
+		}
+	}
+	return errNoPartitionResponse
+}

@@ -1,0 +1,4 @@
+package kafka
+
+// KeyPartition exposes the key partitioner to the external tests.
+var KeyPartition = keyPartition
