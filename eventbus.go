@@ -33,7 +33,8 @@ type Bus interface {
 	// Emit creates an event with payload and delivers it. It returns nil once
 	// the event is queued for every consumer group of topic (memory mode: it
 	// waits while a queue is full) or accepted by the broker (distributed
-	// mode), and ctx.Err() if ctx ends first; an event is never dropped
+	// mode), and ctx.Err() if ctx ends first (in memory mode the groups it
+	// was already queued for still handle it); an event is never dropped
 	// silently. Emitting to a topic nobody subscribes to is not an error.
 	Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error
 	// Publish delivers a fully built event, like Emit. e.Topic is required;
