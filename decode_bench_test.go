@@ -23,7 +23,7 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 			}
 			e, _ := c.buildEvent("t", payload, nil, ser)
 			data, _ := ser.Marshal(payload)
-			env, _ := appendEnvelope(nil, e, ser.ContentType(), data)
+			env, _ := appendEnvelope(nil, e, ser.ContentType(), data, false)
 			m := fakeMsg{env}
 			b.ReportAllocs()
 			for range b.N {

@@ -68,7 +68,8 @@ func (b *distributedBus) send(ctx context.Context, e *Event) error {
 	if err != nil {
 		return fmt.Errorf("eventstream: encoding %T payload with %s: %w", e.Data, b.ser.ContentType(), err)
 	}
-	env, err := appendEnvelope(make([]byte, 0, 256+len(data)), e, b.ser.ContentType(), data)
+	_, fromEncodingJSON := b.ser.(JSONSerializer)
+	env, err := appendEnvelope(make([]byte, 0, 256+len(data)), e, b.ser.ContentType(), data, fromEncodingJSON)
 	if err != nil {
 		return err
 	}
@@ -362,7 +363,7 @@ func (s *distSub) publishDeadLetterEvent(ctx context.Context, m Message, e *Even
 	if err != nil {
 		return err
 	}
-	env, err := appendEnvelope(nil, dl, JSONSerializer{}.ContentType(), data)
+	env, err := appendEnvelope(nil, dl, JSONSerializer{}.ContentType(), data, true)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if hval != "" {
 			in.Headers = map[string]string{"ext": hval}
 		}
-		env, err := appendEnvelope(nil, in, ct, payload)
+		env, err := appendEnvelope(nil, in, ct, payload, false)
 		if !utf8.ValidString(key) || !utf8.ValidString(hval) {
 			if !errors.Is(err, ErrInvalidOption) {
 				t.Fatalf("invalid UTF-8 accepted: %v", err)
