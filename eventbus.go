@@ -123,8 +123,15 @@ type core struct {
 	deliver func(context.Context, *Event) error // queues (memory) or publishes (distributed) an event
 	closed  atomic.Bool
 
-	emitted, delivered, retried, failed, deadLettered atomic.Uint64
-	inFlight, subs                                    atomic.Int64
+	// Counters written by emitters and counters written by handler
+	// goroutines sit on separate cache lines, so that an emitter and a worker
+	// on two cores do not contend for one line on every event.
+	_                                        [64]byte
+	emitted                                  atomic.Uint64
+	_                                        [56]byte
+	delivered, retried, failed, deadLettered atomic.Uint64
+	inFlight, subs                           atomic.Int64
+	_                                        [64]byte
 }
 
 // Emit implements Bus.
