@@ -104,6 +104,14 @@ type DistributedConfig struct {
 	// Serializer encodes payloads. Default JSONSerializer. Publisher and
 	// subscriber must use serializers with the same content type.
 	Serializer Serializer
+	// BinaryMode publishes events in CloudEvents binary content mode: the
+	// attributes travel as "ce_" broker headers (the datacontenttype as
+	// "content-type") and the message value is the encoded payload alone, so
+	// subscribers skip parsing a JSON envelope. It needs an MQAdapter that
+	// implements RecordPublisher and whose messages implement HeaderCarrier
+	// (adapters/kafka and adapters/memory do); New rejects an adapter without
+	// RecordPublisher. Subscribers read both modes whatever this setting.
+	BinaryMode bool
 }
 
 // DefaultConfig returns the configuration of a memory bus.
@@ -171,6 +179,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.Mode == ModeDistributed && c.Distributed.MQAdapter == nil {
 		return bad("distributed mode needs Distributed.MQAdapter")
+	}
+	if _, ok := c.Distributed.MQAdapter.(RecordPublisher); c.Mode == ModeDistributed && c.Distributed.BinaryMode && !ok {
+		return bad("Distributed.BinaryMode needs an MQAdapter that implements RecordPublisher (%T does not)", c.Distributed.MQAdapter)
 	}
 	return c, nil
 }

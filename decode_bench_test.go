@@ -34,3 +34,25 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		})
 	}
 }
+
+type fakeHeaderMsg struct {
+	fakeMsg
+	h map[string]string
+}
+
+func (m fakeHeaderMsg) Headers() map[string]string { return m.h }
+
+func BenchmarkDecodeBinary(b *testing.B) {
+	ser := RawSerializer{}
+	c := &core{cfg: DefaultDistributedConfig(), ids: newIDGen(), ser: ser}
+	bus := &distributedBus{core: c}
+	e, _ := c.buildEvent("t", make([]byte, 100), nil, ser)
+	r, _ := binaryRecord(e, ser.ContentType(), make([]byte, 100))
+	m := fakeHeaderMsg{fakeMsg{r.Value}, r.Headers}
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := bus.decode(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

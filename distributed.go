@@ -68,6 +68,17 @@ func (b *distributedBus) send(ctx context.Context, e *Event) error {
 	if err != nil {
 		return fmt.Errorf("eventstream: encoding %T payload with %s: %w", e.Data, b.ser.ContentType(), err)
 	}
+	if b.cfg.Distributed.BinaryMode {
+		r, err := binaryRecord(e, b.ser.ContentType(), data)
+		if err != nil {
+			return err
+		}
+		if err := b.rp.PublishRecord(ctx, e.Topic, r); err != nil {
+			return fmt.Errorf("eventstream: publishing to %q: %w", e.Topic, err)
+		}
+		b.emitted.Add(1)
+		return nil
+	}
 	_, fromEncodingJSON := b.ser.(JSONSerializer)
 	env, err := appendEnvelope(make([]byte, 0, 256+len(data)), e, b.ser.ContentType(), data, fromEncodingJSON)
 	if err != nil {
@@ -105,7 +116,11 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 	if hc, ok := m.(HeaderCarrier); ok {
 		native = hc.Headers()
 	}
-	e, isEnvelope, err := decodeEnvelope(v)
+	e, binary, err := decodeBinary(native, v)
+	isEnvelope := binary
+	if !binary && err == nil {
+		e, isEnvelope, err = decodeEnvelope(v)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +130,9 @@ func (b *distributedBus) decode(m Message) (*Event, error) {
 				ErrDecode, ErrContentType, e.ContentType, b.ser.ContentType())
 		}
 		e.Topic = m.Topic()
-		e.Headers = mergeHeaders(native, e.Headers)
+		if !binary { // decodeBinary already took the broker headers
+			e.Headers = mergeHeaders(native, e.Headers)
+		}
 		if e.Key == "" && len(m.Key()) > 0 {
 			e.Key = string(m.Key())
 		}

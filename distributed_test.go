@@ -532,9 +532,12 @@ func TestCrossModeUnmarshal(t *testing.T) {
 	}
 	mem := run(t, newMemoryBus(t, nil), "")
 	dist := run(t, newDistBus(t, newAdapter(t), nil), "g")
+	binary := run(t, newDistBus(t, newAdapter(t), func(c *eventstream.Config) { c.Distributed.BinaryMode = true }), "g")
 	for i, c := range cases {
 		assert.Equal(t, mem[i].err, dist[i].err, "%s: error differs", c.name)
 		assert.Equal(t, mem[i].val, dist[i].val, "%s: value differs", c.name)
+		assert.Equal(t, mem[i].err, binary[i].err, "%s: error differs in binary mode", c.name)
+		assert.Equal(t, mem[i].val, binary[i].val, "%s: value differs in binary mode", c.name)
 	}
 	assert.True(t, mem[len(cases)-1].err, "a number does not decode into a string")
 }
@@ -585,4 +588,67 @@ func TestUnmarshalContentTypeMismatchIsPermanent(t *testing.T) {
 	f := <-failed
 	require.ErrorIs(t, f.Err, eventstream.ErrContentType)
 	assert.Equal(t, int64(1), calls.Load(), "a content-type mismatch is not retried")
+}
+
+func TestDistributedBinaryMode(t *testing.T) {
+	ad := newAdapter(t)
+	bin := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.BinaryMode = true })
+	structured := newDistBus(t, ad, nil)
+	got := make(chan *eventstream.Event, 2)
+	for _, b := range []eventstream.Bus{bin, structured} {
+		_, err := b.On("t", func(_ context.Context, e *eventstream.Event) error { got <- e; return nil },
+			eventstream.WithConsumerGroup(fmt.Sprintf("g%p", b)))
+		require.NoError(t, err)
+	}
+	// A raw reader joins first: the in-process broker drops what every
+	// known group has acknowledged.
+	ch, cancel, err := ad.Subscribe(context.Background(), "t", "raw")
+	require.NoError(t, err)
+	defer cancel()
+	want := order{ID: 9, Items: []string{"x"}}
+	require.NoError(t, bin.Emit(context.Background(), "t", want, eventstream.WithKey("k9"),
+		eventstream.WithHeader("traceid", "abc"), eventstream.WithType("order.created")))
+	for range 2 { // both subscribers read binary mode, whatever their own setting
+		e := <-got
+		var o order
+		require.NoError(t, e.Unmarshal(&o))
+		assert.Equal(t, want, o)
+		assert.Equal(t, "k9", e.Key)
+		assert.Equal(t, "order.created", e.Type)
+		assert.Equal(t, map[string]string{"traceid": "abc"}, e.Headers)
+		assert.Equal(t, "application/json", e.ContentType)
+		assert.Len(t, e.ID, 36)
+		assert.WithinDuration(t, time.Now(), e.Time, time.Minute)
+	}
+
+	// On the wire: the payload alone, attributes as ce_ headers.
+	m := <-ch
+	assert.JSONEq(t, `{"id":9,"items":["x"],"at":"0001-01-01T00:00:00Z"}`, string(m.Value()))
+	h := m.(eventstream.HeaderCarrier).Headers()
+	assert.Equal(t, "1.0", h["ce_specversion"])
+	assert.Equal(t, "abc", h["ce_traceid"])
+	assert.Equal(t, "application/json", h["content-type"])
+	assert.Equal(t, []byte("k9"), m.Key())
+
+	// A binary-mode record without an id is dead-lettered, not handled.
+	failures := make(chan *eventstream.Failure, 1)
+	strict := newDistBus(t, ad, func(c *eventstream.Config) {
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failures <- f }
+	})
+	_, err = strict.On("t2", func(context.Context, *eventstream.Event) error { return nil }, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	require.NoError(t, ad.PublishRecord(context.Background(), "t2", eventstream.Record{
+		Value: []byte(`1`), Headers: map[string]string{"ce_specversion": "1.0", "ce_source": "s", "ce_type": "t"},
+	}))
+	f := <-failures
+	require.ErrorIs(t, f.Err, eventstream.ErrDecode)
+	assert.Contains(t, f.Err.Error(), "ce_id")
+
+	_, err = eventstream.New(func() eventstream.Config {
+		c := eventstream.DefaultDistributedConfig()
+		c.Distributed.MQAdapter = plain{ad}
+		c.Distributed.BinaryMode = true
+		return c
+	}())
+	require.ErrorIs(t, err, eventstream.ErrInvalidConfig, "binary mode needs headers")
 }

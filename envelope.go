@@ -416,6 +416,82 @@ func envelopeEvent(attrs members, b []byte) (*Event, error) {
 	return e, nil
 }
 
+// binaryPrefix starts the broker header names of CloudEvents attributes in
+// binary content mode (the Kafka protocol binding's convention).
+const binaryPrefix = "ce_"
+
+// binaryRecord returns the binary-mode record of e, whose payload encodes to
+// data with content type ct.
+func binaryRecord(e *Event, ct string, data []byte) (Record, error) {
+	if !utf8.ValidString(e.ID) || !utf8.ValidString(e.Source) || !utf8.ValidString(e.Type) || !utf8.ValidString(e.Key) {
+		return Record{}, fmt.Errorf("%w: event ID, source, type and key must be valid UTF-8 (CloudEvents attributes are strings)", ErrInvalidOption)
+	}
+	h := make(map[string]string, 7+len(e.Headers))
+	for k, v := range e.Headers {
+		if err := checkHeaderName(k); err != nil {
+			return Record{}, err
+		}
+		if !utf8.ValidString(v) {
+			return Record{}, fmt.Errorf("%w: header %q: value is not valid UTF-8", ErrInvalidOption, k)
+		}
+		h[binaryPrefix+k] = v
+	}
+	h["ce_specversion"] = "1.0"
+	h["ce_id"] = e.ID
+	h["ce_source"] = e.Source
+	h["ce_type"] = e.Type
+	h["ce_time"] = e.Time.UTC().Format(time.RFC3339Nano)
+	h["content-type"] = ct
+	r := Record{Value: data, Headers: h, Time: e.Time}
+	if e.Key != "" {
+		h["ce_partitionkey"] = e.Key
+		r.Key = []byte(e.Key)
+	}
+	return r, nil
+}
+
+// decodeBinary parses a binary-mode CloudEvent from the broker headers h
+// and the value v. It reports isEnvelope false, and no error, when h has no
+// ce_specversion header. Errors wrap ErrDecode.
+func decodeBinary(h map[string]string, v []byte) (e *Event, isEnvelope bool, err error) {
+	spec, ok := h["ce_specversion"]
+	if !ok {
+		return nil, false, nil
+	}
+	if spec != "1.0" {
+		return nil, true, fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
+	}
+	e = &Event{Data: v, ContentType: h["content-type"]}
+	for _, a := range [...]struct {
+		name string
+		dst  *string
+	}{{"ce_id", &e.ID}, {"ce_source", &e.Source}, {"ce_type", &e.Type}} {
+		if *a.dst = h[a.name]; *a.dst == "" {
+			return nil, true, fmt.Errorf("%w: binary-mode CloudEvent without %s header", ErrDecode, a.name)
+		}
+	}
+	if e.ContentType == "" {
+		e.ContentType = "application/json"
+	}
+	if tm := h["ce_time"]; tm != "" {
+		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
+			return nil, true, fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
+		}
+	}
+	e.Key = h["ce_partitionkey"]
+	for k, val := range h {
+		name, ext := strings.CutPrefix(k, binaryPrefix)
+		switch {
+		case k == "content-type" || ext && reservedAttribute(name):
+			continue
+		case e.Headers == nil:
+			e.Headers = make(map[string]string, len(h))
+		}
+		e.Headers[name] = val
+	}
+	return e, true, nil
+}
+
 // appendDeadLetterHeaders returns the headers of a dead-lettered record.
 func deadLetterHeaders(orig map[string]string, f *Failure) map[string]string {
 	h := make(map[string]string, len(orig)+4)

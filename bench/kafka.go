@@ -17,6 +17,7 @@ import (
 // Names of the Kafka peers, as they appear in the report.
 const (
 	PeerBusKafka       = "eventstream (bus over adapters/kafka)"
+	PeerBusKafkaBinary = "eventstream, CloudEvents binary mode"
 	PeerAdapterKafka   = "adapters/kafka alone (no bus)"
 	PeerKafkaGo        = "kafka-go"
 	PeerFranzGo        = "franz-go"
@@ -63,6 +64,15 @@ func KafkaPeers() []KafkaPeer {
 			newProducer: busProducer,
 			newConsumer: busConsumer,
 			preload:     busPreload,
+		},
+		{
+			Name:        PeerBusKafkaBinary,
+			Config:      "as above with Distributed.BinaryMode: attributes as ce_ headers, the payload alone as the value",
+			newProducer: func(env *KafkaEnv, topic string) (kProducer, error) { return busProducerMode(env, topic, true) },
+			newConsumer: func(env *KafkaEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
+				return busConsumerMode(env, topic, groups, concurrency, on, true)
+			},
+			preload: func(env *KafkaEnv, topic string, n, size int) error { return busPreloadMode(env, topic, n, size, true) },
 		},
 		{
 			Name:        PeerAdapterKafka,
@@ -296,20 +306,25 @@ func newAdapter(env *KafkaEnv) (*kafka.Adapter, error) {
 	return kafka.NewAdapter(kafka.Config{Brokers: env.Brokers, Logger: quiet})
 }
 
-func newDistributedBus(ad *kafka.Adapter) (eventstream.Bus, error) {
+func newDistributedBus(ad *kafka.Adapter, binary bool) (eventstream.Bus, error) {
 	cfg := eventstream.DefaultDistributedConfig()
 	cfg.Logger = quiet
 	cfg.Distributed.MQAdapter = ad
 	cfg.Distributed.Serializer = eventstream.RawSerializer{}
+	cfg.Distributed.BinaryMode = binary
 	return eventstream.New(cfg)
 }
 
 func busProducer(env *KafkaEnv, topic string) (kProducer, error) {
+	return busProducerMode(env, topic, false)
+}
+
+func busProducerMode(env *KafkaEnv, topic string, binary bool) (kProducer, error) {
 	ad, err := newAdapter(env)
 	if err != nil {
 		return kProducer{}, err
 	}
-	bus, err := newDistributedBus(ad)
+	bus, err := newDistributedBus(ad, binary)
 	if err != nil {
 		_ = ad.Close()
 		return kProducer{}, err
@@ -323,11 +338,15 @@ func busProducer(env *KafkaEnv, topic string) (kProducer, error) {
 }
 
 func busConsumer(env *KafkaEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
+	return busConsumerMode(env, topic, groups, concurrency, on, false)
+}
+
+func busConsumerMode(env *KafkaEnv, topic string, groups []string, concurrency int, on func(), binary bool) (kConsumer, error) {
 	ad, err := newAdapter(env)
 	if err != nil {
 		return kConsumer{}, err
 	}
-	bus, err := newDistributedBus(ad)
+	bus, err := newDistributedBus(ad, binary)
 	if err != nil {
 		_ = ad.Close()
 		return kConsumer{}, err
@@ -348,7 +367,11 @@ func busConsumer(env *KafkaEnv, topic string, groups []string, concurrency int, 
 }
 
 func busPreload(env *KafkaEnv, topic string, n, size int) error {
-	prod, err := busProducer(env, topic)
+	return busPreloadMode(env, topic, n, size, false)
+}
+
+func busPreloadMode(env *KafkaEnv, topic string, n, size int, binary bool) error {
+	prod, err := busProducerMode(env, topic, binary)
 	if err != nil {
 		return err
 	}

@@ -165,6 +165,24 @@ func goals() []goal {
 			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
 			Value: throughputRatio(bench.PeerBusKafka, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
 		},
+		{
+			ID: "K1b", Section: "kafka-produce", Text: "K1 with Distributed.BinaryMode", Cases: prefix("kafka-produce", "seq-"),
+			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerWatermillKafka), Cmp: ">=", Limit: 1.5, Unit: "×",
+		},
+		{
+			ID: "K2b", Section: "kafka-produce", Text: "K2 with Distributed.BinaryMode", Cases: prefix("kafka-produce", "par64-"),
+			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerFranzGo), Cmp: ">=", Limit: 1, Unit: "×",
+		},
+		{
+			ID: "K3b", Section: "kafka-consume", Text: "K3 with Distributed.BinaryMode",
+			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
+			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerWatermillKafka), Cmp: ">=", Limit: 3, Unit: "×",
+		},
+		{
+			ID: "K4b", Section: "kafka-consume", Text: "K4 with Distributed.BinaryMode",
+			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
+			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
+		},
 	}
 }
 
