@@ -25,8 +25,10 @@ type Cluster struct {
 }
 
 // DefaultOpts are applied by NewCluster and Start before the caller's
-// options: one broker, topics auto-created on metadata requests with 3
-// partitions, and group session timeouts allowed down to 100ms.
+// options: one broker, 3 partitions for topics created without a count, and
+// group session timeouts allowed down to 100ms. Topics are not created on
+// first use unless the caller adds kfake.AllowAutoTopicCreation or the
+// adapter sets Config.AutoCreateTopics.
 func DefaultOpts() []kfake.Opt {
 	return []kfake.Opt{
 		kfake.NumBrokers(1),
