@@ -36,7 +36,7 @@ type Adapter struct {
 	mu     sync.RWMutex // guards closed; held shared while registering work
 	closed bool
 
-	wg sync.WaitGroup // partition writers
+	wg sync.WaitGroup // broker writers of the producer
 
 	pmu     sync.Mutex
 	writers map[topicPartition]*partitionWriter
