@@ -652,3 +652,86 @@ func TestDistributedBinaryMode(t *testing.T) {
 	}())
 	require.ErrorIs(t, err, eventstream.ErrInvalidConfig, "binary mode needs headers")
 }
+
+// bounded wraps an adapter and records the largest number of messages taken
+// from its subscription channels and not yet acknowledged.
+type bounded struct {
+	eventstream.MQAdapter
+	taken, acked, most atomic.Int64
+}
+
+func (a *bounded) Subscribe(ctx context.Context, topic, group string) (<-chan eventstream.Message, func(), error) {
+	in, cancel, err := a.MQAdapter.Subscribe(ctx, topic, group)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(chan eventstream.Message)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		defer close(out)
+		for m := range in {
+			n := a.taken.Add(1) - a.acked.Load()
+			for old := a.most.Load(); n > old && !a.most.CompareAndSwap(old, n); old = a.most.Load() {
+			}
+			select {
+			case out <- m:
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() { close(done) })
+		cancel()
+		<-finished
+	}, nil
+}
+
+func (a *bounded) Ack(ctx context.Context, group string, m eventstream.Message) error {
+	a.acked.Add(1)
+	return a.MQAdapter.Ack(ctx, group, m)
+}
+
+func TestDistributedReadsAtMostBufferAhead(t *testing.T) {
+	ad := &bounded{MQAdapter: newAdapter(t)}
+	bus := newDistBus(t, ad, nil)
+	const events, buffer, workers = 300, 4, 2
+	var handled atomic.Int64
+	done := make(chan struct{})
+	release := make(chan struct{})
+	_, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+		<-release
+		if handled.Add(1) == events {
+			close(done)
+		}
+		return nil
+	}, eventstream.WithConsumerGroup("g"), eventstream.WithBufferSize(buffer), eventstream.WithConcurrency(workers))
+	require.NoError(t, err)
+	for i := range events {
+		require.NoError(t, bus.Emit(context.Background(), "t", i))
+	}
+	// The handlers are blocked: the reader fills the queue and stops.
+	// Queued (the shared queue plus a lane slot per worker), in the
+	// handlers, held by the reader and by the wrapper — nothing more.
+	limit := int64(buffer + workers*max(1, buffer/workers) + workers + 2)
+	require.Eventually(t, func() bool { return ad.taken.Load() >= int64(buffer+workers) }, 10*time.Second, time.Millisecond)
+	// What is under test is that nothing more happens: watch for a while.
+	window := time.NewTimer(200 * time.Millisecond)
+	defer window.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for watching := true; watching; {
+		require.LessOrEqual(t, ad.taken.Load(), limit, "messages read from the broker ahead of the handlers")
+		select {
+		case <-window.C:
+			watching = false
+		case <-tick.C:
+		}
+	}
+	close(release)
+	<-done
+	assert.LessOrEqual(t, ad.most.Load(), limit)
+}
