@@ -18,7 +18,6 @@ type distributedBus struct {
 
 	mu   sync.Mutex
 	live map[*distSub]struct{}
-	bg   sync.WaitGroup
 }
 
 // job is one message on its way through a subscription's pool, decoded by
@@ -433,15 +432,7 @@ func (b *distributedBus) Off(sub Subscription) error {
 	}
 	defer b.subs.Add(-1)
 	s.stop()
-	if s.pool.isWorker() {
-		b.bg.Add(1)
-		go func() {
-			defer b.bg.Done()
-			_ = s.finish(time.Now().Add(b.cfg.DrainTimeout))
-		}()
-		return nil
-	}
-	return s.finish(time.Now().Add(b.cfg.DrainTimeout))
+	return b.finishOff(s.pool.isWorker(), func() error { return s.finish(time.Now().Add(b.cfg.DrainTimeout)) })
 }
 
 // Close implements Bus.

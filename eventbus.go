@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"reflect"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -122,6 +123,7 @@ type core struct {
 	ser     Serializer                          // decodes (and in distributed mode encodes) payloads
 	deliver func(context.Context, *Event) error // queues (memory) or publishes (distributed) an event
 	closed  atomic.Bool
+	bg      sync.WaitGroup // Off finishers started from inside handlers; Close waits for them
 
 	// Counters written by emitters and counters written by handler
 	// goroutines sit on separate cache lines, so that an emitter and a worker
@@ -155,6 +157,22 @@ func (c *core) Publish(ctx context.Context, e *Event) error {
 		return err
 	}
 	return c.deliver(ctx, e)
+}
+
+// finishOff runs finish, the part of Off that waits for the subscription's
+// workers. Called from one of those workers' handlers (fromHandler), Off
+// cannot wait for itself: finish then runs in the background once the
+// handler returns, and Close waits for it.
+func (c *core) finishOff(fromHandler bool, finish func() error) error {
+	if !fromHandler {
+		return finish()
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		_ = finish() // it logs what goes wrong
+	}()
+	return nil
 }
 
 // Stats implements Bus.

@@ -20,7 +20,6 @@ type memoryBus struct {
 	groups map[string]map[string]*memGroup // topic -> group name -> group
 	live   map[*memSub]struct{}
 	nextID uint64
-	bg     sync.WaitGroup // Off finishers started from inside handlers
 
 	routes atomic.Pointer[map[string][]*memGroup] // read-only snapshot for Emit
 }
@@ -233,17 +232,7 @@ func (b *memoryBus) Off(sub Subscription) error {
 
 	s.stopSending()
 	s.pool.stop()
-	if s.pool.isWorker() {
-		// Called from one of s's handlers: that handler cannot be waited for
-		// here, so finish in the background once it returns.
-		b.bg.Add(1)
-		go func() {
-			defer b.bg.Done()
-			_ = s.finish(ErrUnsubscribed)
-		}()
-		return nil
-	}
-	return s.finish(ErrUnsubscribed)
+	return b.finishOff(s.pool.isWorker(), func() error { return s.finish(ErrUnsubscribed) })
 }
 
 func (b *memoryBus) removeMemberLocked(s *memSub) {
