@@ -15,6 +15,9 @@ type distributedBus struct {
 	ad  MQAdapter
 	rp  RecordPublisher   // ad as a RecordPublisher, or nil
 	hdr map[string]string // native headers of every published envelope; read-only
+	// jsonOut says the Serializer is encoding/json, whose output needs no
+	// validation before it is embedded in an envelope.
+	jsonOut bool
 
 	mu   sync.Mutex
 	live map[*distSub]struct{}
@@ -57,6 +60,7 @@ func newDistributedBus(c *core) *distributedBus {
 	}
 	b.rp, _ = b.ad.(RecordPublisher)
 	c.ser = c.cfg.Distributed.Serializer
+	_, b.jsonOut = c.ser.(JSONSerializer)
 	c.deliver = b.send
 	return b
 }
@@ -78,8 +82,7 @@ func (b *distributedBus) send(ctx context.Context, e *Event) error {
 		b.emitted.Add(1)
 		return nil
 	}
-	_, fromEncodingJSON := b.ser.(JSONSerializer)
-	env, err := appendEnvelope(make([]byte, 0, 256+len(data)), e, b.ser.ContentType(), data, fromEncodingJSON)
+	env, err := appendEnvelope(make([]byte, 0, 256+len(data)), e, b.ser.ContentType(), data, b.jsonOut)
 	if err != nil {
 		return err
 	}
