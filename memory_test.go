@@ -497,3 +497,39 @@ func TestRetryWaitEndsOnOffAndClose(t *testing.T) {
 		assert.Zero(t, bus.Stats().DeadLettered)
 	})
 }
+
+func TestMemoryOffReportsQueuedEventsWithNoGroupLeft(t *testing.T) {
+	var mu sync.Mutex
+	var reasons []error
+	bus := newMemoryBus(t, func(c *eventstream.Config) {
+		c.DrainTimeout = 50 * time.Millisecond
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) {
+			mu.Lock()
+			reasons = append(reasons, f.Err)
+			mu.Unlock()
+		}
+	})
+	inside := make(chan struct{})
+	sub, err := bus.On("t", func(ctx context.Context, e *eventstream.Event) error {
+		var n int
+		require.NoError(t, e.Unmarshal(&n))
+		if n == 0 {
+			close(inside)
+			<-ctx.Done() // held until Off cancels it after the drain timeout
+		}
+		return nil
+	}, eventstream.WithConsumerGroup("only"))
+	require.NoError(t, err)
+	for i := range 6 {
+		require.NoError(t, bus.Emit(context.Background(), "t", i))
+	}
+	<-inside
+	require.NoError(t, bus.Off(sub))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, reasons, 5, "the five queued events are reported, not dropped silently")
+	for _, r := range reasons {
+		require.ErrorIs(t, r, eventstream.ErrUnsubscribed)
+	}
+	assert.Equal(t, uint64(5), bus.Stats().Failed)
+}
