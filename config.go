@@ -75,9 +75,12 @@ type SubscribeConfig struct {
 	// in order by one worker; with Concurrency 1 all events are handled in
 	// order. Default 1.
 	Concurrency int
-	// BufferSize is the number of events queued for the subscription before
+	// BufferSize is the size of the subscription's queue: when it is full
 	// Emit waits (memory mode) or the subscription stops reading from the
-	// broker (distributed mode). Default 1024.
+	// broker (distributed mode). With Concurrency 1 it is the only queue;
+	// with more workers each worker also has a queue of
+	// BufferSize/Concurrency for keyed events, so up to about 2×BufferSize
+	// events can wait. Default 1024.
 	BufferSize int
 	// RetryPolicy controls handler retries. Default DefaultRetryPolicy().
 	RetryPolicy *RetryPolicy
@@ -110,7 +113,9 @@ type DistributedConfig struct {
 	// subscribers skip parsing a JSON envelope. It needs an MQAdapter that
 	// implements RecordPublisher and whose messages implement HeaderCarrier
 	// (adapters/kafka and adapters/memory do); New rejects an adapter without
-	// RecordPublisher. Subscribers read both modes whatever this setting.
+	// RecordPublisher, but cannot see the message type: messages without
+	// HeaderCarrier would be read as bare payloads, losing the attributes.
+	// Subscribers read both modes whatever this setting.
 	BinaryMode bool
 }
 
