@@ -735,3 +735,44 @@ func TestDistributedReadsAtMostBufferAhead(t *testing.T) {
 	<-done
 	assert.LessOrEqual(t, ad.most.Load(), limit)
 }
+
+func TestDistributedDeadLetterReasonReachesBusSubscribers(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, nil)
+	_, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+		return eventstream.Permanent(errors.New("rejected"))
+	}, eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	dead := make(chan *eventstream.Event, 1)
+	_, err = bus.On(eventstream.DeadLetterTopicName("t", "g"), func(_ context.Context, e *eventstream.Event) error {
+		dead <- e
+		return nil
+	}, eventstream.WithConsumerGroup("ops"))
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(context.Background(), "t", 5, eventstream.WithHeader("tenant", "acme")))
+	e := <-dead
+	var n int
+	require.NoError(t, e.Unmarshal(&n), "the dead letter is the original event")
+	assert.Equal(t, 5, n)
+	assert.Contains(t, e.Headers[eventstream.HeaderDeadLetterError], "rejected", "broker headers reach Event.Headers")
+	assert.Equal(t, "1", e.Headers[eventstream.HeaderDeadLetterAttempts])
+	assert.Equal(t, "acme", e.Headers["tenant"], "the original headers are kept")
+	_, hasCT := e.Headers["content-type"]
+	assert.False(t, hasCT)
+}
+
+func TestDistributedEnvelopeAttributesWinOverBrokerHeaders(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, nil)
+	got := make(chan *eventstream.Event, 1)
+	_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error { got <- e; return nil },
+		eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	env := []byte(`{"specversion":"1.0","id":"x","source":"s","type":"t","tenant":"from-envelope","data":1}`)
+	require.NoError(t, ad.PublishRecord(context.Background(), "t", eventstream.Record{
+		Value:   env,
+		Headers: map[string]string{"tenant": "from-broker", "region": "eu", "content-type": eventstream.CloudEventsContentType},
+	}))
+	e := <-got
+	assert.Equal(t, map[string]string{"tenant": "from-envelope", "region": "eu"}, e.Headers)
+}

@@ -533,3 +533,21 @@ func TestMemoryOffReportsQueuedEventsWithNoGroupLeft(t *testing.T) {
 	}
 	assert.Equal(t, uint64(5), bus.Stats().Failed)
 }
+
+func TestOffReportsHandlersThatIgnoreCancellation(t *testing.T) {
+	bus := newMemoryBus(t, func(c *eventstream.Config) { c.DrainTimeout = 20 * time.Millisecond })
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	sub, err := bus.On("t", func(context.Context, *eventstream.Event) error {
+		close(inside)
+		<-release // ignores its context
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(context.Background(), "t", 1))
+	<-inside
+	err = bus.Off(sub)
+	require.ErrorIs(t, err, eventstream.ErrDrainTimeout, "Off returns instead of hanging, and says why")
+	close(release)
+	require.Eventually(t, func() bool { return bus.Stats().InFlight == 0 }, 10*time.Second, time.Millisecond)
+}
