@@ -56,6 +56,10 @@ type Config struct {
 	// the worker goroutine, so it must not block for long. Failures are also
 	// logged and counted in Stats whether or not OnFailure is set.
 	OnFailure func(ctx context.Context, f *Failure)
+	// Observer, if set, receives hooks around every publish and every handler
+	// attempt (tracing, metrics); see Observer. Nil costs nothing. If it also
+	// implements StatsObserver, New calls ObserveStats once and Close stops it.
+	Observer Observer
 	// Memory configures memory mode.
 	Memory MemoryConfig
 	// Distributed configures distributed mode.

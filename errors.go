@@ -33,6 +33,9 @@ var (
 	ErrUnsubscribed = errors.New("eventstream: subscription removed before delivery")
 	// ErrPanic is wrapped by the error a handler panic turns into.
 	ErrPanic = errors.New("eventstream: handler panicked")
+	// ErrHandlerPanic is ErrPanic under the name the Observer contract uses:
+	// errors.Is(err, ErrHandlerPanic) and errors.Is(err, ErrPanic) agree.
+	ErrHandlerPanic = ErrPanic
 	// ErrDecode is wrapped when a message cannot be decoded: not an
 	// envelope, truncated, or a content type the Serializer cannot read.
 	ErrDecode = errors.New("eventstream: cannot decode message")
