@@ -1,0 +1,73 @@
+// Package esotel traces and measures an eventstream bus with OpenTelemetry.
+//
+//	cfg.Observer = esotel.New(
+//		esotel.WithTracerProvider(tp),   // default: the global provider
+//		esotel.WithMeterProvider(mp),    // default: the global provider
+//		esotel.WithPropagators(prop),    // default: the global propagator
+//	)
+//
+// Propagation needs a propagator: the global one does nothing until the
+// application sets one, for example with
+// otel.SetTextMapPropagator(propagation.TraceContext{}).
+//
+// # Spans
+//
+// Spans follow the OpenTelemetry messaging semantic conventions
+// (semconv v1.43.0, messaging status Development):
+//
+//   - "send <topic>", kind PRODUCER, for every transport write: each Emit or
+//     Publish (one per topic written) and each dead-letter write. Its context
+//     is the event's creation context and travels with the event as the W3C
+//     traceparent and tracestate fields (see eventstream.Carrier for how the
+//     bus carries them). It is a child of the span in the Emit context, if
+//     any. A dead-letter write links to the creation context of the event
+//     being dead-lettered and, when its context holds no span, is also its
+//     child, so that the dead-letter write shows in the original trace.
+//   - "process <topic>", kind CONSUMER, for every handler attempt: a retry is
+//     a new span, with eventstream.delivery.attempt telling which. It is a
+//     child of the creation context that arrived with the event and links to
+//     it (WithLinkOnly makes it a new root with the link only). The handler's
+//     ctx holds it, so spans the handler starts are its children and log
+//     records the bus writes about the attempt carry it.
+//
+// A failed write or attempt (a handler error, or a panic) sets the span
+// status to Error with the error text and sets error.type to a short,
+// low-cardinality name (see ErrorType).
+//
+// Span attributes: messaging.system (the adapter's MessagingSystem, or
+// "eventstream" for the in-process bus), messaging.destination.name,
+// messaging.consumer.group.name, messaging.operation.name and
+// messaging.operation.type are set at span start, where samplers see them.
+// Only on spans that are recorded: messaging.message.id and
+// cloudevents.event_id (the CloudEvents id), cloudevents.event_source,
+// cloudevents.event_type, cloudevents.event_spec_version, the event key
+// (messaging.kafka.message.key on Kafka, eventstream.event.key elsewhere),
+// messaging.destination.partition.id and the offset (messaging.kafka.offset
+// on Kafka, eventstream.message.offset elsewhere) where the adapter knows
+// them, and on dead-letter writes eventstream.dead_letter.topic, .group and
+// .attempts describing the failed subscription.
+//
+// # Metrics
+//
+//   - messaging.client.sent.messages ({message}): one per write, with
+//     error.type when the write failed.
+//   - messaging.client.operation.duration (s): the duration of each write.
+//   - messaging.client.consumed.messages ({message}): one per message
+//     delivered to a handler (its first attempt; retries are not counted
+//     again).
+//   - messaging.process.duration (s): the duration of each handler attempt,
+//     with error.type when it failed.
+//
+// Both histograms use the bucket boundaries the conventions advise. Their
+// attributes are messaging.system, messaging.operation.name and .type,
+// messaging.destination.name and (consumer side) messaging.consumer.group.name;
+// never per-message values.
+//
+// When the bus calls ObserveStats (it does for every Observer that implements
+// eventstream.StatsObserver), the bus's Stats become observable instruments:
+// eventstream.events.emitted, .delivered, .retried, .failed and
+// .dead_lettered (counters, {event}), eventstream.events.in_flight
+// ({event}) and eventstream.subscriptions ({subscription}), both
+// up-down counters. With several buses sharing one Observer the instruments
+// report their sum, and counters keep the final counts of closed buses.
+package esotel

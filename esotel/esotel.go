@@ -1,0 +1,345 @@
+package esotel
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/eventstream-go/eventstream"
+)
+
+// ScopeName is the instrumentation scope of the tracer and meter esotel
+// uses: its import path.
+const ScopeName = "github.com/eventstream-go/eventstream/esotel"
+
+// Version is the version of this instrumentation, reported with ScopeName.
+func Version() string { return "0.1.0" }
+
+// systemMemory is messaging.system for an unnamed system: the in-process
+// bus, or an adapter that does not implement eventstream.SystemNamer.
+const systemMemory = "eventstream"
+
+// Attribute keys esotel adds where the conventions have none.
+const (
+	// AttemptKey is the handler attempt of a process span: 1, then 2 for
+	// the first retry, and so on.
+	AttemptKey = attribute.Key("eventstream.delivery.attempt")
+	// EventKeyKey is the event key on systems other than Kafka (on Kafka
+	// it is messaging.kafka.message.key).
+	EventKeyKey = attribute.Key("eventstream.event.key")
+	// OffsetKey is the message offset on systems other than Kafka (on
+	// Kafka it is messaging.kafka.offset).
+	OffsetKey = attribute.Key("eventstream.message.offset")
+	// DeadLetterTopicKey, DeadLetterGroupKey and DeadLetterAttemptsKey
+	// describe, on a dead-letter send span, the subscription whose event
+	// is being dead-lettered and how many handler calls it made.
+	DeadLetterTopicKey    = attribute.Key("eventstream.dead_letter.topic")
+	DeadLetterGroupKey    = attribute.Key("eventstream.dead_letter.group")
+	DeadLetterAttemptsKey = attribute.Key("eventstream.dead_letter.attempts")
+)
+
+// config is what the options set.
+type config struct {
+	tp       trace.TracerProvider
+	mp       metric.MeterProvider
+	prop     propagation.TextMapPropagator
+	linkOnly bool
+}
+
+// Option configures New.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithTracerProvider sets the TracerProvider spans are created with. The
+// default, or a nil tp, is the global provider (otel.GetTracerProvider),
+// which creates no spans until the application installs one.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) { c.tp = tp })
+}
+
+// WithMeterProvider sets the MeterProvider the instruments are created
+// with. The default, or a nil mp, is the global provider
+// (otel.GetMeterProvider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.mp = mp })
+}
+
+// WithPropagators sets the propagator that writes the trace context into
+// published events and reads it from received ones. The default, or a nil
+// p, is the global propagator (otel.GetTextMapPropagator), which propagates
+// nothing until the application sets one: use for example
+// propagation.TraceContext{} (W3C traceparent and tracestate).
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *config) { c.prop = p })
+}
+
+// WithLinkOnly makes every process span the root of a new trace that links
+// to the event's creation context, instead of its child (the default).
+// The conventions recommend it when handlers run inside another span or
+// when producer and consumer traces should stay apart.
+func WithLinkOnly() Option {
+	return optionFunc(func(c *config) { c.linkOnly = true })
+}
+
+// Observer traces and measures an eventstream bus. Set it as
+// eventstream.Config.Observer; it implements eventstream.Observer and
+// eventstream.StatsObserver. One Observer may serve several buses. Its
+// methods are safe for concurrent use.
+type Observer struct {
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
+	linkOnly bool
+	inst     instruments
+	dests    sync.Map // destKey -> *dest
+	stats    statsState
+}
+
+var (
+	_ eventstream.Observer      = (*Observer)(nil)
+	_ eventstream.StatsObserver = (*Observer)(nil)
+)
+
+// New returns an Observer configured by opts. Errors creating instruments
+// are reported to otel.Handle; the instruments concerned then do nothing.
+func New(opts ...Option) *Observer {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.tp == nil {
+		c.tp = otel.GetTracerProvider()
+	}
+	if c.mp == nil {
+		c.mp = otel.GetMeterProvider()
+	}
+	if c.prop == nil {
+		c.prop = otel.GetTextMapPropagator()
+	}
+	o := &Observer{
+		tracer: c.tp.Tracer(ScopeName,
+			trace.WithInstrumentationVersion(Version()),
+			trace.WithSchemaURL(semconv.SchemaURL)),
+		prop:     c.prop,
+		linkOnly: c.linkOnly,
+	}
+	meter := c.mp.Meter(ScopeName,
+		metric.WithInstrumentationVersion(Version()),
+		metric.WithSchemaURL(semconv.SchemaURL))
+	o.inst = newInstruments(meter)
+	o.stats.meter = meter
+	return o
+}
+
+// operation is the messaging operation of a span.
+type operation uint8
+
+const (
+	opSend operation = iota
+	opProcess
+)
+
+// destKey identifies what spans and metrics share: everything but the
+// per-message values.
+type destKey struct {
+	system, topic, group string
+	op                   operation
+}
+
+// dest holds what is precomputed per destKey, so that the per-event path
+// builds no options when nothing is sampled.
+type dest struct {
+	name      string // span name
+	kafka     bool
+	startOpts []trace.SpanStartOption
+	attrs     attribute.Set // metric attributes without error.type
+	addOpts   []metric.AddOption
+	recOpts   []metric.RecordOption
+	errMu     sync.Mutex
+	errOpts   map[string]metric.MeasurementOption // by error.type
+}
+
+func (o *Observer) dest(k destKey) *dest {
+	if d, ok := o.dests.Load(k); ok {
+		return d.(*dest)
+	}
+	system := k.system
+	if system == "" {
+		system = systemMemory
+	}
+	d := &dest{kafka: system == "kafka", errOpts: map[string]metric.MeasurementOption{}}
+	kv := []attribute.KeyValue{
+		semconv.MessagingSystemKey.String(system),
+		semconv.MessagingDestinationName(k.topic),
+	}
+	kind := trace.SpanKindProducer
+	switch k.op {
+	case opSend:
+		d.name = "send " + k.topic
+		kv = append(kv, semconv.MessagingOperationName("send"), semconv.MessagingOperationTypeSend)
+	case opProcess:
+		d.name = "process " + k.topic
+		kind = trace.SpanKindConsumer
+		kv = append(kv, semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess)
+		if k.group != "" {
+			kv = append(kv, semconv.MessagingConsumerGroupName(k.group))
+		}
+	}
+	d.attrs = attribute.NewSet(kv...)
+	d.startOpts = []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(kv...)}
+	m := metric.WithAttributeSet(d.attrs)
+	d.addOpts = []metric.AddOption{m}
+	d.recOpts = []metric.RecordOption{m}
+	actual, _ := o.dests.LoadOrStore(k, d)
+	return actual.(*dest)
+}
+
+// errOpt returns the metric option for d's attributes plus error.type et.
+func (d *dest) errOpt(et string) metric.MeasurementOption {
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
+	m, ok := d.errOpts[et]
+	if !ok {
+		kv := append(d.attrs.ToSlice(), semconv.ErrorTypeKey.String(et))
+		m = metric.WithAttributeSet(attribute.NewSet(kv...))
+		if len(d.errOpts) < 64 { // error types are few; bound the cache anyway
+			d.errOpts[et] = m
+		}
+	}
+	return m
+}
+
+// StartPublish implements eventstream.Observer: it starts the send span,
+// writes its context into carrier, and returns the function that ends it.
+func (o *Observer) StartPublish(ctx context.Context, info eventstream.PublishInfo, carrier eventstream.Carrier) (context.Context, func(error)) {
+	d := o.dest(destKey{system: info.System, topic: info.Topic, op: opSend})
+	opts := d.startOpts
+	var origin trace.SpanContext
+	if info.DeadLetter != nil && info.Origin != nil {
+		origin = trace.SpanContextFromContext(o.prop.Extract(context.Background(), info.Origin))
+		if origin.IsValid() {
+			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: origin}))
+			if !trace.SpanContextFromContext(ctx).IsValid() {
+				ctx = trace.ContextWithRemoteSpanContext(ctx, origin)
+			}
+		}
+	}
+	start := time.Now()
+	ctx, span := o.tracer.Start(ctx, d.name, opts...)
+	if span.IsRecording() {
+		setEventAttrs(span, d, info.Event)
+		if f := info.DeadLetter; f != nil {
+			span.SetAttributes(
+				DeadLetterTopicKey.String(f.Topic),
+				DeadLetterGroupKey.String(f.Group),
+				DeadLetterAttemptsKey.Int(f.Attempts))
+		}
+	}
+	if carrier != nil {
+		o.prop.Inject(ctx, carrier)
+	}
+	return ctx, func(err error) {
+		elapsed := time.Since(start).Seconds()
+		if err != nil {
+			et := ErrorType(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(semconv.ErrorTypeKey.String(et))
+			m := d.errOpt(et)
+			o.inst.sent.Add(ctx, 1, m)
+			o.inst.opDuration.Record(ctx, elapsed, m)
+		} else {
+			o.inst.sent.Add(ctx, 1, d.addOpts...)
+			o.inst.opDuration.Record(ctx, elapsed, d.recOpts...)
+		}
+		span.End()
+	}
+}
+
+// StartProcess implements eventstream.Observer: it reads the creation
+// context from carrier, starts the process span as its child (or, with
+// WithLinkOnly, as a new root) linked to it, and returns the handler's
+// context, which holds the span, and the function that ends it.
+func (o *Observer) StartProcess(ctx context.Context, info eventstream.ProcessInfo, carrier eventstream.Carrier) (context.Context, func(error)) {
+	d := o.dest(destKey{system: info.System, topic: info.Topic, group: info.Group, op: opProcess})
+	opts := d.startOpts
+	if carrier != nil {
+		ambient := trace.SpanContextFromContext(ctx)
+		pctx := o.prop.Extract(ctx, carrier)
+		creation := trace.SpanContextFromContext(pctx)
+		if creation.IsValid() && !creation.Equal(ambient) {
+			links := []trace.Link{{SpanContext: creation}}
+			if ambient.IsValid() && !o.linkOnly {
+				links = append(links, trace.Link{SpanContext: ambient})
+			}
+			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(links...))
+			if o.linkOnly {
+				opts = append(opts, trace.WithNewRoot())
+			}
+		}
+		ctx = pctx // also carries what else the propagator read, such as baggage
+	}
+	if info.Attempt <= 1 {
+		o.inst.consumed.Add(ctx, 1, d.addOpts...)
+	}
+	start := time.Now()
+	ctx, span := o.tracer.Start(ctx, d.name, opts...)
+	if span.IsRecording() {
+		setEventAttrs(span, d, info.Event)
+		span.SetAttributes(AttemptKey.Int(info.Attempt))
+		if info.HasOffset {
+			span.SetAttributes(semconv.MessagingDestinationPartitionID(strconv.Itoa(info.Partition)))
+			if d.kafka {
+				span.SetAttributes(semconv.MessagingKafkaOffsetKey.Int64(info.Offset))
+			} else {
+				span.SetAttributes(OffsetKey.Int64(info.Offset))
+			}
+		}
+	}
+	return ctx, func(err error) {
+		elapsed := time.Since(start).Seconds()
+		if err != nil {
+			et := ErrorType(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(semconv.ErrorTypeKey.String(et))
+			o.inst.processDuration.Record(ctx, elapsed, d.errOpt(et))
+		} else {
+			o.inst.processDuration.Record(ctx, elapsed, d.recOpts...)
+		}
+		span.End()
+	}
+}
+
+// setEventAttrs sets the per-event attributes of a recorded span.
+func setEventAttrs(span trace.Span, d *dest, e *eventstream.Event) {
+	if e == nil {
+		return
+	}
+	kv := make([]attribute.KeyValue, 0, 6)
+	kv = append(kv,
+		semconv.MessagingMessageID(e.ID),
+		semconv.CloudEventsEventID(e.ID),
+		semconv.CloudEventsEventSource(e.Source),
+		semconv.CloudEventsEventType(e.Type),
+		semconv.CloudEventsEventSpecVersion("1.0"))
+	if e.Key != "" {
+		if d.kafka {
+			kv = append(kv, semconv.MessagingKafkaMessageKey(e.Key))
+		} else {
+			kv = append(kv, EventKeyKey.String(e.Key))
+		}
+	}
+	span.SetAttributes(kv...)
+}
