@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -102,7 +103,8 @@ type Observer struct {
 	prop     propagation.TextMapPropagator
 	linkOnly bool
 	inst     instruments
-	dests    sync.Map // destKey -> *dest
+	dests    atomic.Pointer[map[destKey]*dest] // copied on write, under destMu
+	destMu   sync.Mutex
 	stats    statsState
 }
 
@@ -165,16 +167,33 @@ type dest struct {
 	name      string // span name
 	kafka     bool
 	startOpts []trace.SpanStartOption
-	attrs     attribute.Set // metric attributes without error.type
+	rootOpts  []trace.SpanStartOption // startOpts plus trace.WithNewRoot
+	attrs     attribute.Set           // metric attributes without error.type
 	addOpts   []metric.AddOption
 	recOpts   []metric.RecordOption
 	errMu     sync.Mutex
 	errOpts   map[string]metric.MeasurementOption // by error.type
 }
 
+// dest returns the precomputed values of k. The lookup takes no lock and
+// allocates nothing; a new key copies the map.
 func (o *Observer) dest(k destKey) *dest {
-	if d, ok := o.dests.Load(k); ok {
-		return d.(*dest)
+	if m := o.dests.Load(); m != nil {
+		if d, ok := (*m)[k]; ok {
+			return d
+		}
+	}
+	return o.addDest(k)
+}
+
+func (o *Observer) addDest(k destKey) *dest {
+	o.destMu.Lock()
+	defer o.destMu.Unlock()
+	old := o.dests.Load()
+	if old != nil {
+		if d, ok := (*old)[k]; ok {
+			return d
+		}
 	}
 	system := k.system
 	if system == "" {
@@ -200,11 +219,19 @@ func (o *Observer) dest(k destKey) *dest {
 	}
 	d.attrs = attribute.NewSet(kv...)
 	d.startOpts = []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(kv...)}
+	d.rootOpts = append(d.startOpts[:len(d.startOpts):len(d.startOpts)], trace.WithNewRoot())
 	m := metric.WithAttributeSet(d.attrs)
 	d.addOpts = []metric.AddOption{m}
 	d.recOpts = []metric.RecordOption{m}
-	actual, _ := o.dests.LoadOrStore(k, d)
-	return actual.(*dest)
+	next := make(map[destKey]*dest, 1)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[k] = d
+	o.dests.Store(&next)
+	return d
 }
 
 // errOpt returns the metric option for d's attributes plus error.type et.
@@ -226,20 +253,19 @@ func (d *dest) errOpt(et string) metric.MeasurementOption {
 // writes its context into carrier, and returns the function that ends it.
 func (o *Observer) StartPublish(ctx context.Context, info eventstream.PublishInfo, carrier eventstream.Carrier) (context.Context, func(error)) {
 	d := o.dest(destKey{system: info.System, topic: info.Topic, op: opSend})
-	opts := d.startOpts
 	var origin trace.SpanContext
 	if info.DeadLetter != nil && info.Origin != nil {
 		origin = trace.SpanContextFromContext(o.prop.Extract(context.Background(), info.Origin))
-		if origin.IsValid() {
-			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: origin}))
-			if !trace.SpanContextFromContext(ctx).IsValid() {
-				ctx = trace.ContextWithRemoteSpanContext(ctx, origin)
-			}
+		if origin.IsValid() && !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, origin)
 		}
 	}
-	start := time.Now()
-	ctx, span := o.tracer.Start(ctx, d.name, opts...)
+	start := o.now(ctx, o.inst.opDuration)
+	ctx, span := o.tracer.Start(ctx, d.name, d.startOpts...)
 	if span.IsRecording() {
+		if origin.IsValid() {
+			span.AddLink(trace.Link{SpanContext: origin})
+		}
 		setEventAttrs(span, d, info.Event)
 		if f := info.DeadLetter; f != nil {
 			span.SetAttributes(
@@ -252,17 +278,20 @@ func (o *Observer) StartPublish(ctx context.Context, info eventstream.PublishInf
 		o.prop.Inject(ctx, carrier)
 	}
 	return ctx, func(err error) {
-		elapsed := time.Since(start).Seconds()
 		if err != nil {
 			et := ErrorType(err)
 			span.SetStatus(codes.Error, err.Error())
 			span.SetAttributes(semconv.ErrorTypeKey.String(et))
 			m := d.errOpt(et)
 			o.inst.sent.Add(ctx, 1, m)
-			o.inst.opDuration.Record(ctx, elapsed, m)
+			if !start.IsZero() {
+				o.inst.opDuration.Record(ctx, time.Since(start).Seconds(), m)
+			}
 		} else {
 			o.inst.sent.Add(ctx, 1, d.addOpts...)
-			o.inst.opDuration.Record(ctx, elapsed, d.recOpts...)
+			if !start.IsZero() {
+				o.inst.opDuration.Record(ctx, time.Since(start).Seconds(), d.recOpts...)
+			}
 		}
 		span.End()
 	}
@@ -275,28 +304,34 @@ func (o *Observer) StartPublish(ctx context.Context, info eventstream.PublishInf
 func (o *Observer) StartProcess(ctx context.Context, info eventstream.ProcessInfo, carrier eventstream.Carrier) (context.Context, func(error)) {
 	d := o.dest(destKey{system: info.System, topic: info.Topic, group: info.Group, op: opProcess})
 	opts := d.startOpts
+	var creation, ambient trace.SpanContext
 	if carrier != nil {
-		ambient := trace.SpanContextFromContext(ctx)
+		ambient = trace.SpanContextFromContext(ctx)
 		pctx := o.prop.Extract(ctx, carrier)
-		creation := trace.SpanContextFromContext(pctx)
+		creation = trace.SpanContextFromContext(pctx)
 		if creation.IsValid() && !creation.Equal(ambient) {
-			links := []trace.Link{{SpanContext: creation}}
-			if ambient.IsValid() && !o.linkOnly {
-				links = append(links, trace.Link{SpanContext: ambient})
-			}
-			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(links...))
 			if o.linkOnly {
-				opts = append(opts, trace.WithNewRoot())
+				opts = d.rootOpts
 			}
+		} else {
+			creation = trace.SpanContext{}
 		}
 		ctx = pctx // also carries what else the propagator read, such as baggage
 	}
 	if info.Attempt <= 1 {
 		o.inst.consumed.Add(ctx, 1, d.addOpts...)
 	}
-	start := time.Now()
+	start := o.now(ctx, o.inst.processDuration)
 	ctx, span := o.tracer.Start(ctx, d.name, opts...)
 	if span.IsRecording() {
+		// Links are added after the start, so that spans nobody samples
+		// cost no link: samplers do not see them.
+		if creation.IsValid() {
+			span.AddLink(trace.Link{SpanContext: creation})
+			if ambient.IsValid() && !o.linkOnly {
+				span.AddLink(trace.Link{SpanContext: ambient})
+			}
+		}
 		setEventAttrs(span, d, info.Event)
 		span.SetAttributes(AttemptKey.Int(info.Attempt))
 		if info.HasOffset {
@@ -309,17 +344,27 @@ func (o *Observer) StartProcess(ctx context.Context, info eventstream.ProcessInf
 		}
 	}
 	return ctx, func(err error) {
-		elapsed := time.Since(start).Seconds()
 		if err != nil {
 			et := ErrorType(err)
 			span.SetStatus(codes.Error, err.Error())
 			span.SetAttributes(semconv.ErrorTypeKey.String(et))
-			o.inst.processDuration.Record(ctx, elapsed, d.errOpt(et))
-		} else {
-			o.inst.processDuration.Record(ctx, elapsed, d.recOpts...)
+			if !start.IsZero() {
+				o.inst.processDuration.Record(ctx, time.Since(start).Seconds(), d.errOpt(et))
+			}
+		} else if !start.IsZero() {
+			o.inst.processDuration.Record(ctx, time.Since(start).Seconds(), d.recOpts...)
 		}
 		span.End()
 	}
+}
+
+// now returns the current time when h records measurements, and the zero
+// time (meaning: do not measure) when it does not.
+func (o *Observer) now(ctx context.Context, h metric.Float64Histogram) time.Time {
+	if !h.Enabled(ctx) {
+		return time.Time{}
+	}
+	return time.Now()
 }
 
 // setEventAttrs sets the per-event attributes of a recorded span.
