@@ -27,6 +27,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // rig is an Observer wired to a span recorder and a manual metric reader.
 type rig struct {
 	obs    *esotel.Observer
+	tp     *sdktrace.TracerProvider
 	spans  *tracetest.SpanRecorder
 	reader *sdkmetric.ManualReader
 }
@@ -46,7 +47,7 @@ func newRig(t testing.TB, opts ...esotel.Option) *rig {
 		esotel.WithMeterProvider(mp),
 		esotel.WithPropagators(propagation.TraceContext{}),
 	}, opts...)
-	return &rig{obs: esotel.New(opts...), spans: sr, reader: reader}
+	return &rig{obs: esotel.New(opts...), tp: tp, spans: sr, reader: reader}
 }
 
 // ended returns the ended spans named name.

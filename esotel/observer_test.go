@@ -394,6 +394,8 @@ func TestErrorType(t *testing.T) {
 		{eventstream.Permanent(fmt.Errorf("%w", eventstream.ErrDecode)), "decode"},
 		{context.DeadlineExceeded, "timeout"},
 		{fmt.Errorf("x: %w", context.Canceled), "canceled"},
+		{eventstream.Permanent(errors.New("x")), "_OTHER"},
+		{eventstream.Permanent(fmt.Errorf("a: %w", custom{errors.New("x")})), "github.com/eventstream-go/eventstream/esotel_test.custom"},
 		{typedErr{}, "typed"},
 		{fmt.Errorf("w: %w", typedErr{}), "typed"},
 		{custom{errors.New("x")}, "github.com/eventstream-go/eventstream/esotel_test.custom"},
