@@ -2,6 +2,7 @@ package eventstream
 
 import (
 	"context"
+	"reflect"
 	"time"
 )
 
@@ -54,9 +55,15 @@ type Message interface {
 //   - All methods are safe for concurrent use, and Ack may be called for
 //     messages in any order.
 //
-// An adapter may also implement RecordPublisher to carry keys and headers,
-// and its messages may implement HeaderCarrier; the bus detects both with a
-// type assertion, the way io.Copy detects io.WriterTo.
+// Optional capabilities, each an exported interface the bus detects with a
+// type assertion (the way io.Copy detects io.WriterTo): the adapter may
+// implement RecordPublisher (keys, headers, timestamps; needed for per-key
+// order on partitioned brokers) and SystemNamer; its messages may implement
+// HeaderCarrier and Positioned. A wrapper (middleware) around an adapter
+// hides the capabilities of what it wraps unless it implements them too; it
+// should implement Unwrapper, and New logs a warning when the wrapped adapter
+// publishes records but the wrapper does not, since events would then lose
+// their broker keys and with them per-key order.
 type MQAdapter interface {
 	Publish(ctx context.Context, topic string, message []byte) error
 	Subscribe(ctx context.Context, topic, groupID string) (<-chan Message, func(), error)
@@ -91,4 +98,25 @@ type HeaderCarrier interface {
 	// Headers returns the message headers; nil when there are none. The
 	// caller must not modify the map.
 	Headers() map[string]string
+}
+
+// Unwrapper is implemented by MQAdapter wrappers (logging, metrics, fault
+// injection): Unwrap returns the wrapped adapter. The bus follows the chain
+// only to warn when a wrapper hides RecordPublisher; it always calls the
+// outermost adapter.
+type Unwrapper interface {
+	Unwrap() MQAdapter
+}
+
+// isNil reports whether m is nil or a nil pointer in an interface.
+func isNil(m Message) bool {
+	if m == nil {
+		return true
+	}
+	v := reflect.ValueOf(m)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
 }

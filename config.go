@@ -38,8 +38,9 @@ type Config struct {
 	// Default "eventstream".
 	Source string
 	// Logger receives failures (exhausted retries, dead-letters, undecodable
-	// messages) and lifecycle problems. Nil means slog.Default(). The library
-	// never prints anywhere else.
+	// messages) and lifecycle problems; records about a handler attempt are
+	// logged with that attempt's context. Nil means slog.Default(). The
+	// library never prints anywhere else.
 	Logger *slog.Logger
 	// Subscribe holds the defaults for every On call: the worker pool size
 	// (Concurrency) and queue size (BufferSize), the consumer group, the retry
@@ -47,14 +48,15 @@ type Config struct {
 	// subscription.
 	Subscribe SubscribeConfig
 	// DrainTimeout bounds how long Off and Close wait for in-flight handlers
-	// (and, on Close in memory mode, for queued events) before cancelling
-	// the handlers' context. Default 10s.
+	// (and, on Close, for queued events) before cancelling the handlers'
+	// context; handlers then get one more DrainTimeout. Default 10s.
 	DrainTimeout time.Duration
 	// OnFailure, if set, is called for every event that could not be
 	// handled: retries exhausted, permanent errors, undecodable messages and
 	// events that were queued for a subscription that went away. It runs on
-	// the worker goroutine, so it must not block for long. Failures are also
-	// logged and counted in Stats whether or not OnFailure is set.
+	// the worker goroutine, so it must not block for long; a panic in it is
+	// recovered and logged. Failures are also logged and counted in Stats
+	// whether or not OnFailure is set.
 	OnFailure func(ctx context.Context, f *Failure)
 	// Observer, if set, receives hooks around every publish and every handler
 	// attempt (tracing, metrics); see Observer. Nil costs nothing. If it also
@@ -75,26 +77,36 @@ type SubscribeConfig struct {
 	// distributed mode a group is required.
 	ConsumerGroup string
 	// Concurrency is the number of worker goroutines of the subscription
-	// (the size of its worker pool). Events with the same key are handled
-	// in order by one worker; with Concurrency 1 all events are handled in
-	// order. Default 1.
+	// (the size of its worker pool), from 1 to MaxConcurrency. Events with
+	// the same key are handled in order by one worker; with Concurrency 1
+	// all events are handled in order. Default 1.
 	Concurrency int
-	// BufferSize is the size of the subscription's queue: when it is full
-	// Emit waits (memory mode) or the subscription stops reading from the
-	// broker (distributed mode). With Concurrency 1 it is the only queue;
-	// with more workers each worker also has a queue of
-	// BufferSize/Concurrency for keyed events, so up to about 2×BufferSize
-	// events can wait. Default 1024.
+	// BufferSize is the most events queued for the subscription's workers,
+	// from 1 to MaxBufferSize, and more than Concurrency when Concurrency is
+	// above 1 (each worker has a small lane for keyed events, the rest is
+	// shared). When the queue is full Emit waits (memory mode) or the
+	// subscription stops reading from the broker (distributed mode).
+	// Default 1024.
 	BufferSize int
-	// RetryPolicy controls handler retries. Default DefaultRetryPolicy().
+	// RetryPolicy controls handler retries. Default DefaultRetryPolicy(). The
+	// bus keeps a copy: changing *RetryPolicy after New or On has no effect.
 	RetryPolicy *RetryPolicy
-	// DeadLetterTopic receives events whose handling failed for good. In
-	// memory mode it is empty by default (failures go to Config.OnFailure
-	// and the log only); when set, a dead-letter event whose Data is a
-	// *Failure is emitted on it. In distributed mode the dead-letter topic
-	// always exists: empty means DeadLetterTopicName(topic, group).
+	// DeadLetterTopic receives the dead letters of events whose handling
+	// failed for good, in both modes; empty means
+	// DeadLetterTopicName(topic, group) (in memory mode with the generated
+	// group name of a subscription without group). See the package
+	// documentation for the one dead-letter shape.
 	DeadLetterTopic string
 }
+
+// Limits of SubscribeConfig values. They bound the goroutines and the memory
+// one On call can commit (the queues are allocated up front).
+const (
+	// MaxConcurrency is the largest Concurrency.
+	MaxConcurrency = 1024
+	// MaxBufferSize is the largest BufferSize.
+	MaxBufferSize = 1 << 20
+)
 
 // MemoryConfig configures memory mode.
 type MemoryConfig struct {
@@ -176,6 +188,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if s.RetryPolicy == nil {
 		s.RetryPolicy = DefaultRetryPolicy()
+	} else {
+		p := *s.RetryPolicy // the caller keeps theirs
+		s.RetryPolicy = &p
 	}
 	if err := s.validate(); err != nil {
 		return c, fmt.Errorf("%w: Subscribe: %w", ErrInvalidConfig, err)
@@ -197,10 +212,12 @@ func (c Config) normalize() (Config, error) {
 
 func (s *SubscribeConfig) validate() error {
 	switch {
-	case s.Concurrency < 1:
-		return fmt.Errorf("%w: Concurrency %d must be at least 1", ErrInvalidOption, s.Concurrency)
-	case s.BufferSize < 1:
-		return fmt.Errorf("%w: BufferSize %d must be at least 1", ErrInvalidOption, s.BufferSize)
+	case s.Concurrency < 1 || s.Concurrency > MaxConcurrency:
+		return fmt.Errorf("%w: Concurrency %d must be within [1, %d]", ErrInvalidOption, s.Concurrency, MaxConcurrency)
+	case s.BufferSize < 1 || s.BufferSize > MaxBufferSize:
+		return fmt.Errorf("%w: BufferSize %d must be within [1, %d]", ErrInvalidOption, s.BufferSize, MaxBufferSize)
+	case s.Concurrency > 1 && s.BufferSize <= s.Concurrency:
+		return fmt.Errorf("%w: BufferSize %d must exceed Concurrency %d", ErrInvalidOption, s.BufferSize, s.Concurrency)
 	case s.RetryPolicy == nil:
 		return fmt.Errorf("%w: nil RetryPolicy", ErrInvalidOption)
 	}
@@ -210,8 +227,8 @@ func (s *SubscribeConfig) validate() error {
 	return nil
 }
 
-// DeadLetterTopicName is the default dead-letter topic of a distributed
-// subscription: topic + "." + group + ".dlq".
+// DeadLetterTopicName is the default dead-letter topic of a subscription:
+// topic + "." + group + ".dlq".
 func DeadLetterTopicName(topic, group string) string {
 	return topic + "." + group + ".dlq"
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/memory"
+	"github.com/eventstream-go/eventstream/serializer/protobuf"
 )
 
 // newAdapter returns an in-process broker closed at the end of the test.
@@ -174,16 +175,17 @@ func TestDistributedPlainAdapterAndDeadLetterEvent(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, bus.Emit(context.Background(), "t", "payload", eventstream.WithKey("k")))
 	original := sp.last("t")
+	require.NotNil(t, original)
 	d := <-dead
-	assert.Equal(t, eventstream.DeadLetterEventType, d.Type)
+	assert.Equal(t, "string", d.Type, "the dead letter is the original event")
 	assert.Equal(t, "k", d.Key, "the key travels in the envelope when the adapter has no keys")
-	var dl eventstream.DeadLetter
-	require.NoError(t, d.Unmarshal(&dl))
-	assert.Equal(t, 3, dl.Attempts)
-	assert.Equal(t, "t", dl.Topic)
-	assert.Equal(t, "g", dl.Group)
-	assert.Contains(t, dl.Error, "always fails")
-	assert.Equal(t, original, dl.Value, "the dead letter keeps the original bytes")
+	var payload string
+	require.NoError(t, d.Unmarshal(&payload))
+	assert.Equal(t, "payload", payload)
+	assert.Equal(t, "3", d.Headers[eventstream.HeaderDeadLetterAttempts])
+	assert.Equal(t, "t", d.Headers[eventstream.HeaderDeadLetterTopic])
+	assert.Equal(t, "g", d.Headers[eventstream.HeaderDeadLetterGroup])
+	assert.Contains(t, d.Headers[eventstream.HeaderDeadLetterError], "always fails")
 	assert.Equal(t, int64(3), calls.Load())
 	require.Eventually(t, func() bool { return sp.ackCount() == 2 }, 10*time.Second, time.Millisecond,
 		"the failed message is acked after its dead-letter write, the dead letter after its handler")
@@ -462,7 +464,7 @@ func TestSerializers(t *testing.T) {
 		require.Error(t, err, "RawSerializer refuses a non-byte payload")
 	})
 	t.Run("protobuf", func(t *testing.T) {
-		bus := newDistBus(t, newAdapter(t), func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.ProtobufSerializer{} })
+		bus := newDistBus(t, newAdapter(t), func(c *eventstream.Config) { c.Distributed.Serializer = protobuf.Serializer{} })
 		got := make(chan *eventstream.Event, 1)
 		_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error { got <- e; return nil },
 			eventstream.WithConsumerGroup("g"))

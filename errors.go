@@ -42,6 +42,15 @@ var (
 	// ErrContentType is wrapped by Event.Unmarshal when the event's content
 	// type does not match the Serializer's.
 	ErrContentType = errors.New("eventstream: content type mismatch")
+	// ErrAdapterContract is wrapped when an MQAdapter breaks its contract:
+	// Subscribe returned a nil channel or cancel func without an error (On
+	// fails), or the subscription sent a nil Message (reported as a failure
+	// and skipped).
+	ErrAdapterContract = errors.New("eventstream: adapter broke the MQAdapter contract")
+	// ErrSubscriptionEnded is wrapped by Off when the adapter ended the
+	// subscription on its own (closed its channel): the bus logged it,
+	// removed the subscription and counts it no more in Stats.Subscriptions.
+	ErrSubscriptionEnded = errors.New("eventstream: the adapter ended the subscription")
 	// ErrAdapterClosed is wrapped by MQAdapter methods called after Close.
 	ErrAdapterClosed = errors.New("eventstream: adapter closed")
 )

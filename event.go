@@ -56,7 +56,8 @@ type Event struct {
 	// each mode.
 	Data any
 
-	ser Serializer // decodes Data for Unmarshal; nil means JSON
+	ser   Serializer // decodes Data for Unmarshal; nil means JSON
+	trace *fields    // propagation fields (see Carrier); nil when none
 }
 
 // Unmarshal stores the event payload in dst, which must be a non-nil

@@ -2,55 +2,75 @@ package eventstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventstream-go/eventstream/internal/wire"
 )
 
-// Bus is an event bus. Both implementations, memory and distributed, share
-// this contract; all methods are safe for concurrent use, including from
-// inside a handler.
+// Bus is an event bus. New returns one for either mode; both run the same
+// subscription engine (see the package documentation), so every method has
+// the same meaning in both. All methods are safe for concurrent use,
+// including from inside a handler.
 type Bus interface {
 	// On subscribes handler to topic and starts the subscription's worker
 	// pool. Errors wrap ErrEmptyTopic, ErrNilHandler, ErrInvalidOption,
-	// ErrNoConsumerGroup or ErrClosed, or come from the MQAdapter.
+	// ErrNoConsumerGroup, ErrClosed or ErrAdapterContract, or come from the
+	// MQAdapter.
 	On(topic string, handler Handler, opts ...SubscribeOption) (Subscription, error)
-	// Off removes a subscription: delivery stops, handlers already running
-	// get Config.DrainTimeout to finish before their context is cancelled,
-	// and Off returns once every goroutine of the subscription has ended —
-	// or, if a handler still runs DrainTimeout after its context was
-	// cancelled, with an error wrapping ErrDrainTimeout, leaving that
-	// handler's goroutine behind.
-	// Events queued but not started are handed to another member of the
-	// consumer group (memory mode), reported as failures with ErrUnsubscribed
-	// when there is none, or left un-acknowledged for the broker to redeliver
-	// (distributed mode). Off is idempotent and may be called from a handler
-	// of the subscription itself (it then does not wait for that handler).
+	// Off removes a subscription: delivery stops at once (retry waits end,
+	// zero-delay retry loops too), handlers already running get
+	// Config.DrainTimeout to finish before their context is cancelled, and
+	// Off returns once every goroutine of the subscription has ended — or,
+	// if a handler still runs DrainTimeout after its context was cancelled,
+	// with an error wrapping ErrDrainTimeout, leaving that handler's
+	// goroutine behind. Every caller of Off for the subscription, concurrent
+	// or later, waits for that and gets the same result.
+	//
+	// Events queued but not started (or stopped between retries) are handed
+	// to another member of the consumer group (memory mode), reported as
+	// failures with ErrUnsubscribed when there is none, or left
+	// un-acknowledged for the broker to redeliver (distributed mode).
+	//
+	// Called from inside a handler (of any subscription), Off does not wait:
+	// it stops delivery and the subscription finishes in the background once
+	// the handler returns; Close waits for that.
+	//
+	// When the adapter ended the subscription on its own, Off returns an
+	// error wrapping ErrSubscriptionEnded.
 	Off(sub Subscription) error
 	// Emit creates an event with payload and delivers it. It returns nil once
 	// the event is queued for every consumer group of topic (memory mode: it
 	// waits while a queue is full) or accepted by the broker (distributed
-	// mode), and ctx.Err() if ctx ends first (in memory mode the groups it
-	// was already queued for still handle it); an event is never dropped
-	// silently. Emitting to a topic nobody subscribes to is not an error.
+	// mode), and ctx.Err() if ctx ends first — in both modes an Emit with a
+	// ctx that is already done is refused. In memory mode the groups the
+	// event was already queued for still handle it. An event is never
+	// dropped silently. Emitting to a topic nobody subscribes to is not an
+	// error.
 	Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error
 	// Publish delivers a fully built event, like Emit. e.Topic is required;
-	// an empty ID, Time, Source or Type is filled in. The caller must not
-	// change e afterwards.
+	// an empty ID, Time, Source or Type is filled in on the bus's copy (e is
+	// not modified). The caller must not change e.Headers or e.Data
+	// afterwards.
 	Publish(ctx context.Context, e *Event) error
 	// Stats returns a snapshot of the bus counters.
 	Stats() Stats
-	// Close stops the bus: Emit, Publish and On then fail with ErrClosed,
-	// queued events are handled within Config.DrainTimeout (memory mode),
-	// running handlers get the same time before their context is cancelled,
-	// and every goroutine of the bus ends (handlers that ignore their
-	// cancelled context for another DrainTimeout are reported with
-	// ErrDrainTimeout and left behind, as with Off). Close is idempotent. It
-	// does not close the MQAdapter.
+	// Close stops the bus: Emit, Publish and On then fail with ErrClosed.
+	// Every subscription stops at once; in memory mode the events already
+	// queued are still handled. One deadline covers every subscription:
+	// DrainTimeout after Close started, the handlers still running get
+	// their context cancelled and the events still queued are set aside
+	// (as with Off); DrainTimeout later, handlers still running are
+	// reported with ErrDrainTimeout and left behind. So Close takes at most
+	// about 2×DrainTimeout whatever the number of subscriptions. Called from
+	// a handler, Close does not wait for anything (the subscriptions finish
+	// in the background); a later call waits for them. Close does not close
+	// the MQAdapter.
 	Close() error
 }
 
@@ -63,23 +83,28 @@ type Subscription interface {
 	Group() string
 }
 
-// Stats is a snapshot of a bus's counters since New.
+// Stats is a snapshot of a bus's counters since New. The counters mean the
+// same in both modes and with every adapter.
 type Stats struct {
-	// Emitted counts events accepted by Emit and Publish.
+	// Emitted counts events accepted by Emit and Publish: queued for every
+	// group (memory mode) or accepted by the broker (distributed mode).
+	// Dead-letter writes are not counted here but in DeadLettered.
 	Emitted uint64
 	// Delivered counts handler calls that succeeded.
 	Delivered uint64
 	// Retried counts handler retries.
 	Retried uint64
 	// Failed counts events that could not be handled: retries exhausted,
-	// permanent errors, undecodable messages, events orphaned by Off or
-	// Close. Each one was logged and passed to Config.OnFailure.
+	// permanent errors, panics, undecodable messages, events orphaned by Off
+	// or Close in memory mode. Each one was logged and passed to
+	// Config.OnFailure.
 	Failed uint64
-	// DeadLettered counts failed events written to a dead-letter topic.
+	// DeadLettered counts failed events written to their dead-letter topic.
 	DeadLettered uint64
 	// InFlight is the number of handler calls running now.
 	InFlight int64
-	// Subscriptions is the number of live subscriptions.
+	// Subscriptions is the number of live subscriptions: made by On, not
+	// yet removed by Off or Close, and not ended by the adapter.
 	Subscriptions int64
 }
 
@@ -107,27 +132,83 @@ func New(cfg Config) (Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	core := &core{cfg: c, log: c.Logger, ids: newIDGen()}
-	if c.Mode == ModeDistributed {
-		return newDistributedBus(core), nil
+	b := &bus{
+		cfg:  c,
+		log:  c.Logger,
+		ids:  newIDGen(),
+		obs:  c.Observer,
+		live: make(map[*subscription]struct{}),
+		done: make(chan struct{}),
 	}
-	return newMemoryBus(core), nil
+	if c.Mode == ModeDistributed {
+		b.tr = newMQTransport(b, c.Distributed)
+	} else {
+		b.tr = newMemTransport(b)
+	}
+	b.system = b.tr.system()
+	b.ser = b.tr.serializer()
+	if so, ok := c.Observer.(StatsObserver); ok {
+		b.stopStats = so.ObserveStats(b.Stats)
+	}
+	return b, nil
 }
 
-// core is what both bus implementations share: config, counters, IDs and
-// the handler runner.
-type core struct {
-	cfg     Config
-	log     *slog.Logger
-	ids     *idGen
-	ser     Serializer                          // decodes (and in distributed mode encodes) payloads
-	deliver func(context.Context, *Event) error // queues (memory) or publishes (distributed) an event
-	closed  atomic.Bool
-	bg      sync.WaitGroup // Off finishers started from inside handlers; Close waits for them
+// transport is what differs between the modes: how an event is written and
+// how a subscription is fed. The subscription engine (subscription.go) is
+// written once over it.
+type transport interface {
+	// system names the messaging system for the Observer.
+	system() string
+	// serializer is the payload Serializer of the mode.
+	serializer() Serializer
+	// publish writes the complete, validated event e to e.Topic.
+	publish(ctx context.Context, e *Event) error
+	// attach connects s to its topic and group; from then on the transport
+	// feeds s with s.enqueue. It fails when the subscription cannot start.
+	attach(s *subscription) error
+	// detach stops feeding s; once it returns nothing more is enqueued.
+	detach(s *subscription)
+	// release ends what attach started once s's workers are done (the
+	// adapter subscription). Deliveries not acknowledged by then are
+	// redelivered by the broker.
+	release(s *subscription)
+	// ack settles a delivery that was handled or dead-lettered.
+	ack(s *subscription, d delivery)
+	// requeue settles deliveries s took but did not finish: memory mode hands
+	// them to another member of the group or reports them as failures with
+	// reason; distributed mode leaves them un-acknowledged for redelivery.
+	requeue(s *subscription, ds []delivery, reason error)
+	// deadLetter writes the dead letter of d (see DeadLetterEventType for
+	// its shape) to topic.
+	deadLetter(ctx context.Context, s *subscription, topic string, d delivery, f *Failure) error
+}
 
-	// Counters written by emitters and counters written by handler
-	// goroutines sit on separate cache lines, so that an emitter and a worker
-	// on two cores do not contend for one line on every event.
+// bus is the Bus of both modes.
+type bus struct {
+	cfg    Config
+	log    *slog.Logger
+	ids    *idGen
+	ser    Serializer
+	tr     transport
+	obs    Observer // nil: no hooks
+	system string
+
+	closed    atomic.Bool
+	mu        sync.Mutex // guards live and closeErr
+	live      map[*subscription]struct{}
+	closeErr  error
+	done      chan struct{}  // closed when the first Close has finished
+	bg        sync.WaitGroup // subscriptions finishing in the background; Close waits
+	stopStats func()
+
+	counters
+}
+
+// counters are the Stats counters. Those written by emitters and those
+// written by workers sit on separate cache lines, so that an emitter and a
+// worker on two cores do not contend for one line per event
+// (BenchmarkMemoryEmitParallel measures it).
+type counters struct {
 	_                                        [64]byte
 	emitted                                  atomic.Uint64
 	_                                        [56]byte
@@ -136,67 +217,83 @@ type core struct {
 	_                                        [64]byte
 }
 
+// Stats implements Bus.
+func (b *bus) Stats() Stats {
+	return Stats{
+		Emitted:       b.emitted.Load(),
+		Delivered:     b.delivered.Load(),
+		Retried:       b.retried.Load(),
+		Failed:        b.failed.Load(),
+		DeadLettered:  b.deadLettered.Load(),
+		InFlight:      b.inFlight.Load(),
+		Subscriptions: b.subs.Load(),
+	}
+}
+
 // Emit implements Bus.
-func (c *core) Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error {
-	if c.closed.Load() {
+func (b *bus) Emit(ctx context.Context, topic string, payload any, opts ...EmitOption) error {
+	if b.closed.Load() {
 		return ErrClosed
 	}
-	e, err := c.buildEvent(topic, payload, opts, c.ser)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e, err := b.buildEvent(topic, payload, opts)
 	if err != nil {
 		return err
 	}
-	return c.deliver(ctx, e)
+	return b.write(ctx, e)
 }
 
 // Publish implements Bus.
-func (c *core) Publish(ctx context.Context, e *Event) error {
-	if c.closed.Load() {
+func (b *bus) Publish(ctx context.Context, e *Event) error {
+	if b.closed.Load() {
 		return ErrClosed
 	}
-	if err := c.fillEvent(e, c.ser); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return c.deliver(ctx, e)
+	if e == nil {
+		return fmt.Errorf("%w: nil event", ErrInvalidOption)
+	}
+	ev := *e
+	if err := b.fillEvent(&ev); err != nil {
+		return err
+	}
+	return b.write(ctx, &ev)
 }
 
-// finishOff runs finish, the part of Off that waits for the subscription's
-// workers. Called from one of those workers' handlers (fromHandler), Off
-// cannot wait for itself: finish then runs in the background once the
-// handler returns, and Close waits for it.
-func (c *core) finishOff(fromHandler bool, finish func() error) error {
-	if !fromHandler {
-		return finish()
+// write hands e to the transport, inside the Observer's publish hook.
+func (b *bus) write(ctx context.Context, e *Event) error {
+	if b.obs == nil {
+		err := b.tr.publish(ctx, e)
+		if err == nil {
+			b.emitted.Add(1)
+		}
+		return err
 	}
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		_ = finish() // it logs what goes wrong
-	}()
-	return nil
-}
-
-// Stats implements Bus.
-func (c *core) Stats() Stats {
-	return Stats{
-		Emitted:       c.emitted.Load(),
-		Delivered:     c.delivered.Load(),
-		Retried:       c.retried.Load(),
-		Failed:        c.failed.Load(),
-		DeadLettered:  c.deadLettered.Load(),
-		InFlight:      c.inFlight.Load(),
-		Subscriptions: c.subs.Load(),
+	c := &fields{}
+	ctx, end := b.obs.StartPublish(ctx, PublishInfo{System: b.system, Topic: e.Topic, Event: e}, c)
+	if len(c.kv) > 0 {
+		e.trace = c
 	}
+	err := b.tr.publish(ctx, e)
+	end(err)
+	if err == nil {
+		b.emitted.Add(1)
+	}
+	return err
 }
 
 // buildEvent makes the event Emit delivers.
-func (c *core) buildEvent(topic string, payload any, opts []EmitOption, ser Serializer) (*Event, error) {
+func (b *bus) buildEvent(topic string, payload any, opts []EmitOption) (*Event, error) {
 	if topic == "" {
 		return nil, ErrEmptyTopic
 	}
-	e := c.ids.newEvent(topic, c.ids.now())
-	e.Source = c.cfg.Source
+	e := b.ids.newEvent(topic, b.ids.now())
+	e.Source = b.cfg.Source
 	e.Data = payload
-	e.ser = ser
+	e.ser = b.ser
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: nil EmitOption", ErrInvalidOption)
@@ -206,31 +303,41 @@ func (c *core) buildEvent(topic string, payload any, opts []EmitOption, ser Seri
 	if e.Type == "" {
 		e.Type = typeName(payload)
 	}
+	if err := validate(e); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
 // fillEvent completes an event given to Publish.
-func (c *core) fillEvent(e *Event, ser Serializer) error {
-	if e == nil {
-		return fmt.Errorf("%w: nil event", ErrInvalidOption)
-	}
+func (b *bus) fillEvent(e *Event) error {
 	if e.Topic == "" {
 		return ErrEmptyTopic
 	}
 	if e.Time.IsZero() {
-		e.Time = time.Now()
+		e.Time = b.ids.now()
 	}
 	if e.ID == "" {
-		e.ID = c.ids.newID(e.Time)
+		e.ID = b.ids.newID(e.Time)
 	}
 	if e.Source == "" {
-		e.Source = c.cfg.Source
+		e.Source = b.cfg.Source
 	}
 	if e.Type == "" {
 		e.Type = typeName(e.Data)
 	}
 	if e.ser == nil {
-		e.ser = ser
+		e.ser = b.ser
+	}
+	e.trace = nil
+	return validate(e)
+}
+
+// validate checks what every event must satisfy in both modes (it must be
+// able to travel as a CloudEvent). Errors wrap ErrInvalidOption.
+func validate(e *Event) error {
+	if err := wire.Validate(e.ID, e.Source, e.Type, e.Key, e.Headers); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	return nil
 }
@@ -242,74 +349,149 @@ func typeName(v any) string {
 	return reflect.TypeOf(v).String()
 }
 
-// stopped is the reason a handler run ended without success or failure:
-// the subscription or bus was stopping.
-type stopped struct{ err error }
+// On implements Bus.
+func (b *bus) On(topic string, h Handler, opts ...SubscribeOption) (Subscription, error) {
+	cfg, err := subscribeConfig(b.cfg.Subscribe, topic, h, opts)
+	if err != nil {
+		return nil, err
+	}
+	if b.cfg.Mode == ModeDistributed && cfg.ConsumerGroup == "" {
+		return nil, ErrNoConsumerGroup
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return nil, ErrClosed
+	}
+	s := newSubscription(b, topic, cfg, h)
+	if err := b.tr.attach(s); err != nil {
+		s.abandon()
+		return nil, err
+	}
+	b.live[s] = struct{}{}
+	b.subs.Add(1)
+	return s, nil
+}
 
-func (s stopped) Error() string { return "eventstream: delivery stopped: " + s.err.Error() }
-func (s stopped) Unwrap() error { return s.err }
+// Off implements Bus.
+func (b *bus) Off(sub Subscription) error {
+	s, ok := sub.(*subscription)
+	if !ok || s == nil || s.b != b {
+		return ErrUnknownSubscription
+	}
+	if b.remove(s) {
+		s.stop(false)
+		if inHandler() {
+			b.bg.Add(1)
+			go func() {
+				defer b.bg.Done()
+				s.finish(time.Now().Add(b.cfg.DrainTimeout), ErrUnsubscribed)
+			}()
+			return nil
+		}
+		s.finish(time.Now().Add(b.cfg.DrainTimeout), ErrUnsubscribed)
+	} else if inHandler() {
+		return nil // another caller finishes it; waiting here could wait for ourselves
+	}
+	<-s.done
+	return s.err
+}
 
-// handle runs h for e with retries per p. It returns the number of attempts
-// and nil on success, the last handler error when the event failed for good,
-// or a stopped error when stop closed (or ctx ended) before the event was
-// handled or failed for good.
-func (c *core) handle(ctx context.Context, stop <-chan struct{}, h Handler, e *Event, p *RetryPolicy) (int, error) {
-	c.inFlight.Add(1)
-	defer c.inFlight.Add(-1)
-	var timer *time.Timer
-	for attempt := 1; ; attempt++ {
-		err := call(ctx, h, e)
-		if err == nil {
-			c.delivered.Add(1)
-			return attempt, nil
+// remove takes s out of the live set and reports whether the caller did.
+func (b *bus) remove(s *subscription) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, live := b.live[s]; !live {
+		return false
+	}
+	delete(b.live, s)
+	b.subs.Add(-1)
+	return true
+}
+
+// Close implements Bus.
+func (b *bus) Close() error {
+	b.mu.Lock()
+	if b.closed.Swap(true) {
+		b.mu.Unlock()
+		if inHandler() {
+			return nil
 		}
-		if ctx.Err() != nil {
-			return attempt, stopped{fmt.Errorf("%w (last handler error: %w)", ctx.Err(), err)}
-		}
-		if attempt > p.MaxRetries || IsPermanent(err) {
-			return attempt, err
-		}
-		c.retried.Add(1)
-		if d := p.jittered(p.Delay(attempt)); d > 0 {
-			if timer == nil {
-				timer = time.NewTimer(d)
-				defer timer.Stop()
-			} else {
-				timer.Reset(d)
-			}
-			select {
-			case <-timer.C:
-			case <-stop:
-				return attempt, stopped{fmt.Errorf("%w (last handler error: %w)", ErrUnsubscribed, err)}
-			case <-ctx.Done():
-				return attempt, stopped{fmt.Errorf("%w (last handler error: %w)", ctx.Err(), err)}
-			}
+		<-b.done
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.closeErr
+	}
+	subs := make([]*subscription, 0, len(b.live))
+	for s := range b.live {
+		subs = append(subs, s)
+	}
+	clear(b.live)
+	b.subs.Add(-int64(len(subs)))
+	b.mu.Unlock()
+
+	for _, s := range subs {
+		s.stop(true)
+	}
+	if inHandler() {
+		go b.finishClose(subs)
+		return nil
+	}
+	return b.finishClose(subs)
+}
+
+// finishClose waits for the subscriptions Close stopped, under one deadline,
+// and for those finishing in the background.
+func (b *bus) finishClose(subs []*subscription) error {
+	deadline := time.Now().Add(b.cfg.DrainTimeout)
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.finish(deadline, ErrClosed)
+		}()
+	}
+	wg.Wait()
+	b.bg.Wait()
+	var errs []error
+	for _, s := range subs {
+		if s.err != nil {
+			errs = append(errs, s.err)
 		}
 	}
+	if b.stopStats != nil {
+		b.stopStats()
+	}
+	err := errors.Join(errs...)
+	b.mu.Lock()
+	b.closeErr = err
+	b.mu.Unlock()
+	close(b.done)
+	return err
 }
 
-// call runs h, turning a panic into an error wrapping ErrPanic.
-func call(ctx context.Context, h Handler, e *Event) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
-		}
-	}()
-	return h(ctx, e)
-}
-
-// fail counts, logs and reports a failure.
-func (c *core) fail(ctx context.Context, f *Failure) {
-	c.failed.Add(1)
+// fail counts, logs and reports a failure. A panicking OnFailure is
+// contained and logged.
+func (b *bus) fail(ctx context.Context, f *Failure) {
+	b.failed.Add(1)
 	id := ""
 	if f.Event != nil {
 		id = f.Event.ID
 	}
-	c.log.LogAttrs(ctx, slog.LevelError, "eventstream: event failed",
+	b.log.LogAttrs(ctx, slog.LevelError, "eventstream: event failed",
 		slog.String("topic", f.Topic), slog.String("group", f.Group),
 		slog.String("event_id", id), slog.Int("attempts", f.Attempts),
 		slog.Any("error", f.Err))
-	if c.cfg.OnFailure != nil {
-		c.cfg.OnFailure(ctx, f)
+	if b.cfg.OnFailure == nil {
+		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.LogAttrs(ctx, slog.LevelError, "eventstream: Config.OnFailure panicked",
+				slog.String("topic", f.Topic), slog.String("group", f.Group),
+				slog.String("event_id", id), slog.Any("panic", r))
+		}
+	}()
+	b.cfg.OnFailure(ctx, f)
 }

@@ -218,11 +218,10 @@ func TestMemoryRetryAndFailure(t *testing.T) {
 	require.NoError(t, bus.Emit(context.Background(), "perm", 7, eventstream.WithKey("k7")))
 	<-failed
 	d := <-dead
-	assert.Equal(t, eventstream.DeadLetterEventType, d.Type)
-	f, ok := d.Data.(*eventstream.Failure)
-	require.True(t, ok, "dead-letter data is %T", d.Data)
-	assert.Equal(t, "perm", f.Topic)
-	assert.Equal(t, 1, f.Attempts, "permanent errors are not retried")
+	assert.Equal(t, "int", d.Type, "the dead letter is the original event")
+	assert.Equal(t, 7, d.Data)
+	assert.Equal(t, "perm", d.Headers[eventstream.HeaderDeadLetterTopic])
+	assert.Equal(t, "1", d.Headers[eventstream.HeaderDeadLetterAttempts], "permanent errors are not retried")
 	assert.Equal(t, "k7", d.Key)
 	assert.Equal(t, int64(1), permCalls.Load())
 
@@ -239,7 +238,7 @@ func TestMemoryRetryAndFailure(t *testing.T) {
 	require.NoError(t, bus.Close())
 	st := bus.Stats()
 	assert.Equal(t, uint64(2), st.Failed)
-	assert.Equal(t, uint64(1), st.DeadLettered)
+	assert.Equal(t, uint64(2), st.DeadLettered, "both failures have a dead-letter topic (by default DeadLetterTopicName)")
 	assert.Equal(t, uint64(2+2), st.Retried)
 }
 

@@ -89,3 +89,74 @@ type Positioned interface {
 	// Offset is the message's position within that partition.
 	Offset() int64
 }
+
+// fields is the bus's Carrier: the few propagation fields of one event.
+type fields struct{ kv []string } // key, value, key, value, ...
+
+// Get implements Carrier.
+func (f *fields) Get(key string) string {
+	for i := 0; i+1 < len(f.kv); i += 2 {
+		if f.kv[i] == key {
+			return f.kv[i+1]
+		}
+	}
+	return ""
+}
+
+// Set implements Carrier.
+func (f *fields) Set(key, value string) {
+	for i := 0; i+1 < len(f.kv); i += 2 {
+		if f.kv[i] == key {
+			f.kv[i+1] = value
+			return
+		}
+	}
+	f.kv = append(f.kv, key, value)
+}
+
+// Keys implements Carrier.
+func (f *fields) Keys() []string {
+	keys := make([]string, 0, len(f.kv)/2)
+	for i := 0; i < len(f.kv); i += 2 {
+		keys = append(keys, f.kv[i])
+	}
+	return keys
+}
+
+// noFields is the read-only Carrier of an event without propagation fields.
+type noFields struct{}
+
+func (noFields) Get(string) string  { return "" }
+func (noFields) Set(string, string) {}
+func (noFields) Keys() []string     { return nil }
+
+// carrier returns the propagation fields e arrived with.
+func (e *Event) carrier() Carrier {
+	if e.trace == nil {
+		return noFields{}
+	}
+	return e.trace
+}
+
+// traceFields returns the two fields that travel on the wire.
+func (f *fields) traceFields() (parent, state string) {
+	if f == nil {
+		return "", ""
+	}
+	return f.Get("traceparent"), f.Get("tracestate")
+}
+
+// fieldsOf makes the fields of a received event; nil when there are none.
+func fieldsOf(parent, state string) *fields {
+	if parent == "" && state == "" {
+		return nil
+	}
+	f := &fields{}
+	if parent != "" {
+		f.Set("traceparent", parent)
+	}
+	if state != "" {
+		f.Set("tracestate", state)
+	}
+	return f
+}

@@ -36,7 +36,8 @@ func WithRetryPolicy(p *RetryPolicy) SubscribeOption {
 	}
 }
 
-// WithDeadLetterTopic sends events that failed for good to topic.
+// WithDeadLetterTopic sends the dead letters of events that failed for good
+// to topic instead of DeadLetterTopicName(topic, group).
 func WithDeadLetterTopic(topic string) SubscribeOption {
 	return func(s *SubscribeConfig) { s.DeadLetterTopic = topic }
 }
@@ -49,7 +50,7 @@ func subscribeConfig(defaults SubscribeConfig, topic string, h Handler, opts []S
 	if h == nil {
 		return defaults, ErrNilHandler
 	}
-	s := defaults
+	s := defaults // s.RetryPolicy is the bus's own copy, or an option's copy
 	for _, o := range opts {
 		if o == nil {
 			return s, fmt.Errorf("%w: nil SubscribeOption", ErrInvalidOption)

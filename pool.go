@@ -2,112 +2,126 @@ package eventstream
 
 import (
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // pool is the bounded worker pool of one subscription: a fixed number of
-// worker goroutines fed by bounded queues.
+// worker goroutines fed by bounded queues that together hold at most
+// BufferSize deliveries.
 //
-// With one worker there is one queue, so jobs are handled in the order they
-// were queued. With more workers each worker owns a lane queue for keyed jobs
-// (a key always maps to the same lane, so per-key order holds) and all workers
-// share one queue for unkeyed jobs.
+// With one worker there is one queue of BufferSize, so deliveries are
+// handled in the order they were queued. With n workers each worker owns a
+// lane for keyed deliveries (a key always maps to the same lane, so per-key
+// order holds) of max(1, BufferSize/(2n)), and the workers share one queue
+// for unkeyed deliveries that holds the rest (config validation makes
+// BufferSize exceed n, so it holds at least one).
 //
-// The owner ends a pool with close (workers handle every queued job, then
-// exit) and, to give up on queued jobs, stop (workers set the remaining jobs
-// aside for leftovers instead of handling them).
-type pool[T any] struct {
-	lanes   []chan T
-	shared  chan T // nil with one worker
-	seed    maphash.Seed
-	stopped atomic.Bool
-	stopCh  chan struct{} // closed by stop; ends retry waits
-	stopMu  sync.Once
-	closeMu sync.Once
-	wg      sync.WaitGroup
-	done    chan struct{} // closed when every worker has exited
-	gids    []atomic.Uint64
+// The owner stops input, then calls close: the workers handle what is
+// queued and exit. After setAside they put what they receive aside for
+// leftovers instead of handling it.
+type pool struct {
+	lanes  []chan delivery
+	shared chan delivery // nil with one worker
+	seed   maphash.Seed
+	s      *subscription // the workers call s.process
+
+	aside     atomic.Bool
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	done      chan struct{} // closed when every worker has exited
 
 	mu   sync.Mutex
-	left []T // jobs set aside after stop
+	left []delivery // set aside after setAside
 }
 
-// newPool starts workers goroutines that call work for each job. Each queue
-// holds up to buffer jobs (lanes split buffer between them).
-func newPool[T any](workers, buffer int, work func(T)) *pool[T] {
-	p := &pool[T]{
-		lanes:  make([]chan T, workers),
-		seed:   maphash.MakeSeed(),
-		stopCh: make(chan struct{}),
-		done:   make(chan struct{}),
-		gids:   make([]atomic.Uint64, workers),
-	}
+// worker is one worker goroutine's state. cur and attempt are what it is
+// handling, so that a replacement can resume when a handler calls
+// runtime.Goexit.
+type worker struct {
+	p       *pool
+	lane    chan delivery
+	cur     delivery
+	attempt int
+	batch   [1]delivery
+}
+
+// newPool starts workers goroutines that call s.process for what is queued.
+func newPool(s *subscription, workers, buffer int) *pool {
+	p := &pool{lanes: make([]chan delivery, workers), seed: maphash.MakeSeed(), s: s, done: make(chan struct{})}
 	if workers == 1 {
-		p.lanes[0] = make(chan T, buffer)
+		p.lanes[0] = make(chan delivery, buffer)
 	} else {
-		p.shared = make(chan T, buffer)
+		laneCap := max(1, buffer/(2*workers))
+		p.shared = make(chan delivery, buffer-workers*laneCap)
 		for i := range p.lanes {
-			p.lanes[i] = make(chan T, max(1, buffer/workers))
+			p.lanes[i] = make(chan delivery, laneCap)
 		}
 	}
 	p.wg.Add(workers)
 	for i := range workers {
-		go p.run(i, work)
+		go (&worker{p: p, lane: p.lanes[i]}).run(nil)
 	}
 	go func() { p.wg.Wait(); close(p.done) }()
 	return p
 }
 
-func (p *pool[T]) run(i int, work func(T)) {
-	defer p.wg.Done()
-	p.gids[i].Store(goid())
-	lane, shared := p.lanes[i], p.shared
+// resume is what a replacement worker continues with.
+type resume struct {
+	d       delivery
+	attempt int
+}
+
+// run is the worker loop. If a handler calls runtime.Goexit, the deferred
+// function sees the loop end without returning and starts a replacement
+// goroutine that resumes the delivery after the attempt that exited (so no
+// accepted event vanishes and the pool keeps its size).
+func (w *worker) run(r *resume) {
+	returned := false
+	defer func() {
+		if returned {
+			w.p.wg.Done()
+			return
+		}
+		next := &worker{p: w.p, lane: w.lane}
+		go next.run(&resume{d: w.cur, attempt: w.attempt})
+	}()
+	s := w.p
+	if r != nil { // continue the delivery whose handler attempt called Goexit
+		s.s.processOne(w, r.d, r.attempt+1, errGoexit)
+	}
+	lane, shared := w.lane, s.shared
 	for lane != nil || shared != nil {
-		var j T
+		var d delivery
 		var ok bool
-		if shared == nil {
-			j, ok = <-lane
+		select {
+		case d, ok = <-lane:
 			if !ok {
-				return
+				lane = nil
+				continue
 			}
-		} else {
-			var fromLane bool
-			j, ok, fromLane = recv2(lane, shared)
+		case d, ok = <-shared:
 			if !ok {
-				if fromLane {
-					lane = nil
-				} else {
-					shared = nil
-				}
+				shared = nil
 				continue
 			}
 		}
-		if p.stopped.Load() {
-			p.mu.Lock()
-			p.left = append(p.left, j)
-			p.mu.Unlock()
+		if s.aside.Load() {
+			s.mu.Lock()
+			s.left = append(s.left, d)
+			s.mu.Unlock()
 			continue
 		}
-		work(j)
+		w.batch[0] = d
+		s.s.process(w, w.batch[:])
+		w.batch[0] = delivery{}
 	}
+	returned = true
 }
 
-// recv2 receives from a or b (either may be nil) and reports whether the
-// value came from a.
-func recv2[T any](a, b chan T) (T, bool, bool) {
-	select {
-	case j, ok := <-a:
-		return j, ok, true
-	case j, ok := <-b:
-		return j, ok, false
-	}
-}
-
-// queue returns the queue for a job with the given key.
-func (p *pool[T]) queue(key string) chan T {
+// queue returns the queue for a delivery with the given key.
+func (p *pool) queue(key string) chan delivery {
 	if p.shared == nil {
 		return p.lanes[0]
 	}
@@ -117,21 +131,10 @@ func (p *pool[T]) queue(key string) chan T {
 	return p.lanes[maphash.String(p.seed, key)%uint64(len(p.lanes))]
 }
 
-// queueBytes is queue for a key held in a byte slice.
-func (p *pool[T]) queueBytes(key []byte) chan T {
-	if p.shared == nil {
-		return p.lanes[0]
-	}
-	if len(key) == 0 {
-		return p.shared
-	}
-	return p.lanes[maphash.Bytes(p.seed, key)%uint64(len(p.lanes))]
-}
-
-// close makes the workers handle what is queued and exit. The caller must
-// guarantee that nothing is sent afterwards. Idempotent.
-func (p *pool[T]) close() {
-	p.closeMu.Do(func() {
+// close makes the workers handle (or set aside) what is queued and exit. The
+// caller guarantees that nothing is sent afterwards. Idempotent.
+func (p *pool) close() {
+	p.closeOnce.Do(func() {
 		for _, l := range p.lanes {
 			close(l)
 		}
@@ -141,21 +144,19 @@ func (p *pool[T]) close() {
 	})
 }
 
-// stop makes the workers set queued jobs aside (see leftovers) instead of
-// handling them, ends retry waits, and closes the queues: the caller must
-// guarantee that nothing is sent afterwards. Running jobs are not
-// interrupted.
-func (p *pool[T]) stop() {
-	p.stopMu.Do(func() {
-		p.stopped.Store(true)
-		close(p.stopCh)
-	})
-	p.close()
-}
+// setAside makes the workers put what they receive aside instead of
+// handling it. Running handler calls are not interrupted.
+func (p *pool) setAside() { p.aside.Store(true) }
 
-// wait waits up to d for every worker to exit and reports whether they did.
-func (p *pool[T]) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
+// waitUntil waits until every worker has exited or deadline passes and
+// reports whether they exited.
+func (p *pool) waitUntil(deadline time.Time) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-p.done:
@@ -165,40 +166,11 @@ func (p *pool[T]) wait(d time.Duration) bool {
 	}
 }
 
-// isWorker reports whether the calling goroutine is one of the workers.
-func (p *pool[T]) isWorker() bool {
-	id := goid()
-	for i := range p.gids {
-		if p.gids[i].Load() == id {
-			return true
-		}
-	}
-	return false
-}
-
-// leftovers returns the jobs set aside after stop. Call it once the
-// workers have exited.
-func (p *pool[T]) leftovers() []T {
+// leftovers returns what was set aside. Call it once the workers have exited.
+func (p *pool) leftovers() []delivery {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l := p.left
 	p.left = nil
 	return l
-}
-
-// goid returns the ID of the calling goroutine. It is used only to detect
-// that Off is called from a handler of the subscription being removed, which
-// must not wait for itself.
-func goid() uint64 {
-	var buf [32]byte
-	n := runtime.Stack(buf[:], false)
-	const prefix = "goroutine "
-	var id uint64
-	for _, c := range buf[len(prefix):n] {
-		if c < '0' || c > '9' {
-			break
-		}
-		id = id*10 + uint64(c-'0')
-	}
-	return id
 }

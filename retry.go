@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"time"
+
+	"github.com/eventstream-go/eventstream/internal/backoff"
 )
 
 // BackoffStrategy selects how the delay between handler attempts grows.
@@ -38,7 +39,7 @@ func (s BackoffStrategy) String() string {
 // attempts are used up the event goes to the subscription's failure path (the
 // Config.OnFailure callback and, where configured, a dead-letter topic).
 // Waits between attempts end early when the subscription is removed or the bus
-// closes.
+// closes, and so do retry loops without delay.
 type RetryPolicy struct {
 	// MaxRetries is the number of retries after the first attempt; 0 means
 	// the handler is called once. Negative values are invalid.
@@ -103,38 +104,13 @@ func (p *RetryPolicy) Validate() error {
 // without jitter. It never overflows: a delay that would exceed MaxDelay, or
 // the largest time.Duration when MaxDelay is 0, is capped there.
 func (p *RetryPolicy) Delay(retry int) time.Duration {
-	if retry < 1 || p.InitialDelay <= 0 {
-		return 0
-	}
-	limit := time.Duration(math.MaxInt64)
-	if p.MaxDelay > 0 {
-		limit = p.MaxDelay
-	}
-	d := p.InitialDelay
-	if p.BackoffStrategy == BackoffExponential {
-		m := p.Multiplier
-		if m == 0 {
-			m = 2
-		}
-		f := float64(p.InitialDelay) * math.Pow(m, float64(retry-1))
-		if f >= float64(limit) || math.IsInf(f, 0) || math.IsNaN(f) {
-			return limit
-		}
-		d = time.Duration(f)
-	}
-	return min(d, limit)
+	return p.backoff().Delay(retry)
 }
 
-// jittered applies the policy's jitter to d.
-func (p *RetryPolicy) jittered(d time.Duration) time.Duration {
-	if p.Jitter == 0 || d <= 0 {
-		return d
-	}
-	f := float64(d) * (1 + p.Jitter*(2*rand.Float64()-1))
-	if f >= math.MaxInt64 {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(f)
+// backoff is p as the module's one backoff implementation.
+func (p *RetryPolicy) backoff() backoff.Policy {
+	return backoff.Policy{Initial: p.InitialDelay, Max: p.MaxDelay, Multiplier: p.Multiplier,
+		Exponential: p.BackoffStrategy == BackoffExponential, Jitter: p.Jitter}
 }
 
 // permanentError marks an error as not worth retrying.

@@ -3,13 +3,15 @@ package eventstream
 import (
 	"encoding/json"
 	"fmt"
-	"mime"
-	"strings"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/eventstream-go/eventstream/internal/wire"
 )
 
 // Serializer turns event payloads into bytes and back.
+//
+// Serializers outside the standard library live in their own packages (for
+// protobuf: package serializer/protobuf), so that importing eventstream links
+// only what a program uses.
 //
 // ContentType names the encoding (a MIME type such as "application/json"); the
 // distributed bus writes it into every envelope, so a subscriber whose
@@ -98,54 +100,6 @@ func (RawSerializer) Unmarshal(data []byte, v any) error {
 	return nil
 }
 
-// ProtobufSerializer encodes proto.Message payloads in the protobuf binary
-// format.
-type ProtobufSerializer struct{}
-
-// ContentType returns "application/protobuf".
-func (ProtobufSerializer) ContentType() string { return "application/protobuf" }
-
-// Marshal encodes v, which must be a proto.Message.
-func (ProtobufSerializer) Marshal(v any) ([]byte, error) {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return nil, fmt.Errorf("eventstream: ProtobufSerializer cannot marshal %T: not a proto.Message", v)
-	}
-	return proto.Marshal(m)
-}
-
-// Unmarshal decodes data into v, which must be a proto.Message.
-func (ProtobufSerializer) Unmarshal(data []byte, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("%w: ProtobufSerializer cannot unmarshal into %T: not a proto.Message", ErrDecode, v)
-	}
-	if err := proto.Unmarshal(data, m); err != nil {
-		return fmt.Errorf("%w: %w", ErrDecode, err)
-	}
-	return nil
-}
-
 // sameContentType reports whether two MIME types name the same encoding,
 // ignoring parameters and case, and treating "+json" suffixes as JSON.
-func sameContentType(a, b string) bool {
-	if a == b {
-		return true
-	}
-	a, b = baseMediaType(a), baseMediaType(b)
-	if a == b {
-		return true
-	}
-	return isJSONType(a) && isJSONType(b)
-}
-
-func baseMediaType(s string) string {
-	if mt, _, err := mime.ParseMediaType(s); err == nil {
-		return mt
-	}
-	return strings.ToLower(strings.TrimSpace(s))
-}
-
-func isJSONType(mt string) bool {
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
-}
+func sameContentType(a, b string) bool { return wire.SameContentType(a, b) }

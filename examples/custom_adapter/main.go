@@ -5,8 +5,9 @@
 //   - what the bus hands the adapter: one CloudEvents JSON envelope per event;
 //   - a consumer group with two competing members, and a second group that
 //     receives every event too;
-//   - an event the handler rejects for good going to the dead-letter topic
-//     as an eventstream.DeadLetter event, since this adapter has no headers;
+//   - an event the handler rejects for good going to the dead-letter topic,
+//     with the dead-letter headers as envelope attributes, since this
+//     adapter has no broker headers;
 //   - the group's committed offset once everything was acknowledged.
 //
 // Run it with: go run ./examples/custom_adapter
@@ -122,17 +123,20 @@ func run(w io.Writer) error {
 		return err
 	}
 
-	// The dead-letter topic of billing is an ordinary topic; since the queue
-	// cannot carry headers, the bus writes an eventstream.DeadLetter event.
+	// The dead-letter topic of billing is an ordinary topic. The dead letter
+	// is the failed event itself plus the dead-letter headers; since the
+	// queue cannot carry headers, they travel as envelope attributes.
 	dlq := eventstream.DeadLetterTopicName(topic, "billing")
 	_, err = bus.On(dlq, func(ctx context.Context, e *eventstream.Event) error {
 		defer func() { progress <- struct{}{} }()
-		var dl eventstream.DeadLetter
-		if err := e.Unmarshal(&dl); err != nil {
+		var o Order
+		if err := e.Unmarshal(&o); err != nil {
 			return err
 		}
-		say("ops: %s received a %s event: %s/%s gave up after %d attempt(s): %s (original message: %d bytes)",
-			dlq, e.Type, dl.Topic, dl.Group, dl.Attempts, dl.Error, len(dl.Value))
+		h := e.Headers
+		say("ops: %s received the %s event of order %s: %s/%s gave up after %s attempt(s): %s",
+			dlq, e.Type, o.ID, h[eventstream.HeaderDeadLetterTopic], h[eventstream.HeaderDeadLetterGroup],
+			h[eventstream.HeaderDeadLetterAttempts], h[eventstream.HeaderDeadLetterError])
 		return nil
 	}, eventstream.WithConsumerGroup("ops"))
 	if err != nil {

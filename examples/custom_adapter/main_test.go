@@ -19,7 +19,7 @@ func TestRun(t *testing.T) {
 	for _, want := range []string{
 		`"specversion":"1.0"`,
 		`"datacontenttype":"application/json","data":{"id":"o-1","amount":30}}`,
-		"ops: orders.billing.dlq received a eventstream.deadletter event: orders/billing gave up after 1 attempt(s): order o-3: amount -5 is not positive",
+		"ops: orders.billing.dlq received the example.order.created event of order o-3: orders/billing gave up after 1 attempt(s): order o-3: amount -5 is not positive",
 		"billing billed 4 orders",
 		"audit saw 5",
 		`committed offsets on "orders": billing 5, audit 5 (of 5 messages)`,

@@ -1,0 +1,332 @@
+// Package wire is the distributed bus's wire format: CloudEvents 1.0 in
+// structured mode (one JSON envelope, content type
+// application/cloudevents+json) and in binary mode ("ce_" broker headers and
+// the payload as the value), bare payloads written by other producers, the
+// merging of broker headers with envelope attributes, the dead-letter
+// headers and the trace-propagation fields. All validation of what goes on
+// the wire is in Validate.
+//
+// A structured envelope looks like
+//
+//	{"specversion":"1.0","id":"...","source":"...","type":"...",
+//	 "time":"2026-11-28T06:00:00.123456789Z","datacontenttype":"application/json",
+//	 "partitionkey":"order-7","traceid":"abc","data":{"n":1}}
+//
+// The key travels as the "partitionkey" extension (CloudEvents partitioning
+// extension), each header as an extension attribute of its own, and the
+// trace context as the "traceparent"/"tracestate" extensions (CloudEvents
+// distributed-tracing extension). JSON payloads are embedded as "data"; any
+// other content type is carried base64-encoded in "data_base64".
+package wire
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Errors. The root package wraps them in its own sentinels.
+var (
+	// ErrInvalid is wrapped by Validate.
+	ErrInvalid = errors.New("invalid event")
+	// ErrDecode is wrapped by the decoders.
+	ErrDecode = errors.New("cannot decode message")
+)
+
+// CloudEventsContentType is the content type of a structured envelope.
+const CloudEventsContentType = "application/cloudevents+json"
+
+// Trace-propagation field names (W3C Trace Context), carried as plain broker
+// headers or as envelope extension attributes.
+const (
+	TraceParent = "traceparent"
+	TraceState  = "tracestate"
+)
+
+// Dead-letter header names: added to a dead letter's headers (broker headers
+// where the adapter carries them, envelope attributes otherwise).
+const (
+	HeaderError    = "eventstream-error"
+	HeaderAttempts = "eventstream-attempts"
+	HeaderTopic    = "eventstream-topic"
+	HeaderGroup    = "eventstream-group"
+)
+
+// binaryPrefix starts the broker header names of CloudEvents attributes in
+// binary content mode (the Kafka protocol binding's convention).
+const binaryPrefix = "ce_"
+
+// Event is what travels: the CloudEvents attributes, user headers, the trace
+// fields and the encoded payload.
+type Event struct {
+	ID, Source, Type string
+	Time             time.Time
+	Key              string
+	Headers          map[string]string
+	ContentType      string
+	Data             []byte
+	// TraceParent and TraceState are the propagation fields; never in
+	// Headers.
+	TraceParent, TraceState string
+}
+
+// reservedAttribute reports whether name is a CloudEvents context attribute
+// or member name that a header must not take.
+func reservedAttribute(name string) bool {
+	switch name {
+	case "specversion", "id", "source", "type", "time", "datacontenttype", "dataschema",
+		"subject", "data", "data_base64", "partitionkey", TraceParent, TraceState:
+		return true
+	}
+	return false
+}
+
+// Validate reports whether an event built by a user can travel: attributes
+// must be valid UTF-8 (CloudEvents attributes are strings) and header names
+// valid extension names (lowercase ASCII letters and digits, not a
+// CloudEvents attribute). Errors wrap ErrInvalid.
+func Validate(id, source, typ, key string, headers map[string]string) error {
+	if !utf8.ValidString(id) || !utf8.ValidString(source) || !utf8.ValidString(typ) || !utf8.ValidString(key) {
+		return fmt.Errorf("%w: event ID, source, type and key must be valid UTF-8 (CloudEvents attributes are strings)", ErrInvalid)
+	}
+	for name, v := range headers {
+		if name == "" || reservedAttribute(name) {
+			return fmt.Errorf("%w: header name %q is empty or a CloudEvents attribute", ErrInvalid, name)
+		}
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+				return fmt.Errorf("%w: header name %q: CloudEvents extension names are lowercase letters and digits only", ErrInvalid, name)
+			}
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: header %q: value is not valid UTF-8", ErrInvalid, name)
+		}
+	}
+	return nil
+}
+
+// AppendStructured appends the structured-mode CloudEvent of e to buf.
+// validJSON says e.Data is known to be valid JSON (it came from
+// encoding/json), which saves checking. e must have passed Validate, except
+// that headers written by the bus itself (the dead-letter headers) may use
+// other names: every name is JSON-escaped, so the output is always valid
+// JSON.
+func AppendStructured(buf []byte, e *Event, validJSON bool) []byte {
+	buf = append(buf, `{"specversion":"1.0","id":`...)
+	buf = appendString(buf, e.ID)
+	buf = append(buf, `,"source":`...)
+	buf = appendString(buf, e.Source)
+	buf = append(buf, `,"type":`...)
+	buf = appendString(buf, e.Type)
+	buf = append(buf, `,"time":"`...)
+	buf = e.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, `","datacontenttype":`...)
+	buf = appendString(buf, e.ContentType)
+	if e.Key != "" {
+		buf = append(buf, `,"partitionkey":`...)
+		buf = appendString(buf, e.Key)
+	}
+	if e.TraceParent != "" {
+		buf = append(buf, `,"traceparent":`...)
+		buf = appendString(buf, e.TraceParent)
+	}
+	if e.TraceState != "" {
+		buf = append(buf, `,"tracestate":`...)
+		buf = appendString(buf, e.TraceState)
+	}
+	for k, v := range e.Headers {
+		buf = append(buf, ',')
+		buf = appendString(buf, k)
+		buf = append(buf, ':')
+		buf = appendString(buf, v)
+	}
+	if IsJSONType(BaseMediaType(e.ContentType)) && (validJSON || json.Valid(e.Data)) && len(e.Data) > 0 {
+		buf = append(buf, `,"data":`...)
+		buf = append(buf, e.Data...)
+	} else if len(e.Data) > 0 {
+		buf = append(buf, `,"data_base64":"`...)
+		buf = base64.StdEncoding.AppendEncode(buf, e.Data)
+		buf = append(buf, '"')
+	}
+	return append(buf, '}')
+}
+
+// appendString appends s as a JSON string.
+func appendString(buf []byte, s string) []byte {
+	plain := utf8.ValidString(s)
+	for i := 0; plain && i < len(s); i++ {
+		c := s[i]
+		plain = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if plain {
+		buf = append(buf, '"')
+		buf = append(buf, s...)
+		return append(buf, '"')
+	}
+	b, _ := json.Marshal(s) // a string always marshals
+	return append(buf, b...)
+}
+
+// BinaryHeaders returns the binary-mode broker headers of e (its payload is
+// the record value). The trace fields travel as plain traceparent and
+// tracestate headers.
+func BinaryHeaders(e *Event) map[string]string {
+	h := make(map[string]string, 8+len(e.Headers))
+	for k, v := range e.Headers {
+		h[binaryPrefix+k] = v
+	}
+	h["ce_specversion"] = "1.0"
+	h["ce_id"] = e.ID
+	h["ce_source"] = e.Source
+	h["ce_type"] = e.Type
+	h["ce_time"] = e.Time.UTC().Format(time.RFC3339Nano)
+	h["content-type"] = e.ContentType
+	if e.Key != "" {
+		h["ce_partitionkey"] = e.Key
+	}
+	AddTrace(h, e)
+	return h
+}
+
+// AddTrace sets e's trace fields as plain broker headers in h.
+func AddTrace(h map[string]string, e *Event) {
+	if e.TraceParent != "" {
+		h[TraceParent] = e.TraceParent
+	}
+	if e.TraceState != "" {
+		h[TraceState] = e.TraceState
+	}
+}
+
+// Decode reads a message: a binary-mode CloudEvent when the broker headers
+// carry ce_specversion, else a structured-mode envelope when the value is a
+// JSON object with a top-level "specversion", else a bare payload
+// (isEnvelope false, no error, e nil). For envelopes the broker headers
+// (less content-type and the trace fields) are merged under the envelope's
+// extension attributes, and the trace fields come from the broker headers
+// first, then the envelope. Errors wrap ErrDecode.
+func Decode(native map[string]string, value []byte) (e *Event, isEnvelope bool, err error) {
+	if spec, ok := native["ce_specversion"]; ok {
+		e, err = decodeBinary(spec, native, value)
+		return e, true, err
+	}
+	e, isEnvelope, err = decodeStructured(value)
+	if err != nil || !isEnvelope {
+		return nil, isEnvelope, err
+	}
+	if tp := native[TraceParent]; tp != "" {
+		e.TraceParent, e.TraceState = tp, native[TraceState]
+	}
+	e.Headers = MergeHeaders(native, e.Headers)
+	return e, true, nil
+}
+
+// MergeHeaders returns the broker headers of a message, less content-type and
+// the trace fields, overlaid with the envelope's extension attributes ext.
+func MergeHeaders(native, ext map[string]string) map[string]string {
+	n := 0
+	for k := range native {
+		if !skipNative(k) {
+			n++
+		}
+	}
+	if n == 0 {
+		return ext
+	}
+	h := make(map[string]string, n+len(ext))
+	for k, v := range native {
+		if !skipNative(k) {
+			h[k] = v
+		}
+	}
+	for k, v := range ext {
+		h[k] = v
+	}
+	return h
+}
+
+func skipNative(k string) bool {
+	return k == "content-type" || k == TraceParent || k == TraceState
+}
+
+// decodeBinary parses a binary-mode CloudEvent from the broker headers h and
+// the value v.
+func decodeBinary(spec string, h map[string]string, v []byte) (*Event, error) {
+	if spec != "1.0" {
+		return nil, fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
+	}
+	e := &Event{Data: v, ContentType: h["content-type"], TraceParent: h[TraceParent], TraceState: h[TraceState]}
+	for _, a := range [...]struct {
+		name string
+		dst  *string
+	}{{"ce_id", &e.ID}, {"ce_source", &e.Source}, {"ce_type", &e.Type}} {
+		if *a.dst = h[a.name]; *a.dst == "" {
+			return nil, fmt.Errorf("%w: binary-mode CloudEvent without %s header", ErrDecode, a.name)
+		}
+	}
+	if e.ContentType == "" {
+		e.ContentType = "application/json"
+	}
+	if tm := h["ce_time"]; tm != "" {
+		var err error
+		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
+			return nil, fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
+		}
+	}
+	e.Key = h["ce_partitionkey"]
+	for k, val := range h {
+		name, ext := strings.CutPrefix(k, binaryPrefix)
+		switch {
+		case skipNative(k) || ext && reservedAttribute(name):
+			continue
+		case e.Headers == nil:
+			e.Headers = make(map[string]string, len(h))
+		}
+		e.Headers[name] = val
+	}
+	return e, nil
+}
+
+// SameContentType reports whether two MIME types name the same encoding,
+// ignoring parameters and case, and treating "+json" suffixes as JSON.
+func SameContentType(a, b string) bool {
+	if a == b {
+		return true
+	}
+	a, b = BaseMediaType(a), BaseMediaType(b)
+	if a == b {
+		return true
+	}
+	return IsJSONType(a) && IsJSONType(b)
+}
+
+// BaseMediaType returns the media type of s without parameters, lowercased.
+func BaseMediaType(s string) string {
+	if mt, _, err := mime.ParseMediaType(s); err == nil {
+		return mt
+	}
+	return strings.ToLower(strings.TrimSpace(s))
+}
+
+// IsJSONType reports whether the media type mt is JSON.
+func IsJSONType(mt string) bool {
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// DeadLetterHeaders returns orig plus the four dead-letter headers.
+func DeadLetterHeaders(orig map[string]string, reason string, attempts int, topic, group string) map[string]string {
+	h := make(map[string]string, len(orig)+4)
+	for k, v := range orig {
+		h[k] = v
+	}
+	h[HeaderError] = reason
+	h[HeaderAttempts] = fmt.Sprint(attempts)
+	h[HeaderTopic] = topic
+	h[HeaderGroup] = group
+	return h
+}

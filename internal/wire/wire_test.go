@@ -1,0 +1,164 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+)
+
+// FuzzDecodeEnvelope checks that no input makes the decoder panic, that
+// everything it accepts as a structured envelope is valid JSON, and that
+// events written by AppendStructured and BinaryHeaders decode to the same
+// event.
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":[1,"}"]}}`), "k", "v", []byte(`{"x":1}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"\u0041","source":"s","type":"t","data_base64":"AAE="}`), "", "", []byte{0xff})
+	f.Add([]byte(`{"a":{"specversion":"1.0"}}`), "k\"", "\\", []byte(`"s"`))
+	f.Add([]byte(`{"specversion" : "1.0" , "id":"1","source":"s","type":"t","ext":true}`), "", "x", []byte(`null`))
+	f.Fuzz(func(t *testing.T, raw []byte, key, hval string, payload []byte) {
+		e, isEnv, err := Decode(nil, raw)
+		if isEnv && !json.Valid(raw) {
+			t.Fatalf("accepted invalid JSON %q", raw)
+		}
+		if err == nil && isEnv && e == nil {
+			t.Fatal("envelope without event")
+		}
+		if err != nil && !errors.Is(err, ErrDecode) {
+			t.Fatalf("error %v does not wrap ErrDecode", err)
+		}
+
+		ct := "application/json"
+		if !json.Valid(payload) {
+			ct = "application/octet-stream"
+		}
+		in := &Event{ID: "id-" + key, Source: "src", Type: "type", Key: key, Time: time.Unix(1700000000, 123).UTC(),
+			ContentType: ct, Data: payload, TraceParent: "00-" + hval}
+		if hval != "" {
+			in.Headers = map[string]string{"ext": hval}
+		}
+		if err := Validate(in.ID, in.Source, in.Type, in.Key, in.Headers); err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		env := AppendStructured(nil, in, false)
+		out, isEnv, err := Decode(nil, env)
+		if err != nil || !isEnv {
+			t.Fatalf("own envelope %s: isEnvelope %v, %v", env, isEnv, err)
+		}
+		check(t, "structured", in, out, ct == "application/json")
+		bin, isEnv, err := Decode(BinaryHeaders(in), in.Data)
+		if err != nil || !isEnv {
+			t.Fatalf("own binary event: isEnvelope %v, %v", isEnv, err)
+		}
+		check(t, "binary", in, bin, false)
+	})
+}
+
+func check(t *testing.T, mode string, in, out *Event, jsonData bool) {
+	t.Helper()
+	want := in.Data
+	if jsonData {
+		want = bytes.TrimSpace(want) // insignificant JSON whitespace
+	}
+	if out.ID != in.ID || out.Key != in.Key || !out.Time.Equal(in.Time) || out.ContentType != in.ContentType ||
+		out.Headers["ext"] != in.Headers["ext"] || out.TraceParent != in.TraceParent ||
+		!bytes.Equal(out.Data, want) && !(len(out.Data) == 0 && len(want) == 0) {
+		t.Fatalf("%s round trip of %+v: got %+v", mode, in, out)
+	}
+	if _, ok := out.Headers[TraceParent]; ok {
+		t.Fatalf("%s: traceparent leaked into Headers: %v", mode, out.Headers)
+	}
+}
+
+func TestDecodeBarePayloads(t *testing.T) {
+	for _, raw := range []string{``, `hello`, `[1,2]`, `{"a":1}`, `{"a":{"specversion":"1.0"}}`, `{"specversion":"1.0"`} {
+		t.Run(raw, func(t *testing.T) {
+			e, isEnv, err := Decode(nil, []byte(raw))
+			if isEnv || err != nil || e != nil {
+				t.Fatalf("Decode(%q) = %v, %v, %v; want a bare payload", raw, e, isEnv, err)
+			}
+		})
+	}
+}
+
+func TestDecodeBrokenEnvelopes(t *testing.T) {
+	for name, raw := range map[string]string{
+		"specversion 2":  `{"specversion":"2.0","id":"1","source":"s","type":"t"}`,
+		"no id":          `{"specversion":"1.0","source":"s","type":"t"}`,
+		"bad time":       `{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}`,
+		"data and b64":   `{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}`,
+		"bad base64":     `{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}`,
+		"non-string src": `{"specversion":"1.0","id":"1","source":5,"type":"t"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, isEnv, err := Decode(nil, []byte(raw))
+			if !isEnv || !errors.Is(err, ErrDecode) {
+				t.Fatalf("Decode(%s) = isEnvelope %v, %v; want an ErrDecode", raw, isEnv, err)
+			}
+		})
+	}
+}
+
+func TestBrokerTraceHeadersWin(t *testing.T) {
+	in := &Event{ID: "1", Source: "s", Type: "t", ContentType: "application/json", Data: []byte(`1`), TraceParent: "from-envelope"}
+	out, _, err := Decode(map[string]string{TraceParent: "from-broker", "x": "1"}, AppendStructured(nil, in, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.TraceParent != "from-broker" || out.Headers["x"] != "1" || len(out.Headers) != 1 {
+		t.Fatalf("got traceparent %q headers %v", out.TraceParent, out.Headers)
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	for name, h := range map[string]map[string]string{
+		"reserved":    {"id": "x"},
+		"traceparent": {"traceparent": "x"},
+		"upper case":  {"Trace": "x"},
+		"empty":       {"": "x"},
+		"bad value":   {"ok": "\xff"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := Validate("1", "s", "t", "", h); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate(%v) = %v, want ErrInvalid", h, err)
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeStructured compares the scanner with decoding the same
+// envelope through encoding/json into a map of raw members, the obvious
+// alternative.
+func BenchmarkDecodeStructured(b *testing.B) {
+	in := &Event{ID: "0190c3f0-0000-7000-8000-000000000001", Source: "eventstream", Type: "main.order",
+		Time: time.Now(), Key: "customer-7", ContentType: "application/json",
+		Data: []byte(`{"id":7,"customer":"c-7","items":["a","b","c"],"total":12.5,"note":"fragile"}`)}
+	env := AppendStructured(nil, in, true)
+	b.Run("scanner", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, _, err := Decode(nil, env); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(env, &m); err != nil {
+				b.Fatal(err)
+			}
+			var id, src, typ, tm, ct, key string
+			for k, p := range map[string]*string{"id": &id, "source": &src, "type": &typ, "time": &tm, "datacontenttype": &ct, "partitionkey": &key} {
+				if err := json.Unmarshal(m[k], p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
