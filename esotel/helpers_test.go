@@ -121,18 +121,6 @@ func findMetric(t testing.TB, rm metricdata.ResourceMetrics, name string) metric
 	return metricdata.Metrics{}
 }
 
-// hasMetric reports whether the metric named name was collected.
-func hasMetric(rm metricdata.ResourceMetrics, name string) bool {
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // sumInt returns the sum of an int64 Sum metric over the data points whose
 // attributes include every key/value in match.
 func sumInt(t testing.TB, m metricdata.Metrics, match ...attribute.KeyValue) int64 {
