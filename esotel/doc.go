@@ -34,18 +34,22 @@
 // status to Error with the error text and sets error.type to a short,
 // low-cardinality name (see ErrorType).
 //
-// Span attributes: messaging.system (the adapter's MessagingSystem, or
-// "eventstream" for the in-process bus), messaging.destination.name,
+// Span attributes, on every recorded span: messaging.system (the adapter's
+// MessagingSystem, or "eventstream" for the in-process bus and adapters
+// that do not name their system), messaging.destination.name,
 // messaging.consumer.group.name, messaging.operation.name and
-// messaging.operation.type are set at span start, where samplers see them.
-// Only on spans that are recorded: messaging.message.id and
-// cloudevents.event_id (the CloudEvents id), cloudevents.event_source,
-// cloudevents.event_type, cloudevents.event_spec_version, the event key
-// (messaging.kafka.message.key on Kafka, eventstream.event.key elsewhere),
-// messaging.destination.partition.id and the offset (messaging.kafka.offset
-// on Kafka, eventstream.message.offset elsewhere) where the adapter knows
-// them, and on dead-letter writes eventstream.dead_letter.topic, .group and
-// .attempts describing the failed subscription.
+// messaging.operation.type; messaging.message.id and cloudevents.event_id
+// (the CloudEvents id), cloudevents.event_source, cloudevents.event_type,
+// cloudevents.event_spec_version; the event key
+// (messaging.kafka.message.key on Kafka, eventstream.event.key elsewhere);
+// messaging.destination.partition.id and the offset
+// (messaging.kafka.offset on Kafka, eventstream.message.offset elsewhere)
+// where the adapter knows them; and on dead-letter writes
+// eventstream.dead_letter.topic, .group and .attempts describing the
+// failed subscription. They are set just after the span starts, only when
+// it is recorded, so that unsampled spans cost as little as possible;
+// WithStartAttributes shows the per-destination ones to samplers too.
+// Links are added the same way.
 //
 // # Metrics
 //

@@ -50,10 +50,11 @@ const (
 
 // config is what the options set.
 type config struct {
-	tp       trace.TracerProvider
-	mp       metric.MeterProvider
-	prop     propagation.TextMapPropagator
-	linkOnly bool
+	tp         trace.TracerProvider
+	mp         metric.MeterProvider
+	prop       propagation.TextMapPropagator
+	linkOnly   bool
+	startAttrs bool
 }
 
 // Option configures New.
@@ -94,18 +95,33 @@ func WithLinkOnly() Option {
 	return optionFunc(func(c *config) { c.linkOnly = true })
 }
 
+// WithStartAttributes passes the attributes that do not change from event
+// to event (messaging.system, messaging.destination.name,
+// messaging.operation.name and .type, messaging.consumer.group.name) when
+// a span starts, so that samplers see them, as the conventions suggest.
+// By default samplers see the span name ("send orders", "process orders")
+// and kind only, and the attributes are set right after the start on
+// spans that are recorded: a span nobody samples then costs no attribute
+// at all (about 300 bytes and 100 ns less per event; see BenchmarkHooks).
+// Samplers that decide on the trace ID or the parent, such as the SDK's
+// ParentBased and TraceIDRatioBased, never look at attributes.
+func WithStartAttributes() Option {
+	return optionFunc(func(c *config) { c.startAttrs = true })
+}
+
 // Observer traces and measures an eventstream bus. Set it as
 // eventstream.Config.Observer; it implements eventstream.Observer and
 // eventstream.StatsObserver. One Observer may serve several buses. Its
 // methods are safe for concurrent use.
 type Observer struct {
-	tracer   trace.Tracer
-	prop     propagation.TextMapPropagator
-	linkOnly bool
-	inst     instruments
-	dests    atomic.Pointer[map[destKey]*dest] // copied on write, under destMu
-	destMu   sync.Mutex
-	stats    statsState
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	linkOnly   bool
+	startAttrs bool
+	inst       instruments
+	dests      atomic.Pointer[map[destKey]*dest] // copied on write, under destMu
+	destMu     sync.Mutex
+	stats      statsState
 }
 
 var (
@@ -135,8 +151,9 @@ func New(opts ...Option) *Observer {
 		tracer: c.tp.Tracer(ScopeName,
 			trace.WithInstrumentationVersion(Version()),
 			trace.WithSchemaURL(semconv.SchemaURL)),
-		prop:     c.prop,
-		linkOnly: c.linkOnly,
+		prop:       c.prop,
+		linkOnly:   c.linkOnly,
+		startAttrs: c.startAttrs,
 	}
 	meter := c.mp.Meter(ScopeName,
 		metric.WithInstrumentationVersion(Version()),
@@ -166,6 +183,8 @@ type destKey struct {
 type dest struct {
 	name      string // span name
 	kafka     bool
+	kv        []attribute.KeyValue // span attributes common to every event
+	atStart   bool                 // kv is in startOpts
 	startOpts []trace.SpanStartOption
 	rootOpts  []trace.SpanStartOption // startOpts plus trace.WithNewRoot
 	attrs     attribute.Set           // metric attributes without error.type
@@ -218,7 +237,12 @@ func (o *Observer) addDest(k destKey) *dest {
 		}
 	}
 	d.attrs = attribute.NewSet(kv...)
-	d.startOpts = []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(kv...)}
+	d.kv = kv
+	d.startOpts = []trace.SpanStartOption{trace.WithSpanKind(kind)}
+	if o.startAttrs {
+		d.atStart = true
+		d.startOpts = append(d.startOpts, trace.WithAttributes(kv...))
+	}
 	d.rootOpts = append(d.startOpts[:len(d.startOpts):len(d.startOpts)], trace.WithNewRoot())
 	m := metric.WithAttributeSet(d.attrs)
 	d.addOpts = []metric.AddOption{m}
@@ -266,13 +290,19 @@ func (o *Observer) StartPublish(ctx context.Context, info eventstream.PublishInf
 		if origin.IsValid() {
 			span.AddLink(trace.Link{SpanContext: origin})
 		}
-		setEventAttrs(span, d, info.Event)
+		kv := eventAttrs(d, info.Event, 3)
 		if f := info.DeadLetter; f != nil {
-			span.SetAttributes(
+			kv = append(kv,
 				DeadLetterTopicKey.String(f.Topic),
 				DeadLetterGroupKey.String(f.Group),
 				DeadLetterAttemptsKey.Int(f.Attempts))
 		}
+		span.SetAttributes(kv...)
+	} else if start.IsZero() && !o.inst.sent.Enabled(ctx) {
+		if carrier != nil {
+			o.prop.Inject(ctx, carrier)
+		}
+		return ctx, endNothing
 	}
 	if carrier != nil {
 		o.prop.Inject(ctx, carrier)
@@ -332,16 +362,19 @@ func (o *Observer) StartProcess(ctx context.Context, info eventstream.ProcessInf
 				span.AddLink(trace.Link{SpanContext: ambient})
 			}
 		}
-		setEventAttrs(span, d, info.Event)
-		span.SetAttributes(AttemptKey.Int(info.Attempt))
+		kv := eventAttrs(d, info.Event, 3)
+		kv = append(kv, AttemptKey.Int(info.Attempt))
 		if info.HasOffset {
-			span.SetAttributes(semconv.MessagingDestinationPartitionID(strconv.Itoa(info.Partition)))
+			kv = append(kv, semconv.MessagingDestinationPartitionID(strconv.Itoa(info.Partition)))
 			if d.kafka {
-				span.SetAttributes(semconv.MessagingKafkaOffsetKey.Int64(info.Offset))
+				kv = append(kv, semconv.MessagingKafkaOffsetKey.Int64(info.Offset))
 			} else {
-				span.SetAttributes(OffsetKey.Int64(info.Offset))
+				kv = append(kv, OffsetKey.Int64(info.Offset))
 			}
 		}
+		span.SetAttributes(kv...)
+	} else if start.IsZero() {
+		return ctx, endNothing
 	}
 	return ctx, func(err error) {
 		if err != nil {
@@ -367,12 +400,20 @@ func (o *Observer) now(ctx context.Context, h metric.Float64Histogram) time.Time
 	return time.Now()
 }
 
-// setEventAttrs sets the per-event attributes of a recorded span.
-func setEventAttrs(span trace.Span, d *dest, e *eventstream.Event) {
-	if e == nil {
-		return
+// endNothing ends a span that is not recorded when nothing is measured.
+func endNothing(error) {}
+
+// eventAttrs returns the attributes of a recorded span: the common ones
+// unless the span got them at its start, then the per-event ones, with
+// room for extra more.
+func eventAttrs(d *dest, e *eventstream.Event, extra int) []attribute.KeyValue {
+	kv := make([]attribute.KeyValue, 0, len(d.kv)+6+extra)
+	if !d.atStart {
+		kv = append(kv, d.kv...)
 	}
-	kv := make([]attribute.KeyValue, 0, 6)
+	if e == nil {
+		return kv
+	}
 	kv = append(kv,
 		semconv.MessagingMessageID(e.ID),
 		semconv.CloudEventsEventID(e.ID),
@@ -386,5 +427,5 @@ func setEventAttrs(span trace.Span, d *dest, e *eventstream.Event) {
 			kv = append(kv, EventKeyKey.String(e.Key))
 		}
 	}
-	span.SetAttributes(kv...)
+	return kv
 }

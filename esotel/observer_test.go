@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
@@ -410,3 +413,61 @@ type typedErr struct{}
 
 func (typedErr) Error() string     { return "typed" }
 func (typedErr) ErrorType() string { return "typed" }
+
+// seenSampler samples everything and keeps the attributes it was shown.
+type seenSampler struct {
+	mu   sync.Mutex
+	seen map[string][]attribute.KeyValue
+}
+
+func (s *seenSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen[p.Name] = p.Attributes
+	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (s *seenSampler) Description() string { return "seenSampler" }
+
+// TestStartAttributes: by default samplers see no attributes (recorded
+// spans get them all the same); WithStartAttributes shows them the
+// destination, system, operation and group.
+func TestStartAttributes(t *testing.T) {
+	for _, withStart := range []bool{false, true} {
+		sampler := &seenSampler{seen: map[string][]attribute.KeyValue{}}
+		sr := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithSpanProcessor(sr))
+		opts := []esotel.Option{esotel.WithTracerProvider(tp), esotel.WithPropagators(propagation.TraceContext{})}
+		if withStart {
+			opts = append(opts, esotel.WithStartAttributes())
+		}
+		obs := esotel.New(opts...)
+		c := propagation.MapCarrier{}
+		_, end := obs.StartPublish(context.Background(), eventstream.PublishInfo{System: "kafka", Topic: "orders", Event: testEvent()}, c)
+		end(nil)
+		_, endP := obs.StartProcess(context.Background(), eventstream.ProcessInfo{System: "kafka", Topic: "orders", Group: "billing", Event: testEvent(), Attempt: 1}, c)
+		endP(nil)
+		_ = tp.Shutdown(context.Background())
+
+		want := map[string][]attribute.KeyValue{
+			"send orders": {semconv.MessagingSystemKafka, semconv.MessagingDestinationName("orders"),
+				semconv.MessagingOperationName("send"), semconv.MessagingOperationTypeSend},
+			"process orders": {semconv.MessagingSystemKafka, semconv.MessagingDestinationName("orders"),
+				semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess, semconv.MessagingConsumerGroupName("billing")},
+		}
+		spans := sr.Ended()
+		if len(spans) != 2 {
+			t.Fatalf("start attributes %v: %d spans", withStart, len(spans))
+		}
+		for _, sp := range spans {
+			wantAttrs(t, sp, want[sp.Name()]...)
+			seen := attribute.NewSet(sampler.seen[sp.Name()]...)
+			if !withStart && seen.Len() != 0 {
+				t.Errorf("default: the sampler saw %v for %s, want nothing", seen.ToSlice(), sp.Name())
+			}
+			if withStart && !matches(seen, want[sp.Name()]) {
+				t.Errorf("WithStartAttributes: the sampler saw %v for %s, want %v", seen.ToSlice(), sp.Name(), want[sp.Name()])
+			}
+		}
+	}
+}
