@@ -25,8 +25,10 @@ import (
 //     as broker headers next to the original headers; otherwise the event is
 //     written as a structured CloudEvent with the four as attributes.
 //   - A message that could not be decoded has no event: its dead letter is an
-//     event of type DeadLetterEventType whose Data is the raw message bytes
-//     (content type application/octet-stream), with the same four headers.
+//     event of type DeadLetterEventType whose Data is the raw message bytes,
+//     with the same four headers. Its content type is the bus Serializer's,
+//     so that a subscriber with the same Serializer receives it (read the
+//     bytes from Data; Unmarshal fails as it did for the original).
 //
 // A bus subscribed to the dead-letter topic therefore sees the original
 // event with the four names in Event.Headers, in both modes.
@@ -56,7 +58,7 @@ func deadLetterEvent(b *bus, topic string, ev *Event, raw []byte, f *Failure) *E
 	} else {
 		now := b.ids.now()
 		dl = Event{ID: b.ids.newID(now), Source: b.cfg.Source, Type: DeadLetterEventType, Time: now,
-			ContentType: RawSerializer{}.ContentType(), Data: raw, ser: RawSerializer{}}
+			ContentType: b.ser.ContentType(), Data: raw, ser: b.ser}
 	}
 	dl.Topic = topic
 	dl.trace = nil

@@ -68,31 +68,33 @@ func unwrapRecordPublisher(ad MQAdapter) MQAdapter {
 func (t *mqTransport) system() string         { return t.sys }
 func (t *mqTransport) serializer() Serializer { return t.ser }
 
-// wireEvent encodes the payload of e.
-func (t *mqTransport) wireEvent(e *Event) (*wire.Event, error) {
+// wireEvent encodes the payload of e. validJSON reports that the data came
+// from encoding/json.
+func (t *mqTransport) wireEvent(e *Event) (w *wire.Event, validJSON bool, err error) {
 	var data []byte
 	ct := t.ser.ContentType()
 	if b, ok := e.Data.([]byte); ok && e.ContentType != "" { // already encoded (a dead letter, a forwarded event)
 		data, ct = b, e.ContentType
 	} else {
+		validJSON = t.jsonOut
 		var err error
 		if data, err = t.ser.Marshal(e.Data); err != nil {
-			return nil, fmt.Errorf("eventstream: encoding %T payload with %s: %w", e.Data, ct, err)
+			return nil, false, fmt.Errorf("eventstream: encoding %T payload with %s: %w", e.Data, ct, err)
 		}
 	}
-	w := &wire.Event{ID: e.ID, Source: e.Source, Type: e.Type, Time: e.Time, Key: e.Key,
+	w = &wire.Event{ID: e.ID, Source: e.Source, Type: e.Type, Time: e.Time, Key: e.Key,
 		Headers: e.Headers, ContentType: ct, Data: data}
 	w.TraceParent, w.TraceState = e.trace.traceFields()
-	return w, nil
+	return w, validJSON, nil
 }
 
 // publish encodes e and writes it.
 func (t *mqTransport) publish(ctx context.Context, e *Event) error {
-	w, err := t.wireEvent(e)
+	w, validJSON, err := t.wireEvent(e)
 	if err != nil {
 		return err
 	}
-	if err := t.write(ctx, e.Topic, w); err != nil {
+	if err := t.write(ctx, e.Topic, w, validJSON); err != nil {
 		return fmt.Errorf("eventstream: publishing to %q: %w", e.Topic, err)
 	}
 	return nil
@@ -101,7 +103,7 @@ func (t *mqTransport) publish(ctx context.Context, e *Event) error {
 // write writes w to topic: binary mode, or a structured envelope with the
 // key, headers and trace fields also as broker headers when the adapter
 // publishes records.
-func (t *mqTransport) write(ctx context.Context, topic string, w *wire.Event) error {
+func (t *mqTransport) write(ctx context.Context, topic string, w *wire.Event, validJSON bool) error {
 	var key []byte
 	if w.Key != "" {
 		key = []byte(w.Key)
@@ -109,7 +111,7 @@ func (t *mqTransport) write(ctx context.Context, topic string, w *wire.Event) er
 	if t.binary {
 		return t.rp.PublishRecord(ctx, topic, Record{Key: key, Value: w.Data, Headers: wire.BinaryHeaders(w), Time: w.Time})
 	}
-	env := wire.AppendStructured(make([]byte, 0, 256+len(w.Data)), w, t.jsonOut)
+	env := wire.AppendStructured(make([]byte, 0, 256+len(w.Data)), w, validJSON)
 	if t.rp == nil {
 		return t.ad.Publish(ctx, topic, env)
 	}
@@ -283,9 +285,9 @@ func (t *mqTransport) deadLetter(ctx context.Context, s *subscription, topic str
 	}
 	dl := deadLetterEvent(t.b, topic, d.ev, f.Raw, f)
 	dl.trace = tf
-	w, err := t.wireEvent(dl)
+	w, validJSON, err := t.wireEvent(dl)
 	if err != nil {
 		return err
 	}
-	return t.write(ctx, topic, w)
+	return t.write(ctx, topic, w, validJSON)
 }
