@@ -62,10 +62,12 @@
 //   - messaging.process.duration (s): the duration of each handler attempt,
 //     with error.type when it failed.
 //
-// Both histograms use the bucket boundaries the conventions advise. Their
-// attributes are messaging.system, messaging.operation.name and .type,
-// messaging.destination.name and (consumer side) messaging.consumer.group.name;
-// never per-message values.
+// Both histograms use the bucket boundaries the conventions advise. The
+// attributes are those of the conventions: messaging.system,
+// messaging.operation.name, messaging.destination.name, on the consumer
+// side messaging.consumer.group.name, on the operation duration
+// messaging.operation.type, and error.type on failures; never per-message
+// values.
 //
 // When the bus calls ObserveStats (it does for every Observer that implements
 // eventstream.StatsObserver), the bus's Stats become observable instruments:

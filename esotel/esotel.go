@@ -187,11 +187,26 @@ type dest struct {
 	atStart   bool                 // kv is in startOpts
 	startOpts []trace.SpanStartOption
 	rootOpts  []trace.SpanStartOption // startOpts plus trace.WithNewRoot
-	attrs     attribute.Set           // metric attributes without error.type
-	addOpts   []metric.AddOption
-	recOpts   []metric.RecordOption
-	errMu     sync.Mutex
-	errOpts   map[string]metric.MeasurementOption // by error.type
+	count     *attrSet                // attributes of the counter (sent or consumed)
+	dur       *attrSet                // attributes of the duration histogram
+}
+
+// attrSet is a precomputed metric attribute set, and its variants with
+// error.type.
+type attrSet struct {
+	set     attribute.Set
+	add     []metric.AddOption
+	rec     []metric.RecordOption
+	errMu   sync.Mutex
+	errOpts map[string]metric.MeasurementOption // by error.type
+}
+
+func newAttrSet(kv ...attribute.KeyValue) *attrSet {
+	a := &attrSet{set: attribute.NewSet(kv...), errOpts: map[string]metric.MeasurementOption{}}
+	m := metric.WithAttributeSet(a.set)
+	a.add = []metric.AddOption{m}
+	a.rec = []metric.RecordOption{m}
+	return a
 }
 
 // dest returns the precomputed values of k. The lookup takes no lock and
@@ -218,25 +233,34 @@ func (o *Observer) addDest(k destKey) *dest {
 	if system == "" {
 		system = systemMemory
 	}
-	d := &dest{kafka: system == "kafka", errOpts: map[string]metric.MeasurementOption{}}
-	kv := []attribute.KeyValue{
-		semconv.MessagingSystemKey.String(system),
-		semconv.MessagingDestinationName(k.topic),
-	}
+	d := &dest{kafka: system == "kafka"}
+	sys := semconv.MessagingSystemKey.String(system)
+	dst := semconv.MessagingDestinationName(k.topic)
+	var kv []attribute.KeyValue
 	kind := trace.SpanKindProducer
 	switch k.op {
 	case opSend:
 		d.name = "send " + k.topic
-		kv = append(kv, semconv.MessagingOperationName("send"), semconv.MessagingOperationTypeSend)
+		name := semconv.MessagingOperationName("send")
+		// messaging.operation.type belongs to the operation duration
+		// only, among the metrics.
+		d.count = newAttrSet(sys, name, dst)
+		d.dur = newAttrSet(sys, name, dst, semconv.MessagingOperationTypeSend)
+		kv = []attribute.KeyValue{sys, dst, name, semconv.MessagingOperationTypeSend}
 	case opProcess:
 		d.name = "process " + k.topic
 		kind = trace.SpanKindConsumer
-		kv = append(kv, semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess)
+		name := semconv.MessagingOperationName("process")
+		kv = []attribute.KeyValue{sys, dst, name, semconv.MessagingOperationTypeProcess}
+		m := []attribute.KeyValue{sys, name, dst}
 		if k.group != "" {
-			kv = append(kv, semconv.MessagingConsumerGroupName(k.group))
+			grp := semconv.MessagingConsumerGroupName(k.group)
+			kv = append(kv, grp)
+			m = append(m, grp)
 		}
+		d.count = newAttrSet(m...)
+		d.dur = d.count
 	}
-	d.attrs = attribute.NewSet(kv...)
 	d.kv = kv
 	d.startOpts = []trace.SpanStartOption{trace.WithSpanKind(kind)}
 	if o.startAttrs {
@@ -244,9 +268,6 @@ func (o *Observer) addDest(k destKey) *dest {
 		d.startOpts = append(d.startOpts, trace.WithAttributes(kv...))
 	}
 	d.rootOpts = append(d.startOpts[:len(d.startOpts):len(d.startOpts)], trace.WithNewRoot())
-	m := metric.WithAttributeSet(d.attrs)
-	d.addOpts = []metric.AddOption{m}
-	d.recOpts = []metric.RecordOption{m}
 	next := make(map[destKey]*dest, 1)
 	if old != nil {
 		for k, v := range *old {
@@ -258,16 +279,16 @@ func (o *Observer) addDest(k destKey) *dest {
 	return d
 }
 
-// errOpt returns the metric option for d's attributes plus error.type et.
-func (d *dest) errOpt(et string) metric.MeasurementOption {
-	d.errMu.Lock()
-	defer d.errMu.Unlock()
-	m, ok := d.errOpts[et]
+// errOpt returns the metric option for a's attributes plus error.type et.
+func (a *attrSet) errOpt(et string) metric.MeasurementOption {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	m, ok := a.errOpts[et]
 	if !ok {
-		kv := append(d.attrs.ToSlice(), semconv.ErrorTypeKey.String(et))
+		kv := append(a.set.ToSlice(), semconv.ErrorTypeKey.String(et))
 		m = metric.WithAttributeSet(attribute.NewSet(kv...))
-		if len(d.errOpts) < 64 { // error types are few; bound the cache anyway
-			d.errOpts[et] = m
+		if len(a.errOpts) < 64 { // error types are few; bound the cache anyway
+			a.errOpts[et] = m
 		}
 	}
 	return m
@@ -312,15 +333,14 @@ func (o *Observer) StartPublish(ctx context.Context, info eventstream.PublishInf
 			et := ErrorType(err)
 			span.SetStatus(codes.Error, err.Error())
 			span.SetAttributes(semconv.ErrorTypeKey.String(et))
-			m := d.errOpt(et)
-			o.inst.sent.Add(ctx, 1, m)
+			o.inst.sent.Add(ctx, 1, d.count.errOpt(et))
 			if !start.IsZero() {
-				o.inst.opDuration.Record(ctx, time.Since(start).Seconds(), m)
+				o.inst.opDuration.Record(ctx, time.Since(start).Seconds(), d.dur.errOpt(et))
 			}
 		} else {
-			o.inst.sent.Add(ctx, 1, d.addOpts...)
+			o.inst.sent.Add(ctx, 1, d.count.add...)
 			if !start.IsZero() {
-				o.inst.opDuration.Record(ctx, time.Since(start).Seconds(), d.recOpts...)
+				o.inst.opDuration.Record(ctx, time.Since(start).Seconds(), d.dur.rec...)
 			}
 		}
 		span.End()
@@ -349,7 +369,7 @@ func (o *Observer) StartProcess(ctx context.Context, info eventstream.ProcessInf
 		ctx = pctx // also carries what else the propagator read, such as baggage
 	}
 	if info.Attempt <= 1 {
-		o.inst.consumed.Add(ctx, 1, d.addOpts...)
+		o.inst.consumed.Add(ctx, 1, d.count.add...)
 	}
 	start := o.now(ctx, o.inst.processDuration)
 	ctx, span := o.tracer.Start(ctx, d.name, opts...)
@@ -382,10 +402,10 @@ func (o *Observer) StartProcess(ctx context.Context, info eventstream.ProcessInf
 			span.SetStatus(codes.Error, err.Error())
 			span.SetAttributes(semconv.ErrorTypeKey.String(et))
 			if !start.IsZero() {
-				o.inst.processDuration.Record(ctx, time.Since(start).Seconds(), d.errOpt(et))
+				o.inst.processDuration.Record(ctx, time.Since(start).Seconds(), d.dur.errOpt(et))
 			}
 		} else if !start.IsZero() {
-			o.inst.processDuration.Record(ctx, time.Since(start).Seconds(), d.recOpts...)
+			o.inst.processDuration.Record(ctx, time.Since(start).Seconds(), d.dur.rec...)
 		}
 		span.End()
 	}

@@ -296,9 +296,10 @@ func TestObserverMetrics(t *testing.T) {
 	}
 	rm := r.collect(t)
 	sendAttrs := []attribute.KeyValue{semconv.MessagingSystemKafka, semconv.MessagingDestinationName("orders"),
-		semconv.MessagingOperationName("send"), semconv.MessagingOperationTypeSend}
+		semconv.MessagingOperationName("send")}
+	durAttrs := append(sendAttrs[:len(sendAttrs):len(sendAttrs)], semconv.MessagingOperationTypeSend)
 	procAttrs := []attribute.KeyValue{semconv.MessagingSystemKafka, semconv.MessagingDestinationName("orders"),
-		semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess, semconv.MessagingConsumerGroupName("billing")}
+		semconv.MessagingOperationName("process"), semconv.MessagingConsumerGroupName("billing")}
 	for _, c := range []struct {
 		name, unit string
 		attrs      []attribute.KeyValue
@@ -313,12 +314,17 @@ func TestObserverMetrics(t *testing.T) {
 		if got := sumInt(t, m, c.attrs...); got != n {
 			t.Errorf("%s = %d, want %d", c.name, got, n)
 		}
+		for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+			if !dp.Attributes.Equals(ptrSet(c.attrs)) {
+				t.Errorf("%s attributes %v, want exactly %v", c.name, dp.Attributes.ToSlice(), c.attrs)
+			}
+		}
 	}
 	for _, c := range []struct {
 		name  string
 		attrs []attribute.KeyValue
 	}{
-		{"messaging.client.operation.duration", sendAttrs},
+		{"messaging.client.operation.duration", durAttrs},
 		{"messaging.process.duration", procAttrs},
 	} {
 		m := findMetric(t, rm, c.name)
@@ -331,6 +337,11 @@ func TestObserverMetrics(t *testing.T) {
 		}
 		if !equalBounds(bounds, durationBuckets) {
 			t.Errorf("%s bounds %v, want %v", c.name, bounds, durationBuckets)
+		}
+		for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+			if !dp.Attributes.Equals(ptrSet(c.attrs)) {
+				t.Errorf("%s attributes %v, want exactly %v", c.name, dp.Attributes.ToSlice(), c.attrs)
+			}
 		}
 	}
 	// No per-message attribute on any metric.
@@ -407,6 +418,11 @@ func TestErrorType(t *testing.T) {
 			t.Errorf("ErrorType(%v) = %q, want %q", c.err, got, c.want)
 		}
 	}
+}
+
+func ptrSet(kv []attribute.KeyValue) *attribute.Set {
+	s := attribute.NewSet(kv...)
+	return &s
 }
 
 type typedErr struct{}
