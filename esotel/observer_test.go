@@ -487,3 +487,42 @@ func TestStartAttributes(t *testing.T) {
 		}
 	}
 }
+
+// TestObserverConcurrent drives one Observer from many goroutines over
+// several destinations and error types (run with -race); every span and
+// every count arrives.
+func TestObserverConcurrent(t *testing.T) {
+	r := newRig(t)
+	const workers, perWorker = 8, 50
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				topic := fmt.Sprintf("t%d", i%5)
+				c := propagation.MapCarrier{}
+				_, end := r.obs.StartPublish(context.Background(), eventstream.PublishInfo{System: "kafka", Topic: topic, Event: testEvent()}, c)
+				end(nil)
+				_, endP := r.obs.StartProcess(context.Background(), eventstream.ProcessInfo{System: "kafka", Topic: topic, Group: "g", Event: testEvent(), Attempt: 1}, c)
+				if i%3 == 0 {
+					endP(fmt.Errorf("%w", context.Canceled))
+				} else {
+					endP(nil)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(r.spans.Ended()); n != 2*workers*perWorker {
+		t.Errorf("%d spans ended, want %d", n, 2*workers*perWorker)
+	}
+	rm := r.collect(t)
+	if n := sumInt(t, findMetric(t, rm, "messaging.client.consumed.messages")); n != workers*perWorker {
+		t.Errorf("consumed.messages = %d, want %d", n, workers*perWorker)
+	}
+	canceled, _ := histCount(t, findMetric(t, rm, "messaging.process.duration"), semconv.ErrorTypeKey.String("canceled"))
+	if want := uint64(workers * ((perWorker + 2) / 3)); canceled != want {
+		t.Errorf("process.duration with error.type canceled: %d, want %d", canceled, want)
+	}
+}
