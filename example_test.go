@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/eventstream-go/eventstream"
@@ -101,7 +102,7 @@ func ExampleTyped() {
 
 func ExamplePermanent() {
 	cfg := eventstream.DefaultConfig()
-	cfg.Logger = quiet
+	cfg.Logger = slog.New(slog.DiscardHandler) // the failure is printed below instead
 	failed := make(chan *eventstream.Failure, 1)
 	cfg.OnFailure = func(ctx context.Context, f *eventstream.Failure) { failed <- f }
 	bus, err := eventstream.New(cfg)

@@ -26,7 +26,8 @@
 // group's committed offset, so messages the previous owner received but did
 // not acknowledge are delivered again (at-least-once delivery).
 //
-// A topic retains at most Config.Retention messages. A message is dropped
+// A topic retains at most Config.Retention messages and Config.RetentionBytes
+// bytes (keys, values and headers). A message is dropped
 // once every group that ever subscribed to the topic has acknowledged it
 // (and everything before it in its partition); when the topic is full,
 // Publish fails with an error wrapping ErrTopicFull instead of dropping

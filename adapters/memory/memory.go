@@ -14,7 +14,7 @@ import (
 )
 
 // ErrTopicFull is wrapped by Publish and PublishRecord when the topic already
-// retains Config.Retention messages.
+// retains Config.Retention messages or Config.RetentionBytes bytes.
 var ErrTopicFull = errors.New("memory: topic full")
 
 // Defaults applied by New to zero Config fields.
@@ -25,6 +25,9 @@ const (
 	// DefaultRetention is the maximum number of messages retained per topic
 	// when Config.Retention is 0.
 	DefaultRetention = 1 << 20
+	// DefaultRetentionBytes is the maximum number of key, value and header
+	// bytes retained per topic when Config.RetentionBytes is 0.
+	DefaultRetentionBytes = 256 << 20
 )
 
 // Config configures an Adapter. The zero Config is valid.
@@ -38,6 +41,12 @@ type Config struct {
 	// acknowledged it; when the topic is full, publishing fails with
 	// ErrTopicFull. 0 means DefaultRetention; negative is invalid.
 	Retention int
+	// RetentionBytes bounds the key, value and header bytes a topic retains,
+	// like Retention bounds the messages: a publish that would exceed it
+	// fails with ErrTopicFull (a single message larger than the bound is
+	// refused even on an empty topic). 0 means DefaultRetentionBytes;
+	// negative is invalid.
+	RetentionBytes int
 	// Logger receives debug logs about subscriptions and partition
 	// assignments. Nil discards them.
 	Logger *slog.Logger
@@ -49,6 +58,7 @@ type Config struct {
 type Adapter struct {
 	partitions int
 	retention  int
+	retBytes   int
 	log        *slog.Logger
 
 	// done is closed by Close; every subscription watches it.
@@ -74,12 +84,16 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.Partitions < 0 {
 		return nil, fmt.Errorf("memory: Partitions is %d, must not be negative: %w", cfg.Partitions, eventstream.ErrInvalidConfig)
 	}
+	if cfg.RetentionBytes < 0 {
+		return nil, fmt.Errorf("memory: RetentionBytes is %d, must not be negative: %w", cfg.RetentionBytes, eventstream.ErrInvalidConfig)
+	}
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("memory: Retention is %d, must not be negative: %w", cfg.Retention, eventstream.ErrInvalidConfig)
 	}
 	a := &Adapter{
 		partitions: cfg.Partitions,
 		retention:  cfg.Retention,
+		retBytes:   cfg.RetentionBytes,
 		log:        cfg.Logger,
 		done:       make(chan struct{}),
 		topics:     make(map[string]*topic),
@@ -90,6 +104,9 @@ func New(cfg Config) (*Adapter, error) {
 	}
 	if a.retention == 0 {
 		a.retention = DefaultRetention
+	}
+	if a.retBytes == 0 {
+		a.retBytes = DefaultRetentionBytes
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -110,7 +127,8 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 // and headers.
 //
 // It fails with an error wrapping ErrTopicFull when the topic retains
-// Config.Retention messages, and with one wrapping
+// Config.Retention messages or the record would exceed Config.RetentionBytes,
+// and with one wrapping
 // eventstream.ErrAdapterClosed after Close.
 func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream.Record) error {
 	if topic == "" {
@@ -137,6 +155,10 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	t := a.topicLocked(topic)
 	if t.retained >= a.retention {
 		return fmt.Errorf("memory: publish to %q: %d messages retained: %w", topic, t.retained, ErrTopicFull)
+	}
+	if size := recordSize(rec); t.bytes+size > a.retBytes {
+		return fmt.Errorf("memory: publish to %q: %d bytes retained, %d more would exceed RetentionBytes %d: %w",
+			topic, t.bytes, size, a.retBytes, ErrTopicFull)
 	}
 	t.append(rec)
 	return nil

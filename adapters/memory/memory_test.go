@@ -111,7 +111,7 @@ func keyFor(p, n int) string {
 }
 
 func TestNewConfig(t *testing.T) {
-	for _, cfg := range []memory.Config{{Partitions: -1}, {Retention: -1}} {
+	for _, cfg := range []memory.Config{{Partitions: -1}, {Retention: -1}, {RetentionBytes: -1}} {
 		a, err := memory.New(cfg)
 		if !errors.Is(err, eventstream.ErrInvalidConfig) {
 			t.Errorf("New(%+v) error = %v, want ErrInvalidConfig", cfg, err)
@@ -417,4 +417,24 @@ func TestCancelConcurrently(t *testing.T) {
 		}
 	}
 	waitClosed(t, ch)
+}
+
+func TestRetentionBytes(t *testing.T) {
+	a := newAdapter(t, memory.Config{Partitions: 1, RetentionBytes: 10})
+	publish(t, a, "t", "", "12345")
+	publish(t, a, "t", "", "67890")
+	if err := a.Publish(context.Background(), "t", []byte("x")); !errors.Is(err, memory.ErrTopicFull) {
+		t.Fatalf("Publish beyond RetentionBytes: %v, want ErrTopicFull", err)
+	}
+	if err := a.Publish(context.Background(), "big", make([]byte, 11)); !errors.Is(err, memory.ErrTopicFull) {
+		t.Fatalf("Publish of a message larger than RetentionBytes: %v, want ErrTopicFull", err)
+	}
+	ch, _ := subscribe(t, a, "t", "g")
+	for range 2 {
+		ack(t, a, "g", recv(t, ch))
+	}
+	// The acknowledged bytes are released.
+	if err := a.Publish(context.Background(), "t", []byte("1234567890")); err != nil {
+		t.Fatalf("Publish after everything was acknowledged: %v", err)
+	}
 }

@@ -13,6 +13,7 @@ type topic struct {
 	parts    []*partition
 	nextRR   int // partition of the next message without a key
 	retained int // messages retained over all partitions
+	bytes    int // recordSize of those messages
 	groups   map[string]*group
 
 	// changed is closed, and replaced, whenever a subscription may have
@@ -79,6 +80,7 @@ func (t *topic) append(rec record) {
 	rec.offset = part.end()
 	part.log = append(part.log, rec)
 	t.retained++
+	t.bytes += recordSize(rec)
 	t.notify()
 }
 
@@ -176,8 +178,21 @@ func (t *topic) trim(p int) {
 	if n <= 0 {
 		return
 	}
+	for _, r := range part.log[:n] {
+		t.bytes -= recordSize(r)
+	}
 	clear(part.log[:n]) // drop the references so the values can be collected
 	part.log = part.log[n:]
 	part.base += int64(n)
 	t.retained -= n
+}
+
+// recordSize is what a record counts against Config.RetentionBytes: its key,
+// value and header bytes.
+func recordSize(r record) int {
+	n := len(r.key) + len(r.value)
+	for k, v := range r.headers {
+		n += len(k) + len(v)
+	}
+	return n
 }
