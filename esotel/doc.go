@@ -76,4 +76,11 @@
 // ({event}) and eventstream.subscriptions ({subscription}), both
 // up-down counters. With several buses sharing one Observer the instruments
 // report their sum, and counters keep the final counts of closed buses.
+//
+// Prometheus users export these metrics with an OpenTelemetry exporter
+// (for example go.opentelemetry.io/otel/exporters/prometheus, or OTLP to a
+// collector or to Prometheus's OTLP receiver); with the usual name
+// translation messaging.client.sent.messages becomes
+// messaging_client_sent_messages_total and messaging.process.duration
+// becomes messaging_process_duration_seconds.
 package esotel
