@@ -102,7 +102,8 @@ func WithLinkOnly() Option {
 // By default samplers see the span name ("send orders", "process orders")
 // and kind only, and the attributes are set right after the start on
 // spans that are recorded: a span nobody samples then costs no attribute
-// at all (about 300 bytes and 100 ns less per event; see BenchmarkHooks).
+// at all (BenchmarkHooks measured WithStartAttributes at about 0.5 µs and
+// 580 bytes more per event, send and process, on a 2-vCPU machine).
 // Samplers that decide on the trace ID or the parent, such as the SDK's
 // ParentBased and TraceIDRatioBased, never look at attributes.
 func WithStartAttributes() Option {
