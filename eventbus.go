@@ -303,8 +303,9 @@ func (b *bus) buildEvent(topic string, payload any, opts []EmitOption) (*Event, 
 	if e.Type == "" {
 		e.Type = typeName(payload)
 	}
-	if err := validate(e); err != nil {
-		return nil, err
+	// The ID is generated and the Source was checked by New.
+	if err := wire.Validate("", "", e.Type, e.Key, e.Headers); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	return e, nil
 }

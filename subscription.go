@@ -223,16 +223,27 @@ func (s *subscription) processOne(w *worker, d delivery, attempt int, last error
 		return
 	}
 	attempts, err := s.handle(w, d, attempt, last)
-	var st stoppedErr
-	switch {
-	case err == nil:
+	if err == nil {
 		s.b.tr.ack(s, d)
-	case errors.As(err, &st):
-		d.attempts = attempts
-		s.b.tr.requeue(s, []delivery{d}, st.err)
-	default:
-		s.fail(d, attempts, err)
+		return
 	}
+	if reason, ok := stoppedReason(err); ok {
+		d.attempts = attempts
+		s.b.tr.requeue(s, []delivery{d}, reason)
+		return
+	}
+	s.fail(d, attempts, err)
+}
+
+// stoppedReason reports whether err is a stoppedErr and its reason. It is a
+// function of its own so that the error path's allocation stays off the
+// success path.
+func stoppedReason(err error) (error, bool) {
+	var st stoppedErr
+	if errors.As(err, &st) {
+		return st.err, true
+	}
+	return nil, false
 }
 
 // handle calls the handler for d until it succeeds, fails for good, or the
@@ -244,8 +255,9 @@ func (s *subscription) handle(w *worker, d delivery, attempt int, last error) (i
 			return n, err
 		}
 	}
+	w.cur = d
 	for ; ; attempt++ {
-		w.cur, w.attempt = d, attempt
+		w.attempt = attempt
 		err := s.invoke(d, attempt)
 		if err == nil {
 			s.b.delivered.Add(1)
