@@ -67,6 +67,7 @@ const (
 type Broker struct {
 	kind     string // "redis", "nats", "rabbitmq", "kafka"
 	addr     string
+	saslAddr string
 	url      string
 	external bool
 	dir      string // data and config directory of a private broker
