@@ -80,4 +80,3 @@ func (e *embeddedNATS) stop() {
 }
 
 func (e *embeddedNATS) running() bool { return e.srv != nil }
-
