@@ -381,9 +381,9 @@ func (b *bus) Off(sub Subscription) error {
 		return ErrUnknownSubscription
 	}
 	if b.remove(s) {
+		b.bg.Add(1) // Close waits for subscriptions that Off is finishing
 		s.stop(false)
 		if inHandler() {
-			b.bg.Add(1)
 			go func() {
 				defer b.bg.Done()
 				s.finish(time.Now().Add(b.cfg.DrainTimeout), ErrUnsubscribed)
@@ -391,6 +391,7 @@ func (b *bus) Off(sub Subscription) error {
 			return nil
 		}
 		s.finish(time.Now().Add(b.cfg.DrainTimeout), ErrUnsubscribed)
+		b.bg.Done()
 	} else if inHandler() {
 		return nil // another caller finishes it; waiting here could wait for ourselves
 	}
