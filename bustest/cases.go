@@ -293,7 +293,7 @@ func offFromHandler(h *harness) {
 			start := time.Now()
 			err := b.Off(sub)
 			if d := time.Since(start); d > h.o.timeout/2 {
-				err = fmt.Errorf("Off from the handler took %v", d)
+				err = fmt.Errorf("off from the handler took %v", d)
 			}
 			offErr <- err
 		}
@@ -323,7 +323,7 @@ func closeFromHandler(h *harness) {
 		start := time.Now()
 		err := b.Close()
 		if d := time.Since(start); d > h.o.timeout/2 {
-			err = fmt.Errorf("Close from the handler took %v", d)
+			err = fmt.Errorf("close from the handler took %v", d)
 		}
 		closeErr <- err
 		return nil
