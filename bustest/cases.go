@@ -342,19 +342,21 @@ func closeFromHandler(h *harness) {
 	}
 }
 
-// closeDeadline: Close with five subscriptions whose handlers ignore
-// cancellation for 1.5×DrainTimeout takes about 2×DrainTimeout, not one
-// DrainTimeout per subscription, and reports nothing (they all returned
-// within the second DrainTimeout).
+// closeDeadline: Close with five subscriptions whose handlers wait for
+// their context and then ignore the cancellation for DrainTimeout/2 takes
+// about 1.5×DrainTimeout (at most about 2×), not a DrainTimeout or more per
+// subscription, and reports nothing (they all returned within the second
+// DrainTimeout).
 func closeDeadline(h *harness) {
 	b := h.bus(nil)
 	const n = 5
 	started := testutil.NewCollector[int]()
 	for i := range n {
 		topic := h.name("t" + strconv.Itoa(i))
-		h.on(b, topic, h.name("g"+strconv.Itoa(i)), func(context.Context, *eventstream.Event) error {
+		h.on(b, topic, h.name("g"+strconv.Itoa(i)), func(ctx context.Context, _ *eventstream.Event) error {
 			started.Add(i)
-			<-time.After(h.o.drain * 3 / 2) // ignores ctx
+			<-ctx.Done()
+			<-time.After(h.o.drain / 2) // ignores the cancellation for a while
 			return nil
 		})
 		h.emit(b, topic, i)
