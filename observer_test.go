@@ -63,7 +63,7 @@ func (r *recorder) snapshot() ([]eventstream.PublishInfo, []eventstream.ProcessI
 
 func TestObserver(t *testing.T) {
 	for _, mode := range []struct {
-		name   string
+		name       string
 		config     func(t *testing.T, c *eventstream.Config)
 		system     string
 		positioned bool // the adapter's messages implement Positioned
