@@ -343,14 +343,19 @@ var callHandlerPC = reflect.ValueOf(callHandler).Pointer()
 // costs about a microsecond, on Off and Close only.
 func inHandler() bool {
 	var pcs [64]uintptr
-	n := runtime.Callers(3, pcs[:])
-	frames := runtime.CallersFrames(pcs[:n])
-	for {
-		f, more := frames.Next()
-		if f.Entry == callHandlerPC {
-			return true
+	for skip := 3; ; skip += len(pcs) {
+		n := runtime.Callers(skip, pcs[:])
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Entry == callHandlerPC {
+				return true
+			}
+			if !more {
+				break
+			}
 		}
-		if !more {
+		if n < len(pcs) {
 			return false
 		}
 	}
