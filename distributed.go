@@ -271,7 +271,7 @@ func (t *mqTransport) requeue(*subscription, []delivery, error) {}
 // adapter publishes records, a structured CloudEvent otherwise.
 func (t *mqTransport) deadLetter(ctx context.Context, s *subscription, topic string, d delivery, f *Failure) error {
 	tf := dlTrace(ctx)
-	if d.ev != nil && t.rp != nil {
+	if t.rp != nil && d.msg != nil {
 		var native map[string]string
 		if hc, ok := d.msg.(HeaderCarrier); ok {
 			native = hc.Headers()

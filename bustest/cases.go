@@ -514,8 +514,9 @@ func retryPolicyCopied(h *harness) {
 }
 
 // garbageOnTheWire: bytes that are a broken envelope are reported with
-// ErrDecode without calling the handler, dead-lettered as an
-// eventstream.deadletter event, and do not stop the subscription.
+// ErrDecode without calling the handler, dead-lettered (the original record
+// plus the dead-letter headers where the adapter publishes records, an
+// eventstream.deadletter event otherwise), and do not stop the subscription.
 func garbageOnTheWire(h *harness) {
 	if !h.distributed() {
 		h.t.Skip("memory mode has no wire")
@@ -552,6 +553,23 @@ func garbageOnTheWire(h *harness) {
 	f := failures.Wait(h.t, 1, h.o.timeout, "failures")[0]
 	if !errors.Is(f.Err, eventstream.ErrDecode) || f.Event != nil || string(f.Raw) != string(garbage) || f.Attempts != 0 {
 		h.t.Fatalf("garbage failure: %+v", f)
+	}
+	if _, ok := h.ad.(eventstream.RecordPublisher); ok {
+		// The dead letter is the original record plus the dead-letter headers;
+		// read it with the adapter, since the bus cannot decode it either.
+		msgs, stop, err := h.ad.Subscribe(context.Background(), eventstream.DeadLetterTopicName(topic, group), h.name("inspect"))
+		if err != nil {
+			h.t.Fatalf("Subscribe to the dead-letter topic: %v", err)
+		}
+		defer stop()
+		m := testutil.Recv(h.t, msgs, h.o.timeout, "dead-letter record")
+		if string(m.Value()) != string(garbage) {
+			h.t.Fatalf("dead-letter record %q, want the original bytes %q", m.Value(), garbage)
+		}
+		if hc, ok := m.(eventstream.HeaderCarrier); ok && hc.Headers()[eventstream.HeaderDeadLetterTopic] != topic {
+			h.t.Fatalf("dead-letter record headers %v", hc.Headers())
+		}
+		return
 	}
 	d := testutil.Recv(h.t, dead, h.o.timeout, "dead letter")
 	raw, _ := d.Data.([]byte)
