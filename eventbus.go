@@ -174,10 +174,11 @@ type transport interface {
 	release(s *subscription)
 	// ack settles a delivery that was handled or dead-lettered.
 	ack(s *subscription, d delivery)
-	// requeue settles deliveries s took but did not finish: memory mode hands
-	// them to another member of the group or reports them as failures with
-	// reason; distributed mode leaves them un-acknowledged for redelivery.
-	requeue(s *subscription, ds []delivery, reason error)
+	// requeue settles deliveries s took but did not finish (after attempts
+	// handler calls): memory mode hands them to another member of the group
+	// or reports them as failures with reason; distributed mode leaves them
+	// un-acknowledged for redelivery.
+	requeue(s *subscription, ds []delivery, attempts int, reason error)
 	// deadLetter writes the dead letter of d (see DeadLetterEventType for
 	// its shape) to topic.
 	deadLetter(ctx context.Context, s *subscription, topic string, d delivery, f *Failure) error
