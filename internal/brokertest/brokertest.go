@@ -68,6 +68,7 @@ const (
 // environment. Its methods are safe for concurrent use.
 type Broker struct {
 	kind     string // "redis", "nats", "rabbitmq", "kafka"
+	version  string // Kafka release
 	addr     string
 	saslAddr string
 	url      string
@@ -121,6 +122,21 @@ func (b *Broker) StartTime() time.Duration {
 	defer b.mu.Unlock()
 	return b.startTime
 }
+
+// Pid returns the process id of the running private broker (the group
+// leader: for RabbitMQ its start script), or 0.
+func (b *Broker) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
+
+// Version returns the release of a private Kafka broker (e.g. "4.4.0"), or
+// "" for other brokers.
+func (b *Broker) Version() string { return b.version }
 
 // Running reports whether the private broker process is running.
 func (b *Broker) Running() bool {

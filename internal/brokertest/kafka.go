@@ -169,6 +169,7 @@ func Kafka(t testing.TB, opts ...KafkaOption) *Broker {
 
 	b := &Broker{
 		kind:        "kafka",
+		version:     version,
 		addr:        addr,
 		url:         addr,
 		saslAddr:    saslAddr,
