@@ -219,21 +219,22 @@ func (e *KafkaEnv) topicReady(ctx context.Context, topic string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, t := range resp.Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return false, err
-		}
-		if len(t.Partitions) != e.Partitions {
-			return false, nil
-		}
-		for _, p := range t.Partitions {
-			if p.ErrorCode != 0 || p.Leader < 0 {
-				return false, kerr.ErrorForCode(p.ErrorCode)
-			}
-		}
-		return true, nil
+	if len(resp.Topics) != 1 {
+		return false, nil
 	}
-	return false, nil
+	t := resp.Topics[0]
+	if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+		return false, err
+	}
+	if len(t.Partitions) != e.Partitions {
+		return false, nil
+	}
+	for _, p := range t.Partitions {
+		if p.ErrorCode != 0 || p.Leader < 0 {
+			return false, kerr.ErrorForCode(p.ErrorCode)
+		}
+	}
+	return true, nil
 }
 
 func sanitize(s string) string {
