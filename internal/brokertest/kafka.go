@@ -92,7 +92,8 @@ var kafkaDefaults = [][2]string{
 // auto-created with 3 partitions, every replication factor is 1, the first
 // group join is not delayed, session timeouts down to 500ms are accepted;
 // KafkaProperty overrides any of them. Restart reuses the formatted data
-// directory. It skips t when Java or the jars are missing (fails it with
+// directory. The jars are looked up in the nearest .build/kafka above the
+// working directory, or in $EVENTSTREAM_KAFKA_DIR. It skips t when Java or the jars are missing (fails it with
 // RequireEnv set). With KAFKA_BROKERS set it returns that cluster as
 // External instead (Addr is then the variable's value).
 func Kafka(t testing.TB, opts ...KafkaOption) *Broker {
