@@ -85,6 +85,8 @@ type Broker struct {
 	// inProc replaces command for a broker that runs inside the test
 	// process (NATSEmbedded).
 	inProc inProcess
+	// tool runs a Kafka Java tool class with the broker's jars.
+	tool func(ctx context.Context, class string, args ...string) *exec.Cmd
 	// ctl runs the broker's control tool (RabbitMQ's rabbitmqctl).
 	ctl func(ctx context.Context, args ...string) *exec.Cmd
 
