@@ -367,7 +367,10 @@ func closeDeadline(h *harness) {
 	if err != nil {
 		h.t.Fatalf("Close: %v", err)
 	}
-	if limit := 2*h.o.drain + h.o.drain/2; took > limit {
+	// Their handlers return at 1.5×DrainTimeout; the bound is 2×DrainTimeout
+	// plus one DrainTimeout of slack for loaded machines, far below the
+	// per-subscription deadlines this catches (8.5×DrainTimeout for five).
+	if limit := 3 * h.o.drain; took > limit {
 		h.t.Fatalf("Close with %d stubborn handlers took %v; want at most about 2×DrainTimeout (%v)", n, took, limit)
 	}
 }
