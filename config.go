@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 )
 
 // Mode selects the Bus implementation New builds.
@@ -169,6 +170,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.Source == "" {
 		c.Source = "eventstream"
+	}
+	if !utf8.ValidString(c.Source) {
+		return bad("Source %q is not valid UTF-8", c.Source)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

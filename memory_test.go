@@ -154,7 +154,9 @@ func TestMemoryOrder(t *testing.T) {
 		var bad atomic.Int64
 		_, err := bus.On("t", func(ctx context.Context, e *eventstream.Event) error {
 			var n int
-			require.NoError(t, e.Unmarshal(&n))
+			if err := e.Unmarshal(&n); err != nil {
+				return eventstream.Permanent(err) // reported as a failure; never FailNow on a handler goroutine
+			}
 			mu.Lock()
 			if prev, ok := last[e.Key]; ok && n <= prev {
 				bad.Add(1)
@@ -197,7 +199,7 @@ func TestMemoryRetryAndFailure(t *testing.T) {
 	}, eventstream.WithRetryPolicy(fastRetry(5)))
 	require.NoError(t, err)
 	require.NoError(t, bus.Emit(context.Background(), "flaky", 1))
-	<-succeeded
+	recv(t, succeeded)
 	assert.Equal(t, int64(3), calls.Load())
 
 	dead := make(chan *eventstream.Event, 1)
@@ -216,8 +218,8 @@ func TestMemoryRetryAndFailure(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, bus.Emit(context.Background(), "perm", 7, eventstream.WithKey("k7")))
-	<-failed
-	d := <-dead
+	recv(t, failed)
+	d := recv(t, dead)
 	assert.Equal(t, "int", d.Type, "the dead letter is the original event")
 	assert.Equal(t, 7, d.Data)
 	assert.Equal(t, "perm", d.Headers[eventstream.HeaderDeadLetterTopic])
@@ -226,7 +228,7 @@ func TestMemoryRetryAndFailure(t *testing.T) {
 	assert.Equal(t, int64(1), permCalls.Load())
 
 	require.NoError(t, bus.Emit(context.Background(), "panics", 8))
-	<-failed
+	recv(t, failed)
 	assert.Equal(t, int64(3), panicCalls.Load(), "a panic is retried like an error")
 	fmu.Lock()
 	last := failures[len(failures)-1]
@@ -285,9 +287,9 @@ func TestMemoryOff(t *testing.T) {
 		})
 		require.NoError(t, err)
 		require.NoError(t, bus.Emit(context.Background(), "t", 1))
-		<-inside
+		recv(t, inside)
 		require.NoError(t, bus.Off(sub))
-		<-cancelled
+		recv(t, cancelled)
 	})
 	t.Run("queued events move to the rest of the group", func(t *testing.T) {
 		bus := newMemoryBus(t, nil)
@@ -315,7 +317,7 @@ func TestMemoryOff(t *testing.T) {
 		close(release)
 		require.NoError(t, <-offDone)
 		for range 20 {
-			<-got
+			recv(t, got)
 		}
 		assert.Equal(t, int64(20), first.Load()+second.Load())
 		assert.Zero(t, bus.Stats().Failed)
@@ -395,7 +397,7 @@ func TestUnmarshalMemory(t *testing.T) {
 	require.NoError(t, err)
 	p := &point{1, 2}
 	require.NoError(t, bus.Emit(context.Background(), "t", p))
-	e := <-events
+	e := recv(t, events)
 	assert.Same(t, p, e.Data, "memory mode hands over the payload itself")
 	var byValue point
 	require.NoError(t, e.Unmarshal(&byValue))
@@ -405,7 +407,7 @@ func TestUnmarshalMemory(t *testing.T) {
 	assert.Same(t, p, byPtr)
 
 	require.NoError(t, bus.Emit(context.Background(), "t", map[string]int{"X": 3, "Y": 4}))
-	e = <-events
+	e = recv(t, events)
 	var converted point
 	require.NoError(t, e.Unmarshal(&converted), "a map payload goes through the Serializer")
 	assert.Equal(t, point{3, 4}, converted)
@@ -435,7 +437,7 @@ func TestEventIDsAreTimeOrderedAndUnique(t *testing.T) {
 	prev := ""
 	seen := map[string]bool{}
 	for range 1000 {
-		id := <-ids
+		id := recv(t, ids)
 		require.Len(t, id, 36)
 		require.Equal(t, byte('7'), id[14], "UUID version 7: %s", id)
 		require.Contains(t, "89ab", string(id[19]), "RFC 9562 variant: %s", id)
@@ -474,9 +476,9 @@ func TestRetryWaitEndsOnOffAndClose(t *testing.T) {
 		}, eventstream.WithRetryPolicy(slow))
 		require.NoError(t, err)
 		require.NoError(t, bus.Emit(context.Background(), "t", 1))
-		<-tried
+		recv(t, tried)
 		require.NoError(t, bus.Off(sub)) // returns without waiting an hour
-		f := <-failed
+		f := recv(t, failed)
 		require.ErrorIs(t, f.Err, eventstream.ErrUnsubscribed, "the event is reported, not dropped")
 		assert.Equal(t, 1, f.Attempts)
 	})
@@ -490,7 +492,7 @@ func TestRetryWaitEndsOnOffAndClose(t *testing.T) {
 		}, eventstream.WithRetryPolicy(slow), eventstream.WithConsumerGroup("g"))
 		require.NoError(t, err)
 		require.NoError(t, bus.Emit(context.Background(), "t", 1))
-		<-tried
+		recv(t, tried)
 		require.NoError(t, bus.Close())
 		assert.Zero(t, sp.ackCount(), "a message given up while waiting to retry stays unacknowledged")
 		assert.Zero(t, bus.Stats().DeadLettered)
@@ -511,7 +513,9 @@ func TestMemoryOffReportsQueuedEventsWithNoGroupLeft(t *testing.T) {
 	inside := make(chan struct{})
 	sub, err := bus.On("t", func(ctx context.Context, e *eventstream.Event) error {
 		var n int
-		require.NoError(t, e.Unmarshal(&n))
+		if err := e.Unmarshal(&n); err != nil {
+			return eventstream.Permanent(err) // reported as a failure; never FailNow on a handler goroutine
+		}
 		if n == 0 {
 			close(inside)
 			<-ctx.Done() // held until Off cancels it after the drain timeout
@@ -522,7 +526,7 @@ func TestMemoryOffReportsQueuedEventsWithNoGroupLeft(t *testing.T) {
 	for i := range 6 {
 		require.NoError(t, bus.Emit(context.Background(), "t", i))
 	}
-	<-inside
+	recv(t, inside)
 	require.NoError(t, bus.Off(sub))
 	mu.Lock()
 	defer mu.Unlock()
@@ -544,7 +548,7 @@ func TestOffReportsHandlersThatIgnoreCancellation(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.NoError(t, bus.Emit(context.Background(), "t", 1))
-	<-inside
+	recv(t, inside)
 	err = bus.Off(sub)
 	require.ErrorIs(t, err, eventstream.ErrDrainTimeout, "Off returns instead of hanging, and says why")
 	close(release)

@@ -63,17 +63,18 @@ func (r *recorder) snapshot() ([]eventstream.PublishInfo, []eventstream.ProcessI
 
 func TestObserver(t *testing.T) {
 	for _, mode := range []struct {
-		name   string
-		config func(t *testing.T, c *eventstream.Config)
-		system string
+		name       string
+		config     func(t *testing.T, c *eventstream.Config)
+		system     string
+		positioned bool // the adapter's messages implement Positioned
 	}{
-		{"memory", func(*testing.T, *eventstream.Config) {}, "eventstream"},
-		{"structured over adapters/memory", func(t *testing.T, c *eventstream.Config) { distributed(t, c, false) }, ""},
-		{"binary over adapters/memory", func(t *testing.T, c *eventstream.Config) { distributed(t, c, true) }, ""},
+		{"memory", func(*testing.T, *eventstream.Config) {}, "eventstream", false},
+		{"structured over adapters/memory", func(t *testing.T, c *eventstream.Config) { distributed(t, c, false) }, "memory", true},
+		{"binary over adapters/memory", func(t *testing.T, c *eventstream.Config) { distributed(t, c, true) }, "memory", true},
 		{"plain adapter", func(t *testing.T, c *eventstream.Config) {
 			*c = withMode(*c, eventstream.ModeDistributed)
 			c.Distributed.MQAdapter = inhouse.New()
-		}, ""},
+		}, "", false},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			rec := &recorder{}
@@ -117,7 +118,8 @@ func TestObserver(t *testing.T) {
 			if len(pubs) != 1 || pubs[0].Topic != "t" || pubs[0].DeadLetter != nil || pubs[0].Event == nil || rec.pubEnds.Load() != 1 {
 				t.Fatalf("publish hooks: %+v (%d ends)", pubs, rec.pubEnds.Load())
 			}
-			if len(procs) != 2 || procs[0].Attempt != 1 || procs[1].Attempt != 2 || procs[0].Group != "g" {
+			if len(procs) != 2 || procs[0].Attempt != 1 || procs[1].Attempt != 2 || procs[0].Group != "g" ||
+				procs[0].System != mode.system || pubs[0].System != mode.system || procs[0].HasOffset != mode.positioned {
 				t.Fatalf("process hooks: %+v", procs)
 			}
 			if received[0] != "00-t" || received[1] != "00-t" {

@@ -14,7 +14,7 @@ import (
 // With one worker there is one queue of BufferSize, so deliveries are
 // handled in the order they were queued. With n workers each worker owns a
 // lane for keyed deliveries (a key always maps to the same lane, so per-key
-// order holds) of max(1, BufferSize/(2n)), and the workers share one queue
+// order holds) of max(1, BufferSize/(8n)), and the workers share one queue
 // for unkeyed deliveries that holds the rest (config validation makes
 // BufferSize exceed n, so it holds at least one).
 //
@@ -95,16 +95,22 @@ func (w *worker) run(r *resume) {
 	for lane != nil || shared != nil {
 		var d delivery
 		var ok bool
-		select {
-		case d, ok = <-lane:
-			if !ok {
-				lane = nil
-				continue
+		if shared == nil { // one worker, or the shared queue is drained: a plain receive is cheaper than select
+			if d, ok = <-lane; !ok {
+				break
 			}
-		case d, ok = <-shared:
-			if !ok {
-				shared = nil
-				continue
+		} else {
+			select {
+			case d, ok = <-lane:
+				if !ok {
+					lane = nil
+					continue
+				}
+			case d, ok = <-shared:
+				if !ok {
+					shared = nil
+					continue
+				}
 			}
 		}
 		if s.aside.Load() {

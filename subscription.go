@@ -26,14 +26,38 @@ import (
 //	Off/Close → s.stop (no more input) → s.finish (drain under a deadline,
 //	        cancel, set aside what is queued → transport.requeue, release)
 
-// delivery is one event on its way through a subscription: the event (nil
-// when the message could not be decoded, then err says why) and, in
-// distributed mode, the message it came from.
+// delivery is one event on its way through a subscription: the event and,
+// in distributed mode, the message it came from. It travels through the
+// queues by value, so it is kept to two words plus an interface.
 type delivery struct {
-	ev       *Event
-	msg      Message
-	err      error
-	attempts int // handler calls made before it was requeued
+	ev  *Event  // nil when the message could not be decoded: msg is then an *undecodable
+	msg Message // nil in memory mode
+}
+
+// undecodable stands for a message that could not be decoded, with the
+// reason. Its Message is nil when the adapter sent a nil message.
+type undecodable struct {
+	Message
+	err error
+}
+
+// message returns the adapter's message of d, or nil.
+func (d delivery) message() Message {
+	if u, ok := d.msg.(*undecodable); ok {
+		return u.Message
+	}
+	return d.msg
+}
+
+// decodeErr returns why d's message could not be decoded, or nil.
+func (d delivery) decodeErr() error {
+	if d.ev != nil {
+		return nil
+	}
+	if u, ok := d.msg.(*undecodable); ok {
+		return u.err
+	}
+	return nil
 }
 
 // subscription is one On call's subscription, in either mode.
@@ -175,7 +199,7 @@ func (s *subscription) settle(reason error) {
 	<-s.p.done
 	s.cancel()
 	if left := s.p.leftovers(); len(left) > 0 {
-		s.b.tr.requeue(s, left, reason)
+		s.b.tr.requeue(s, left, 0, reason)
 	}
 	s.b.tr.release(s)
 }
@@ -218,21 +242,31 @@ func (s *subscription) process(w *worker, batch []delivery) {
 // worker replacing one whose handler called runtime.Goexit resumes after
 // the attempt that exited, whose error is last), and settles d.
 func (s *subscription) processOne(w *worker, d delivery, attempt int, last error) {
-	if d.err != nil {
-		s.fail(d, 0, d.err)
+	if err := d.decodeErr(); err != nil {
+		s.fail(d, 0, err)
 		return
 	}
 	attempts, err := s.handle(w, d, attempt, last)
-	var st stoppedErr
-	switch {
-	case err == nil:
+	if err == nil {
 		s.b.tr.ack(s, d)
-	case errors.As(err, &st):
-		d.attempts = attempts
-		s.b.tr.requeue(s, []delivery{d}, st.err)
-	default:
-		s.fail(d, attempts, err)
+		return
 	}
+	if reason, ok := stoppedReason(err); ok {
+		s.b.tr.requeue(s, []delivery{d}, attempts, reason)
+		return
+	}
+	s.fail(d, attempts, err)
+}
+
+// stoppedReason reports whether err is a stoppedErr and its reason. It is a
+// function of its own so that the error path's allocation stays off the
+// success path.
+func stoppedReason(err error) (error, bool) {
+	var st stoppedErr
+	if errors.As(err, &st) {
+		return st.err, true
+	}
+	return nil, false
 }
 
 // handle calls the handler for d until it succeeds, fails for good, or the
@@ -244,8 +278,9 @@ func (s *subscription) handle(w *worker, d delivery, attempt int, last error) (i
 			return n, err
 		}
 	}
+	w.cur = d
 	for ; ; attempt++ {
-		w.cur, w.attempt = d, attempt
+		w.attempt = attempt
 		err := s.invoke(d, attempt)
 		if err == nil {
 			s.b.delivered.Add(1)
@@ -331,14 +366,19 @@ var callHandlerPC = reflect.ValueOf(callHandler).Pointer()
 // costs about a microsecond, on Off and Close only.
 func inHandler() bool {
 	var pcs [64]uintptr
-	n := runtime.Callers(3, pcs[:])
-	frames := runtime.CallersFrames(pcs[:n])
-	for {
-		f, more := frames.Next()
-		if f.Entry == callHandlerPC {
-			return true
+	for skip := 3; ; skip += len(pcs) {
+		n := runtime.Callers(skip, pcs[:])
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Entry == callHandlerPC {
+				return true
+			}
+			if !more {
+				break
+			}
 		}
-		if !more {
+		if n < len(pcs) {
 			return false
 		}
 	}
@@ -346,7 +386,7 @@ func inHandler() bool {
 
 func (s *subscription) processInfo(d delivery, attempt int) ProcessInfo {
 	info := ProcessInfo{System: s.b.system, Topic: s.topic, Group: s.group, Event: d.ev, Attempt: attempt}
-	if p, ok := d.msg.(Positioned); ok {
+	if p, ok := d.message().(Positioned); ok {
 		info.Partition, info.Offset, info.HasOffset = p.Partition(), p.Offset(), true
 	}
 	return info
@@ -360,12 +400,13 @@ func (s *subscription) processInfo(d delivery, attempt int) ProcessInfo {
 func (s *subscription) fail(d delivery, attempts int, err error) {
 	b := s.b
 	f := &Failure{Event: d.ev, Topic: s.topic, Group: s.group, Attempts: attempts, Err: err}
-	if d.msg != nil {
-		f.Raw = d.msg.Value()
+	m := d.message()
+	if m != nil {
+		f.Raw = m.Value()
 	}
 	ctx := context.WithoutCancel(s.ctx)
 	b.fail(ctx, f)
-	if d.ev == nil && d.msg == nil {
+	if d.ev == nil && m == nil {
 		return // nothing to dead-letter (an adapter sent a nil message)
 	}
 	for try := 1; ; try++ {

@@ -287,3 +287,9 @@ func cloneHeaders(h map[string]string) map[string]string {
 	}
 	return maps.Clone(h)
 }
+
+// MessagingSystem names the messaging system for eventstream.Observer
+// hooks: "memory" (eventstream.SystemNamer).
+func (a *Adapter) MessagingSystem() string { return "memory" }
+
+var _ eventstream.SystemNamer = (*Adapter)(nil)
