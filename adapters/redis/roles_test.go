@@ -12,6 +12,8 @@ const roleEnv = "EVENTSTREAM_REDIS_ROLE"
 // runRole runs the helper process named role and returns its exit code.
 func runRole(role string) int {
 	switch role {
+	case "crash-consumer":
+		return runCrashConsumer()
 	default:
 		_, _ = io.WriteString(os.Stderr, "redis test: unknown "+roleEnv+" "+role+"\n")
 		return 2
