@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,3 +161,16 @@ func recv(tb testing.TB, ch <-chan eventstream.Message, d time.Duration) eventst
 		return nil
 	}
 }
+
+// uniqueTopic returns a topic name unique to this test run.
+func uniqueTopic(t testing.TB) string {
+	return fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "."), time.Now().UnixNano())
+}
+
+// fakeMessage is a message of no adapter.
+type fakeMessage struct{}
+
+func (fakeMessage) Topic() string        { return "t" }
+func (fakeMessage) Value() []byte        { return nil }
+func (fakeMessage) Key() []byte          { return nil }
+func (fakeMessage) Timestamp() time.Time { return time.Time{} }
