@@ -13,7 +13,7 @@ import (
 func TestConformance(t *testing.T) {
 	b := sharedBroker(t)
 	adaptertest.Run(t, func(t *testing.T) eventstream.MQAdapter {
-		a, err := redis.NewAdapter(testConfig(b.addr))
+		a, err := redis.NewAdapter(testConfig(b.Addr()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,4 +87,8 @@
 // everysec about a second of writes can be lost, and replication to
 // replicas is asynchronous. An eviction policy other than noeviction can
 // evict whole streams.
+//
+// go-redis writes some diagnostics of its own (failed dials, for example)
+// through its process-wide logger, which the adapter leaves alone; silence or
+// redirect it with go-redis' SetLogger.
 package redis

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/redis"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -63,10 +64,10 @@ func (r *logRecorder) find(s string) (string, bool) {
 // and Publish calls ongoing during the outage succeed once the server is
 // back (they retry).
 func TestRestartWithAOF(t *testing.T) {
-	b := newBroker(t, true)
+	b := brokertest.Redis(t, brokertest.RedisAOF())
 	const n, publishers = 4000, 4
 	rec := newLogRecorder()
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.Logger = slog.New(rec)
 	a := newAdapter(t, cfg)
 	ctx := testContext(t, 90*time.Second)
@@ -128,9 +129,9 @@ func TestRestartWithAOF(t *testing.T) {
 		}
 	}
 	receive(func() bool { return distinct >= n/4 })
-	b.kill(t)
+	b.Kill(t)
 	t.Logf("killed redis-server after %d received, %d published", distinct, published.Load())
-	b.restart(t)
+	b.Restart(t)
 	t.Log("restarted redis-server")
 	receive(func() bool { return published.Load()+failed.Load() == n && distinct >= int(published.Load()) })
 	wg.Wait()
@@ -151,9 +152,9 @@ func TestRestartWithAOF(t *testing.T) {
 // recreates the group, logs the loss at level Error, and receives what is
 // published afterwards.
 func TestRestartWithoutPersistenceRecreatesGroup(t *testing.T) {
-	b := newBroker(t, false)
+	b := brokertest.Redis(t)
 	rec := newLogRecorder()
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.Logger = slog.New(rec)
 	a := newAdapter(t, cfg)
 	ctx := testContext(t, 60*time.Second)
@@ -169,8 +170,8 @@ func TestRestartWithoutPersistenceRecreatesGroup(t *testing.T) {
 	if string(m.Value()) != "before" {
 		t.Fatalf("got %q", m.Value())
 	}
-	b.kill(t)
-	b.restart(t)
+	b.Kill(t)
+	b.Restart(t)
 	// The group is recreated when the reader sees NOGROUP; until then the
 	// stream does not even exist, so publishing first would create it
 	// without the group. Wait for the log line.
@@ -198,8 +199,8 @@ func TestRestartWithoutPersistenceRecreatesGroup(t *testing.T) {
 // redelivered; after they were acknowledged the group has nothing pending.
 func TestTakeoverFromDeadConsumer(t *testing.T) {
 	b := sharedBroker(t)
-	a := newAdapter(t, testConfig(b.addr))
-	rdb := plainClient(t, b.addr)
+	a := newAdapter(t, testConfig(b.Addr()))
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 30*time.Second)
 	topic, group := uniqueTopic(t), "g"
 	key := a.StreamKey(topic)
@@ -247,11 +248,11 @@ func TestTakeoverFromDeadConsumer(t *testing.T) {
 // the same group does not take it over.
 func TestInFlightNotStolen(t *testing.T) {
 	b := sharedBroker(t)
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.ClaimIdle = time.Second
 	cfg.ClaimInterval = 100 * time.Millisecond
 	a := newAdapter(t, cfg)
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 30*time.Second)
 	topic, group := uniqueTopic(t), "g"
 	first, cancel1, err := a.Subscribe(ctx, topic, group)
@@ -303,11 +304,11 @@ func TestInFlightNotStolen(t *testing.T) {
 // pending entries is deleted from the group.
 func TestHandBackOnCancel(t *testing.T) {
 	b := sharedBroker(t)
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.ClaimIdle = 30 * time.Second
 	cfg.ClaimInterval = 200 * time.Millisecond
 	a := newAdapter(t, cfg)
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 30*time.Second)
 	topic, group := uniqueTopic(t), "g"
 	key := a.StreamKey(topic)
@@ -374,12 +375,12 @@ func TestHandBackOnCancel(t *testing.T) {
 // entries is not (that would discard them) but its entries are taken over.
 func TestConsumerSweep(t *testing.T) {
 	b := sharedBroker(t)
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.ClaimIdle = 300 * time.Millisecond
 	cfg.ClaimInterval = 100 * time.Millisecond
 	cfg.ConsumerExpiry = 300 * time.Millisecond
 	a := newAdapter(t, cfg)
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 30*time.Second)
 	topic, group := uniqueTopic(t), "g"
 	key := a.StreamKey(topic)
@@ -422,8 +423,8 @@ func TestConsumerSweep(t *testing.T) {
 // canceled context is honoured, and both wrap what they report.
 func TestPublishErrors(t *testing.T) {
 	b := sharedBroker(t)
-	a := newAdapter(t, testConfig(b.addr))
-	rdb := plainClient(t, b.addr)
+	a := newAdapter(t, testConfig(b.Addr()))
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 10*time.Second)
 	topic := uniqueTopic(t)
 	if err := rdb.Set(ctx, a.StreamKey(topic), "not a stream", 0).Err(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/redis"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runRole(role))
 	}
 	code := m.Run()
-	stopShared() // before the leak check: it has a goroutine waiting for the process
+	brokers.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests:\n%v\n", err)
@@ -33,30 +33,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// shared is the broker most tests of the package use (fault tests start
-// their own); started by the first test that needs it, stopped in TestMain.
-var shared struct {
-	once sync.Once
-	b    *broker
-	err  string
-}
+// brokers holds the redis-server most tests of the package share (fault
+// tests start their own); closed in TestMain.
+var brokers brokertest.Shared
 
 // sharedBroker returns the package's shared broker.
-func sharedBroker(t testing.TB) *broker {
+func sharedBroker(t testing.TB) *brokertest.Broker {
 	t.Helper()
-	shared.once.Do(func() {
-		shared.b, shared.err = startBroker(t, false, true)
-	})
-	if shared.b == nil {
-		skipOrFail(t, shared.err)
-	}
-	return shared.b
-}
-
-func stopShared() {
-	if shared.b != nil {
-		shared.b.stop()
-	}
+	return brokers.Get(t, "redis", func(t testing.TB) *brokertest.Broker { return brokertest.Redis(t) })
 }
 
 // logger returns the logger of adapters in tests: quiet unless REDIS_TEST_LOG

@@ -19,8 +19,8 @@ import (
 // entry in any other layout arrives with its fields as a JSON object.
 func TestInteropPlainProducer(t *testing.T) {
 	b := sharedBroker(t)
-	a := newAdapter(t, testConfig(b.addr))
-	rdb := plainClient(t, b.addr)
+	a := newAdapter(t, testConfig(b.Addr()))
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 20*time.Second)
 	topic := uniqueTopic(t)
 	key := a.StreamKey(topic)
@@ -62,8 +62,8 @@ func TestInteropPlainProducer(t *testing.T) {
 // consumer group reads in the documented layout and acknowledges.
 func TestInteropPlainConsumer(t *testing.T) {
 	b := sharedBroker(t)
-	a := newAdapter(t, testConfig(b.addr))
-	rdb := plainClient(t, b.addr)
+	a := newAdapter(t, testConfig(b.Addr()))
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 20*time.Second)
 	topic := uniqueTopic(t)
 	key := a.StreamKey(topic)
@@ -95,7 +95,7 @@ func TestInteropPlainConsumer(t *testing.T) {
 // order per key.
 func TestDistributedBus(t *testing.T) {
 	b := sharedBroker(t)
-	a := newAdapter(t, testConfig(b.addr))
+	a := newAdapter(t, testConfig(b.Addr()))
 	bus := newBus(t, a, nil)
 	topic := uniqueTopic(t)
 	type Order struct{ Customer, Seq int }
@@ -145,7 +145,7 @@ func TestDistributedBus(t *testing.T) {
 		t.Error(err)
 	}
 	// Everything was acknowledged: nothing pending in the group.
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	waitFor(t, 10*time.Second, "no pending entries", func() bool {
 		p, err := rdb.XPending(ctx, a.StreamKey(topic), "billing").Result()
 		return err == nil && p.Count == 0

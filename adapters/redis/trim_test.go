@@ -18,11 +18,11 @@ import (
 // acknowledged everything the stream is trimmed to about MaxLen.
 func TestTrimUnderSlowGroupLosesNothing(t *testing.T) {
 	b := sharedBroker(t)
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.MaxLen = 100
 	cfg.TrimInterval = 20 * time.Millisecond
 	a := newAdapter(t, cfg)
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 60*time.Second)
 	topic := uniqueTopic(t)
 	key := a.StreamKey(topic)
@@ -115,13 +115,13 @@ func TestTrimUnderSlowGroupLosesNothing(t *testing.T) {
 func TestTrimUnacknowledgedReportsLoss(t *testing.T) {
 	b := sharedBroker(t)
 	rec := newLogRecorder()
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.MaxLen = 50
 	cfg.TrimInterval = 20 * time.Millisecond
 	cfg.TrimUnacknowledged = true
 	cfg.Logger = slog.New(rec)
 	a := newAdapter(t, cfg)
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 30*time.Second)
 	topic := uniqueTopic(t)
 	key := a.StreamKey(topic)
@@ -155,11 +155,11 @@ func TestTrimUnacknowledgedReportsLoss(t *testing.T) {
 // TestTrimWithoutGroups trims a stream no group reads to about MaxLen.
 func TestTrimWithoutGroups(t *testing.T) {
 	b := sharedBroker(t)
-	cfg := testConfig(b.addr)
+	cfg := testConfig(b.Addr())
 	cfg.MaxLen = 100
 	cfg.TrimInterval = 20 * time.Millisecond
 	a := newAdapter(t, cfg)
-	rdb := plainClient(t, b.addr)
+	rdb := plainClient(t, b.Addr())
 	ctx := testContext(t, 30*time.Second)
 	topic := uniqueTopic(t)
 	for i := range 1000 {
