@@ -104,10 +104,13 @@ func TestRestartWithAOF(t *testing.T) {
 
 	seen := make([]bool, n)
 	distinct := 0
+	tick := time.NewTicker(20 * time.Millisecond) // re-check until: publishers count after Publish returned
+	defer tick.Stop()
 	receive := func(until func() bool) {
 		t.Helper()
 		for !until() {
 			select {
+			case <-tick.C:
 			case m, ok := <-msgs:
 				if !ok {
 					t.Fatal("subscription ended")
