@@ -8,19 +8,25 @@ import (
 	"time"
 
 	"github.com/eventstream-go/eventstream/adapters/rabbitmq"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 	"go.uber.org/goleak"
 )
 
+// brokers holds the RabbitMQ node shared by the tests of this binary; fault
+// tests start their own with brokertest.RabbitMQ.
+var brokers brokertest.Shared
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		brokers.Close()
+		os.Exit(code)
+	}))
 }
 
+// brokerURL returns the URL of the shared broker (RABBITMQ_URL when set).
 func brokerURL(t testing.TB) string {
-	u := os.Getenv("RABBITMQ_URL")
-	if u == "" {
-		t.Skip("RABBITMQ_URL not set")
-	}
-	return u
+	t.Helper()
+	return brokers.Get(t, "rabbitmq", brokertest.RabbitMQ).URL()
 }
 
 func testConfig(url string) rabbitmq.Config {
