@@ -17,6 +17,9 @@ import (
 var brokers brokertest.Shared
 
 func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(runRole(role))
+	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		brokers.Close()
 		os.Exit(code)
