@@ -31,6 +31,7 @@ type connector struct {
 	conn    *amqp.Connection // nil while disconnected
 	gen     uint64
 	ready   chan struct{} // closed once conn is set for the current generation
+	failed  chan struct{} // closed (and replaced) after every failed dial
 	lastErr error
 	closed  bool
 }
@@ -54,6 +55,7 @@ func newConnector(name string, cfg *Config, uri amqp.URI, onConnect func(context
 		onConnect: onConnect,
 		done:      make(chan struct{}),
 		ready:     make(chan struct{}),
+		failed:    make(chan struct{}),
 	}
 }
 
@@ -63,7 +65,11 @@ var errClosed = fmt.Errorf("rabbitmq: %w", eventstream.ErrAdapterClosed)
 // permanentDialError reports whether redialing cannot help without a
 // configuration change.
 func permanentDialError(err error) bool {
-	return errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL)
+	if errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL) {
+		return true
+	}
+	var ae *amqp.Error
+	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
 }
 
 // get returns the current connection and its generation, waiting (bounded by
@@ -79,7 +85,7 @@ func (c *connector) get(ctx context.Context) (*amqp.Connection, uint64, error) {
 			c.mu.Unlock()
 			return nil, 0, errClosed
 		}
-		conn, gen, ready, lastErr := c.conn, c.gen, c.ready, c.lastErr
+		conn, gen, ready, failed, lastErr := c.conn, c.gen, c.ready, c.failed, c.lastErr
 		c.mu.Unlock()
 		if conn != nil && !conn.IsClosed() {
 			return conn, gen, nil
@@ -108,6 +114,7 @@ func (c *connector) get(ctx context.Context) (*amqp.Connection, uint64, error) {
 		case <-c.done:
 			return nil, 0, errClosed
 		case <-wait:
+		case <-failed:
 		}
 	}
 }
@@ -133,6 +140,8 @@ func (c *connector) loop() {
 		if err != nil {
 			c.mu.Lock()
 			c.lastErr = err
+			close(c.failed)
+			c.failed = make(chan struct{})
 			c.mu.Unlock()
 			d := backoff(c.cfg, attempt)
 			attempt++
