@@ -32,7 +32,6 @@ type subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returned (after out was closed)
-	once   sync.Once
 }
 
 // Subscribe joins group on topic: it declares the group's durable queue (or
