@@ -1,6 +1,7 @@
 package adaptertest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ type options struct {
 	timeout   time.Duration
 	largeSize int
 	clockSkew time.Duration
+	declare   GroupDeclarer
 }
 
 func defaultOptions() options {
@@ -60,6 +62,22 @@ func WithClockSkew(d time.Duration) Option {
 			o.clockSkew = d
 		}
 	}
+}
+
+// GroupDeclarer creates consumer group groupID on topic so that, from then
+// on, the group keeps every message published to topic even before its first
+// subscription. See WithGroupDeclarer.
+type GroupDeclarer func(ctx context.Context, a eventstream.MQAdapter, topic, groupID string) error
+
+// WithGroupDeclarer is for adapters on which a new group does not start at
+// the earliest retained message but only sees messages published after the
+// group was created (RabbitMQ, where a message reaches only the queues bound
+// when it is published). The cases that publish before their group's first
+// subscription then call declare for each of their groups before
+// publishing, and log that they did; without this option those cases rely on
+// a new group starting at the earliest retained message.
+func WithGroupDeclarer(declare GroupDeclarer) Option {
+	return func(o *options) { o.declare = declare }
 }
 
 // Run checks newAdapter's adapters against the eventstream.MQAdapter

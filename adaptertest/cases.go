@@ -64,6 +64,7 @@ func (h *harness) checkTimestamp(m eventstream.Message, before, after time.Time)
 func testRoundTrip(h *harness) {
 	t := h.t
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 	before := time.Now()
 	h.publishString(topic, "round-trip")
 	after := time.Now()
@@ -87,6 +88,7 @@ func testRecordRoundTrip(h *harness) {
 	t := h.t
 	rp := h.requireRecordPublisher()
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 
 	// An hour ago is clearly not "now" and still within any retention.
 	ts := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
@@ -130,6 +132,7 @@ func testHeaders(h *harness) {
 	t := h.t
 	rp := h.requireRecordPublisher()
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 	headers := map[string]string{
 		"trace-id":     "4bf92f3577b34da6a3ce929d0e0e4736",
 		"content-type": "application/json; charset=utf-8",
@@ -173,6 +176,7 @@ func testHeaders(h *harness) {
 func roundTripPayloads(h *harness, payloads [][]byte) {
 	t := h.t
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 	tr := newTracker()
 	count := map[string]int{}
 	for _, p := range payloads {
@@ -255,6 +259,8 @@ func testBinaryPayload(h *harness) {
 func testTopicIsolation(h *harness) {
 	t := h.t
 	topicA, topicB := h.name("topic-a"), h.name("topic-b")
+	h.declareGroups(topicA, h.name("group-a"))
+	h.declareGroups(topicB, h.name("group-b"))
 	as, bs := values("a", 5), values("b", 5)
 	for i := range as {
 		h.publishKeyed(topicB, fmt.Sprintf("k%d", i), bs[i])
@@ -290,6 +296,7 @@ func testTopicIsolation(h *harness) {
 func testGroupsFanOut(h *harness) {
 	t := h.t
 	topic := h.name("topic")
+	h.declareGroups(topic, h.name("group-1"), h.name("group-2"))
 	vs := values("m", 20)
 	for i, v := range vs {
 		h.publishKeyed(topic, fmt.Sprintf("k%d", i), v)
@@ -438,6 +445,7 @@ func (h *harness) expectAfterResubscribe(s *sub, topic string, want []string, fo
 func testRedeliveryAfterCancel(h *harness) {
 	t := h.t
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 	vs := values("m", 10)
 	for i, v := range vs {
 		h.publishKeyed(topic, fmt.Sprintf("k%d", i%3), v)
@@ -475,6 +483,7 @@ func testRedeliveryAfterCancel(h *harness) {
 func testAckTwice(h *harness) {
 	t := h.t
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 	vs := values("m", 6)
 	for i, v := range vs {
 		h.publishKeyed(topic, fmt.Sprintf("k%d", i%2), v)
@@ -665,6 +674,7 @@ func testConcurrentPublishers(h *harness) {
 	t := h.t
 	const publishers, perPublisher = 8, 250
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 
 	var (
 		wg        sync.WaitGroup
@@ -750,6 +760,7 @@ func testKeyOrder(h *harness) {
 	rp := h.requireRecordPublisher()
 	const keys, perKey = 4, 50
 	topic, group := h.name("topic"), h.name("group")
+	h.declareGroups(topic, group)
 	for i := range perKey {
 		for k := range keys {
 			key := fmt.Sprintf("key-%d", k)

@@ -109,6 +109,22 @@ func (h *harness) closeAdapter() error {
 	return err
 }
 
+// declareGroups creates groups on topic with the GroupDeclarer, when one was
+// given, before a case publishes messages those groups must receive.
+func (h *harness) declareGroups(topic string, groups ...string) {
+	h.t.Helper()
+	if h.o.declare == nil {
+		return
+	}
+	for _, g := range groups {
+		err := h.call("GroupDeclarer", func(ctx context.Context) error { return h.o.declare(ctx, h.a, topic, g) })
+		if err != nil {
+			h.t.Fatalf("GroupDeclarer(%q, %q): %v", topic, g, err)
+		}
+	}
+	h.t.Logf("groups %q declared before publishing (WithGroupDeclarer: new groups of this adapter do not start at the earliest message)", groups)
+}
+
 // publish publishes value on topic with Publish and fails the case on error.
 func (h *harness) publish(topic string, value []byte) {
 	h.t.Helper()

@@ -17,6 +17,7 @@ func TestMain(m *testing.M) {
 	if testBroker != nil {
 		_ = testBroker.Close()
 	}
+	rabbitShared.Close()
 	os.Exit(code)
 }
 

@@ -125,6 +125,9 @@ func run() error {
 	if err := r.runKafka(); err != nil {
 		return err
 	}
+	if err := r.runRabbit(); err != nil {
+		return err
+	}
 	r.finished = time.Now()
 
 	chartDir := filepath.Join(filepath.Dir(o.out), "benchmarks")
@@ -223,8 +226,9 @@ type runner struct {
 	lat               []*latResult
 	machine           machine
 	brokerInfo        string
-	chartPrefix       string            // prepended to chart file names
-	kafkaTitle        string            // heading prefix of the Kafka sections; "" means "Kafka"
+	chartPrefix       string // prepended to chart file names
+	kafkaTitle        string // heading prefix of the Kafka sections; "" means "Kafka"
+	rabbitInfo        string
 	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
 }
 

@@ -116,7 +116,7 @@ func goals() []goal {
 			return false
 		}
 	}
-	return []goal{
+	return append([]goal{
 		{
 			ID: "M1", Section: "memory", Text: "Memory bus ns per event ≤ 4× the raw channel's", Cases: isMem,
 			Value: func(r *runner, tc testCase) (float64, bool) {
@@ -183,7 +183,7 @@ func goals() []goal {
 			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
 			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
 		},
-	}
+	}, rabbitGoals()...)
 }
 
 // goalEval is a goal checked on every case it applies to.
@@ -484,6 +484,12 @@ func (r *runner) realKafkaBlock(chartRel string, charts map[string]string) strin
 	w("\n")
 	r.kafkaSections(&b, chartRel, charts)
 	w("%s", blockEnd)
+	r.rabbitSection(&b)
+
+	w("## Reproduce\n\n")
+	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
+	w("cd bench && go run ./cmd/report -only 'kafka-consume/group1-100B/eventstream' -cpuprofile /tmp/cpu.out -out /tmp/one.md\n")
+	w("cd bench && go test -run '^$' -bench 'Memory/Sub1' -benchmem   # the same scenarios as Go benchmarks\n```\n")
 	return b.String()
 }
 

@@ -1,0 +1,93 @@
+// Package rabbitmq is an eventstream.MQAdapter for RabbitMQ (AMQP 0-9-1),
+// built on github.com/rabbitmq/amqp091-go.
+//
+//	a, err := rabbitmq.NewAdapter(rabbitmq.Config{URL: "amqp://guest:guest@127.0.0.1:5672/"})
+//	if err != nil { ... }
+//	defer a.Close()
+//
+// # Topology
+//
+// A topic is a durable exchange "es.<topic>" (fanout; direct in partitioned
+// mode). A consumer group is a durable queue "es.<topic>/<group>" bound to
+// it ('%' and '/' in the names are percent-escaped), of Config.QueueType
+// (quorum by default). Every bound queue gets a copy of every message, and
+// the members of a group compete for the messages of its queue, so every
+// group sees every message and each message is handled by one member of
+// each group. Queues outlive their subscribers: a group keeps collecting
+// messages while no member is subscribed. The adapter declares what it
+// uses (idempotently) and declares it again after every reconnect; remove
+// a group that is no longer wanted with rabbitmqctl delete_queue.
+//
+// # Groups must exist before messages are published
+//
+// RabbitMQ routes a message only to the queues bound when it is published:
+// unlike a Kafka consumer group, a new group does not start at the earliest
+// retained message. So that no message is lost silently, every publish is
+// mandatory: a message no queue takes is returned by the broker and Publish
+// fails with ErrUnroutable. Create groups before their first message is
+// published by listing them in Config.Groups (declared on every
+// connection), with DeclareGroup, or by subscribing. With the distributed
+// bus this includes the dead-letter topic of each subscription
+// (eventstream.DeadLetterTopicName) if dead letters are to be kept: while
+// its queue is missing, the bus keeps retrying the dead-letter write and
+// leaves the failed event unacknowledged.
+//
+// # Publishing
+//
+// Messages are persistent and published on one confirm-mode channel of a
+// dedicated publishing connection. Publish returns nil only after the
+// broker's publisher confirm; concurrent calls are pipelined (up to
+// Config.MaxPending outstanding confirms), each waiting only for its own. A
+// nack is ErrNacked, a returned message ErrUnroutable. The key travels in
+// the "es-key" header (a byte array), the record time in "es-time" (Unix
+// nanoseconds, int64) and in the AMQP timestamp property (seconds), user
+// headers as string headers; the adapter also sets "es-seq", its publish
+// sequence number. Header names starting with "es-" are reserved.
+//
+// # Consuming
+//
+// Every subscription has its own channel on a shared consuming connection,
+// with manual acknowledgements and a prefetch of Config.Prefetch. Ack sends
+// basic.ack on the channel that received the message, at most once per
+// message: a second Ack is a no-op (RabbitMQ would close the channel on a
+// repeated delivery tag). When the subscription ends its channel is closed
+// and the broker requeues every unacknowledged message. Header values that
+// are not strings, including nested ones such as x-death, are converted to
+// strings (see Message.Headers); a header never fails a delivery. The
+// broker's consumer_timeout (30 minutes by default) is the longest a
+// handler may hold a message: after it the broker closes the channel and
+// redelivers.
+//
+// # Failures
+//
+// A lost connection (broker restart, network failure, rabbitmqctl
+// close_connection) is redialed with exponential backoff between
+// Config.ReconnectMin and Config.ReconnectMax; Publish calls wait for the
+// new connection, bounded by their context, and a publish whose confirm was
+// lost with the connection is sent again (so it may be stored twice).
+// Subscriptions open a new channel, declare their topology again and
+// resume. Delivery tags restart on every channel, so the adapter never
+// reuses a channel (amqp091's automatic recovery does, which makes an Ack of
+// a pre-reconnect delivery acknowledge an unrelated message): an Ack for a
+// delivery of a dead channel is dropped, and the broker redelivers that
+// message. Wrong credentials or vhost fail Publish, Subscribe and
+// DeclareGroup at once instead of waiting for the context.
+//
+// # Ordering
+//
+// A queue is FIFO, and with one member the bus keeps per-key order at any
+// concurrency. Competing members of one group, however, share a queue round
+// robin, so per-key order does not hold across them, and a redelivered
+// message may arrive after later ones. Partitioned mode (Config.Partitions
+// = N > 1) gives Kafka-like per-key order across members: every group has
+// N queues "es.<topic>/<group>/<i>", each with RabbitMQ's single active
+// consumer, bound to the topic's direct exchange with routing key "<i>"; a
+// keyed message goes to partition FNV-1a(key) mod N (unkeyed messages
+// round robin). Every member consumes all N queues and the broker lets one
+// member at a time receive from each, handing a partition to the next
+// member when its active one leaves or dies. Partitions do not spread over
+// members by themselves: the member that subscribed first is active on
+// every partition and later members are hot standbys, so partitioned mode
+// trades competing consumption for order. All adapters that use a topic
+// must agree on Config.Partitions.
+package rabbitmq
