@@ -1,0 +1,3 @@
+package nats_test
+
+func runCrashConsumer() int { return 2 }
