@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/nats"
 	"github.com/eventstream-go/eventstream/adapters/nats/natstest"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 )
 
 // roleEnv selects what the test binary does when a test of this package
@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 	// (and its pipe readers return) before the check.
 	code := m.Run()
 	stopShared()
+	brokers.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
@@ -253,62 +254,13 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// systemServer starts the nats-server binary (the Debian package) with
-// JetStream on a free loopback port and a private store directory, or
-// skips the test when the binary is missing (failing instead when
-// EVENTSTREAM_REQUIRE_BROKERS=1). NATS_URL names an external server to use
-// instead.
+// brokers holds the nats-server (Debian binary) shared by the tests of this
+// binary; fault tests start their own.
+var brokers brokertest.Shared
+
+// systemServer returns the URL of the shared nats-server process (or of
+// NATS_URL), skipping t when nats-server is not installed.
 func systemServer(t testing.TB) string {
 	t.Helper()
-	if u := os.Getenv("NATS_URL"); u != "" {
-		return u
-	}
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		msg := "nats-server not installed; install it with: sudo apt-get install -y nats-server"
-		if os.Getenv("EVENTSTREAM_REQUIRE_BROKERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", port, "-sd", t.TempDir())
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return "nats://" + addr
-		}
-		select {
-		case <-done:
-			t.Fatalf("nats-server exited: %s", log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not ready: %s", log.String())
-		}
-	}
+	return brokers.Get(t, "nats", brokertest.NATS).URL()
 }
