@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
@@ -29,9 +30,10 @@ type subscription struct {
 
 	cons jetstream.Consumer // used by run only
 
-	mu    sync.Mutex
-	held  map[*Message]struct{} // fetched, not acknowledged, not released
-	freed chan struct{}         // signalled (capacity 1) when held shrinks
+	mu       sync.Mutex
+	held     map[*Message]struct{} // fetched, not acknowledged, not released
+	freed    chan struct{}         // signalled (capacity 1) when held shrinks while run waits for room
+	wantRoom atomic.Bool           // run waits for room
 }
 
 // Subscribe joins consumer group groupID on topic: it creates the topic's
@@ -84,7 +86,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		stream:   a.StreamName(topic),
 		consumer: a.ConsumerName(groupID),
 		log:      a.log.With("topic", topic, "group", groupID),
-		out:      make(chan eventstream.Message),
+		out:      make(chan eventstream.Message, outBuffer(a.cfg.MaxInFlight)),
 		done:     make(chan struct{}),
 		held:     make(map[*Message]struct{}),
 		freed:    make(chan struct{}, 1),
@@ -183,14 +185,17 @@ func (s *subscription) hold(m *Message) {
 	s.mu.Unlock()
 }
 
-// release forgets m (acknowledged or handed back) and signals the room.
+// release forgets m (acknowledged or handed back) and, when run waits for
+// room, wakes it.
 func (s *subscription) release(m *Message) {
 	s.mu.Lock()
 	delete(s.held, m)
 	s.mu.Unlock()
-	select {
-	case s.freed <- struct{}{}:
-	default:
+	if s.wantRoom.Load() {
+		select {
+		case s.freed <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -208,6 +213,12 @@ func (s *subscription) inProgress() {
 		}
 	}
 }
+
+// outBuffer is the capacity of a subscription's channel: a few messages
+// ready for the reader save a goroutine switch per message. Messages in the
+// channel are held like all others (they count against MaxInFlight and get
+// in-progress acknowledgements).
+func outBuffer(maxInFlight int) int { return min(64, max(1, maxInFlight/8)) }
 
 // linger is how long a subscription with a little room left waits for more
 // room before it pulls for what it has.
@@ -255,7 +266,11 @@ func (s *subscription) run() {
 	}
 
 	for {
+		s.wantRoom.Store(false)
 		if batch == nil && waitC == nil {
+			// Announce the wait before counting, so that no release
+			// between the count and the select goes unnoticed.
+			s.wantRoom.Store(true)
 			free := maxInFlight - s.heldCount()
 			switch {
 			case free >= threshold || (free > 0 && lingering):
@@ -308,6 +323,18 @@ func (s *subscription) run() {
 		case sendCh <- head:
 			queue[0] = nil
 			queue = queue[1:]
+			// Fill the channel's buffer without another trip through
+			// the select.
+			for len(queue) > 0 {
+				select {
+				case s.out <- queue[0]:
+					queue[0] = nil
+					queue = queue[1:]
+					continue
+				default:
+				}
+				break
+			}
 		case <-s.freed:
 		case <-waitC:
 			waitC = nil
@@ -345,6 +372,15 @@ func (s *subscription) pullFailed(err error, failures int) {
 // finish hands back every held message that was not acknowledged and
 // closes the channel.
 func (s *subscription) finish() {
+	// Messages still in the channel's buffer are not handed to the reader
+	// any more: they are handed back below with the rest.
+	for drained := false; !drained; {
+		select {
+		case <-s.out:
+		default:
+			drained = true
+		}
+	}
 	s.mu.Lock()
 	ms := make([]*Message, 0, len(s.held))
 	for m := range s.held {

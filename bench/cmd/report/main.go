@@ -94,6 +94,9 @@ func run() error {
 	if err := r.runKafka(); err != nil {
 		return err
 	}
+	if err := r.runNATS(); err != nil {
+		return err
+	}
 	r.finished = time.Now()
 
 	chartDir := filepath.Join(filepath.Dir(o.out), "benchmarks")
@@ -183,6 +186,7 @@ type runner struct {
 	lat               []*latResult
 	machine           machine
 	brokerInfo        string
+	natsInfo          string
 	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
 }
 

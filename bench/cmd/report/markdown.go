@@ -116,7 +116,7 @@ func goals() []goal {
 			return false
 		}
 	}
-	return []goal{
+	return append([]goal{
 		{
 			ID: "M1", Section: "memory", Text: "Memory bus ns per event ≤ 4× the raw channel's", Cases: isMem,
 			Value: func(r *runner, tc testCase) (float64, bool) {
@@ -183,7 +183,7 @@ func goals() []goal {
 			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
 			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
 		},
-	}
+	}, natsGoals()...)
 }
 
 // goalEval is a goal checked on every case it applies to.
@@ -400,6 +400,7 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 		w("![kafka latency](%s/%s)\n\n", chartRel, f)
 	}
 	r.latencyTable(&b, "kafka", bench.PeerBusKafka)
+	r.natsMarkdown(&b)
 
 	w("## Reproduce\n\n")
 	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
