@@ -1,10 +1,14 @@
 # Developer entry points. CI runs .ci/run, which calls the same commands.
 GO ?= go
 
-.PHONY: test bench bench-report lint examples ci
+.PHONY: test brokers bench bench-report lint examples ci
 
 test:
 	$(GO) test -race -count=1 ./...
+
+# Installs the brokers the tests start (apt packages, Kafka jars under .build/).
+brokers:
+	bash scripts/install-brokers
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -19,8 +19,10 @@
 //
 // Brokers are operating-system processes in their own process group: Kill
 // kills the whole group, and a broker whose test binary dies is killed with
-// it (Linux parent-death signal). A running broker costs no goroutines in the
-// test process, so goleak checks are unaffected.
+// it (Linux parent-death signal). A running broker process costs no
+// goroutines in the test process, so goleak checks are unaffected
+// (NATSEmbedded, which runs the NATS server in the test process, is the
+// exception).
 //
 // Starting a broker takes from milliseconds (Redis, NATS) to seconds
 // (RabbitMQ, Kafka). Tests of one package should share a broker through a
@@ -67,6 +69,7 @@ const (
 type Broker struct {
 	kind     string // "redis", "nats", "rabbitmq", "kafka"
 	addr     string
+	saslAddr string
 	url      string
 	external bool
 	dir      string // data and config directory of a private broker
@@ -78,6 +81,9 @@ type Broker struct {
 	ready   func() error
 	// deathSignal is sent to the process when the test binary dies.
 	deathSignal syscall.Signal
+	// inProc replaces command for a broker that runs inside the test
+	// process (NATSEmbedded).
+	inProc inProcess
 	// ctl runs the broker's control tool (RabbitMQ's rabbitmqctl).
 	ctl func(ctx context.Context, args ...string) *exec.Cmd
 
@@ -120,7 +126,17 @@ func (b *Broker) StartTime() time.Duration {
 func (b *Broker) Running() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.inProc != nil {
+		return b.inProc.running()
+	}
 	return b.cmd != nil
+}
+
+// inProcess is a broker running in the test process.
+type inProcess interface {
+	start() error // starts and waits until ready
+	stop()        // stops and waits until stopped; no-op when stopped
+	running() bool
 }
 
 // Log returns the broker's output so far, across restarts ("" for an
@@ -217,10 +233,18 @@ func (b *Broker) cleanup() {
 
 // startLocked starts the process and waits until ready or failed.
 func (b *Broker) startLocked() error {
+	if b.inProc != nil {
+		begin := time.Now()
+		if err := b.inProc.start(); err != nil {
+			return err
+		}
+		b.startTime = time.Since(begin)
+		return nil
+	}
 	if b.cmd != nil {
 		return errors.New("already running")
 	}
-	if b.logFile == nil {
+	if b.logFile == nil && b.logPath != "" {
 		f, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
@@ -282,6 +306,10 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 // stopLocked signals the process group and waits until the leader is reaped
 // and no member is left; after timeout it kills the group.
 func (b *Broker) stopLocked(sig syscall.Signal, timeout time.Duration) error {
+	if b.inProc != nil {
+		b.inProc.stop()
+		return nil
+	}
 	if b.cmd == nil {
 		return nil
 	}

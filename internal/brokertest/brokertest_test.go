@@ -93,8 +93,20 @@ func TestRedisAOFKillLosesNothing(t *testing.T) {
 	t.Logf("redis restart took %v", b.StartTime())
 }
 
-func TestNATSJetStreamSurvivesKill(t *testing.T) {
-	b := NATS(t)
+func TestNATSJetStreamSurvivesKill(t *testing.T) { natsSurvivesKill(t, NATS(t)) }
+
+func TestNATSEmbeddedJetStreamSurvivesRestart(t *testing.T) {
+	b := NATSEmbedded(t)
+	natsSurvivesKill(t, b)
+	b.Restart(t)
+	if !b.Running() {
+		t.Fatal("not running after Restart")
+	}
+}
+
+// natsSurvivesKill publishes to a file-backed stream, kills the server,
+// restarts it and finds the messages; then stops it.
+func natsSurvivesKill(t *testing.T, b *Broker) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	publish := func() {
