@@ -233,14 +233,16 @@ func (s *subscription) run() {
 	threshold := max(1, maxInFlight/4)
 
 	var (
-		queue     []*Message // held, not yet handed to the channel
-		batch     jetstream.MessageBatch
-		batchCh   <-chan jetstream.Msg
-		endBatch  context.CancelFunc
-		failures  int
-		wait      *time.Timer // retry after a failure, or linger
-		waitC     <-chan time.Time
-		lingering bool
+		queue    []*Message // held, not yet handed to the channel
+		batch    jetstream.MessageBatch
+		batchCh  <-chan jetstream.Msg
+		endBatch context.CancelFunc
+		failures int
+		retry    *time.Timer // pause after a failed pull
+		retryC   <-chan time.Time
+		lingerT  *time.Timer // a little room left: pull for it after linger
+		lingerC  <-chan time.Time
+		lingered bool
 	)
 	defer func() {
 		if batch != nil {
@@ -250,31 +252,37 @@ func (s *subscription) run() {
 				s.hold(m)
 			}
 		}
-		if wait != nil {
-			wait.Stop()
+		for _, t := range []*time.Timer{retry, lingerT} {
+			if t != nil {
+				t.Stop()
+			}
 		}
 	}()
 	tick := time.NewTicker(s.a.cfg.InProgressInterval)
 	defer tick.Stop()
-	setWait := func(d time.Duration) {
-		if wait == nil {
-			wait = time.NewTimer(d)
+	setRetry := func(d time.Duration) {
+		if retry == nil {
+			retry = time.NewTimer(d)
 		} else {
-			wait.Reset(d)
+			retry.Reset(d)
 		}
-		waitC = wait.C
+		retryC = retry.C
 	}
 
 	for {
-		s.wantRoom.Store(false)
-		if batch == nil && waitC == nil {
-			// Announce the wait before counting, so that no release
-			// between the count and the select goes unnoticed.
+		if batch == nil && retryC == nil {
+			// Announce the wait for room before counting, so that no
+			// release between the count and the select goes unnoticed.
 			s.wantRoom.Store(true)
 			free := maxInFlight - s.heldCount()
 			switch {
-			case free >= threshold || (free > 0 && lingering):
-				lingering = false
+			case free >= threshold || (free > 0 && lingered):
+				lingered = false
+				if lingerC != nil {
+					lingerT.Stop()
+					lingerC = nil
+				}
+				s.wantRoom.Store(false)
 				fctx, cancel := context.WithTimeout(s.ctx, s.a.cfg.PullExpiry+time.Second)
 				b, err := s.cons.Fetch(free, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(s.a.cfg.PullHeartbeat))
 				if err != nil {
@@ -284,14 +292,20 @@ func (s *subscription) run() {
 					}
 					failures++
 					s.pullFailed(err, failures)
-					setWait(backoff(failures))
+					setRetry(backoff(failures))
 				} else {
 					batch, batchCh, endBatch = b, b.Messages(), cancel
 				}
-			case free > 0:
-				lingering = true
-				setWait(linger)
+			case free > 0 && lingerC == nil:
+				if lingerT == nil {
+					lingerT = time.NewTimer(linger)
+				} else {
+					lingerT.Reset(linger)
+				}
+				lingerC = lingerT.C
 			}
+		} else {
+			s.wantRoom.Store(false)
 		}
 
 		var sendCh chan<- eventstream.Message
@@ -311,7 +325,7 @@ func (s *subscription) run() {
 				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 					failures++
 					s.pullFailed(err, failures)
-					setWait(backoff(failures))
+					setRetry(backoff(failures))
 				} else {
 					failures = 0
 				}
@@ -336,8 +350,11 @@ func (s *subscription) run() {
 				break
 			}
 		case <-s.freed:
-		case <-waitC:
-			waitC = nil
+		case <-retryC:
+			retryC = nil
+		case <-lingerC:
+			lingerC = nil
+			lingered = true
 		case <-tick.C:
 			s.inProgress()
 		case <-s.ctx.Done():
