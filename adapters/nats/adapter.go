@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
@@ -35,9 +36,10 @@ type Adapter struct {
 	closed bool
 	work   sync.WaitGroup // Publish calls in progress
 
-	smu     sync.Mutex
-	streams map[string]bool // stream names known to exist
-	subs    map[*subscription]struct{}
+	topics sync.Map // topic -> *topicInfo
+
+	smu  sync.Mutex
+	subs map[*subscription]struct{}
 }
 
 var (
@@ -60,7 +62,6 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		log:      c.Logger,
 		closing:  make(chan struct{}),
 		connGone: make(chan struct{}),
-		streams:  make(map[string]bool),
 		subs:     make(map[*subscription]struct{}),
 	}
 	opts := []natsgo.Option{
@@ -129,13 +130,28 @@ func (a *Adapter) Conn() *natsgo.Conn { return a.nc }
 // StreamName returns the name of the JetStream stream that holds topic:
 // Config.StreamPrefix followed by the escaped topic (letters, digits and
 // '-' stay, every other byte becomes '_' and two hex digits).
-func (a *Adapter) StreamName(topic string) string { return a.cfg.StreamPrefix + escapeName(topic) }
+func (a *Adapter) StreamName(topic string) string { return a.topic(topic).stream }
 
 // Subject returns the subject topic's messages are published to:
 // Config.SubjectPrefix, '.', and the escaped topic as one token. A plain
 // NATS client that publishes to this subject with JetStream reaches the
 // adapter's subscribers.
-func (a *Adapter) Subject(topic string) string { return a.cfg.SubjectPrefix + "." + escapeName(topic) }
+func (a *Adapter) Subject(topic string) string { return a.topic(topic).subject }
+
+// topicInfo caches what the adapter knows about a topic.
+type topicInfo struct {
+	stream, subject string
+	known           atomic.Bool // the stream is known to exist
+}
+
+func (a *Adapter) topic(topic string) *topicInfo {
+	if ti, ok := a.topics.Load(topic); ok {
+		return ti.(*topicInfo)
+	}
+	esc := escapeName(topic)
+	ti, _ := a.topics.LoadOrStore(topic, &topicInfo{stream: a.cfg.StreamPrefix + esc, subject: a.cfg.SubjectPrefix + "." + esc})
+	return ti.(*topicInfo)
+}
 
 // ConsumerName returns the name of the durable consumer of group: the
 // escaped group name.
@@ -176,11 +192,9 @@ func (a *Adapter) checkTopic(topic string) error {
 // ensureStream makes sure the stream of topic exists, creating it with the
 // configured limits. An existing stream is used as it is.
 func (a *Adapter) ensureStream(ctx context.Context, topic string, recheck bool) error {
-	name := a.StreamName(topic)
-	a.smu.Lock()
-	known := a.streams[name]
-	a.smu.Unlock()
-	if known && !recheck {
+	ti := a.topic(topic)
+	name := ti.stream
+	if !recheck && ti.known.Load() {
 		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
@@ -198,16 +212,12 @@ func (a *Adapter) ensureStream(ctx context.Context, topic string, recheck bool) 
 	if err != nil {
 		return fmt.Errorf("nats: stream %s for topic %q: %w", name, topic, err)
 	}
-	a.smu.Lock()
-	a.streams[name] = true
-	a.smu.Unlock()
+	ti.known.Store(true)
 	return nil
 }
 
 func (a *Adapter) forgetStream(topic string) {
-	a.smu.Lock()
-	delete(a.streams, a.StreamName(topic))
-	a.smu.Unlock()
+	a.topic(topic).known.Store(false)
 }
 
 func (a *Adapter) streamConfig(topic string) jetstream.StreamConfig {

@@ -138,9 +138,7 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, m *natsgo.Msg, 
 }
 
 func (a *Adapter) knownStream(topic string) bool {
-	a.smu.Lock()
-	defer a.smu.Unlock()
-	return a.streams[a.StreamName(topic)]
+	return a.topic(topic).known.Load()
 }
 
 // permanent reports whether a publish error cannot succeed on retry.
