@@ -44,6 +44,7 @@ func TestConfigValidation(t *testing.T) {
 		{"in-progress interval above ack wait", nats.Config{URL: "nats://h:1", AckWait: time.Second, InProgressInterval: time.Second}},
 		{"short pull expiry", nats.Config{URL: "nats://h:1", PullExpiry: time.Millisecond}},
 		{"heartbeat too long", nats.Config{URL: "nats://h:1", PullExpiry: 2 * time.Second, PullHeartbeat: time.Second}},
+		{"pinned TTL not above pull expiry", nats.Config{URL: "nats://h:1", PullExpiry: 5 * time.Second, PinnedTTL: 5 * time.Second}},
 		{"negative in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: -1}},
 		{"ack pending below in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: 100, MaxAckPending: 10}},
 		{"negative pending publishes", nats.Config{URL: "nats://h:1", MaxPendingPublishes: -1}},

@@ -140,6 +140,21 @@ type Config struct {
 	// up on it. 0 means unlimited (the default): the bus's retry and
 	// dead-letter policy decides instead.
 	MaxDeliver int
+	// Exclusive makes each group's consumer deliver to one subscription at
+	// a time (a pinned client, NATS priority groups): the other members
+	// of the group stand by and take over when the pinned one ends or
+	// stops pulling for PinnedTTL, so per-key order holds across members
+	// too, except for redeliveries around a takeover. It needs
+	// nats-server 2.11 or later (Subscribe fails with an error wrapping
+	// ErrNotSupported on older servers) and applies when the adapter
+	// creates the consumer; Subscribe refuses an existing consumer that
+	// is not pinned.
+	Exclusive bool
+	// PinnedTTL is how long an Exclusive consumer keeps a member pinned
+	// that sends no pull request; then another member takes over. Must be
+	// above PullExpiry. Default 2 × PullExpiry.
+	PinnedTTL time.Duration
+
 	// PullExpiry is how long one pull request waits at the server for
 	// messages; an idle subscription sends one pull request per
 	// PullExpiry. At least 1s. Default 10s.
@@ -178,6 +193,10 @@ var ErrInvalidTopic = errors.New("nats: invalid topic or group name")
 // an empty name or a reserved name (prefixes "Nats-" and "es-", in any
 // case).
 var ErrInvalidHeader = errors.New("nats: invalid header")
+
+// ErrNotSupported is wrapped by Subscribe when the server lacks a feature
+// the configuration asks for (Config.Exclusive needs nats-server 2.11).
+var ErrNotSupported = errors.New("nats: not supported by the server")
 
 // ErrMessageTooLarge is wrapped by Publish and PublishRecord when a message
 // with its headers exceeds the server's maximum payload.
@@ -279,6 +298,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"CloseTimeout", &c.CloseTimeout, 5 * time.Second},
 		{"InProgressInterval", &c.InProgressInterval, 0},
 		{"PullHeartbeat", &c.PullHeartbeat, 0},
+		{"PinnedTTL", &c.PinnedTTL, 0},
 	} {
 		if *d.v < 0 {
 			return c, invalid("%s is negative (%v)", d.name, *d.v)
@@ -304,6 +324,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if 2*c.PullHeartbeat >= c.PullExpiry {
 		return c, invalid("PullHeartbeat (%v) must be below PullExpiry/2 (%v)", c.PullHeartbeat, c.PullExpiry/2)
+	}
+	if c.PinnedTTL == 0 {
+		c.PinnedTTL = 2 * c.PullExpiry
+	}
+	if c.PinnedTTL <= c.PullExpiry {
+		return c, invalid("PinnedTTL (%v) must be above PullExpiry (%v), or an idle pinned member loses its pin", c.PinnedTTL, c.PullExpiry)
 	}
 	type num struct {
 		name string

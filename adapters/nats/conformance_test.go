@@ -14,16 +14,22 @@ import (
 // as leaks) and against the nats-server binary.
 func TestConformance(t *testing.T) {
 	for _, srv := range []struct {
-		name string
-		url  func(testing.TB) string
+		name      string
+		url       func(testing.TB) string
+		exclusive bool
 	}{
-		{"embedded", sharedURL},
-		{"nats-server", systemServer},
+		{"embedded", sharedURL, false},
+		{"nats-server", systemServer, false},
+		// Pinned consumers (Config.Exclusive) need 2.11+: the embedded
+		// server has them.
+		{"embedded-exclusive", sharedURL, true},
 	} {
 		t.Run(srv.name, func(t *testing.T) {
 			url := srv.url(t)
 			adaptertest.Run(t, func(t *testing.T) eventstream.MQAdapter {
-				a, err := nats.NewAdapter(testConfig(url))
+				cfg := testConfig(url)
+				cfg.Exclusive = srv.exclusive
+				a, err := nats.NewAdapter(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}

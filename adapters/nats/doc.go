@@ -67,7 +67,11 @@
 // keeps per-key order within one subscription at any concurrency. A
 // redelivered message (after a Nak or AckWait) may arrive after later ones.
 // Across the members of a group there is no per-key order: they compete for
-// single messages, not for keys.
+// single messages, not for keys. Config.Exclusive (nats-server 2.11+: pinned
+// consumers) changes that: one member of the group receives everything while
+// the others stand by and take over when it ends (it unpins itself) or stops
+// pulling for Config.PinnedTTL, so order holds across members too, except for
+// redeliveries around a takeover.
 //
 // # Failures
 //
@@ -87,6 +91,7 @@
 // # Server versions
 //
 // Everything above works on nats-server 2.9 (the Debian package is 2.9.10)
-// and later. Features of 2.10 and 2.11 (multiple filter subjects, priority
-// groups and pinned consumers, per-message TTL) are not used.
+// and later, except Config.Exclusive, which needs 2.11 (Subscribe reports
+// ErrNotSupported otherwise). Other features of 2.10 and later (multiple
+// filter subjects, per-message TTL) are not used.
 package nats

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,7 @@ type subscription struct {
 	held     map[*Message]struct{} // fetched, not acknowledged, not released
 	freed    chan struct{}         // signalled (capacity 1) when held shrinks while run waits for room
 	wantRoom atomic.Bool           // run waits for room
+	gotAny   bool                  // run received a message (set by run, read by finish)
 }
 
 // Subscribe joins consumer group groupID on topic: it creates the topic's
@@ -91,8 +94,16 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		held:     make(map[*Message]struct{}),
 		freed:    make(chan struct{}, 1),
 	}
+	if a.cfg.Exclusive && !a.serverAtLeast(2, 11) {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: Exclusive needs pinned consumers of nats-server 2.11+, the server is %s: %w",
+			topic, a.nc.ConnectedServerVersion(), ErrNotSupported)
+	}
 	if err := s.ensure(ctx, false); err != nil {
 		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, err)
+	}
+	if info := s.cons.CachedInfo(); info != nil && (info.Config.PriorityPolicy == jetstream.PriorityPolicyPinned) != a.cfg.Exclusive {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: consumer %s exists with priority policy %v, but Config.Exclusive is %v: %w",
+			topic, s.consumer, info.Config.PriorityPolicy, a.cfg.Exclusive, eventstream.ErrInvalidConfig)
 	}
 
 	a.mu.RLock()
@@ -137,7 +148,50 @@ func (s *subscription) consumerConfig() jetstream.ConsumerConfig {
 		// Durable consumers are never reaped for inactivity: a group that
 		// comes back later resumes where it stopped.
 		InactiveThreshold: 0,
+		PriorityPolicy:    s.priorityPolicy(),
+		PriorityGroups:    s.priorityGroups(),
+		PinnedTTL:         s.pinnedTTL(),
 	}
+}
+
+// priorityGroup is the priority group of Exclusive consumers.
+const priorityGroup = "eventstream"
+
+func (s *subscription) priorityPolicy() jetstream.PriorityPolicy {
+	if s.a.cfg.Exclusive {
+		return jetstream.PriorityPolicyPinned
+	}
+	return jetstream.PriorityPolicyNone
+}
+
+func (s *subscription) priorityGroups() []string {
+	if s.a.cfg.Exclusive {
+		return []string{priorityGroup}
+	}
+	return nil
+}
+
+func (s *subscription) pinnedTTL() time.Duration {
+	if s.a.cfg.Exclusive {
+		return s.a.cfg.PinnedTTL
+	}
+	return 0
+}
+
+// serverAtLeast reports whether the connected server's version is at least
+// major.minor.
+func (a *Adapter) serverAtLeast(major, minor int) bool {
+	v := strings.TrimPrefix(a.nc.ConnectedServerVersion(), "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // maxDeliver maps Config.MaxDeliver to the server's value: 0 (unlimited)
@@ -284,7 +338,7 @@ func (s *subscription) run() {
 				}
 				s.wantRoom.Store(false)
 				fctx, cancel := context.WithTimeout(s.ctx, s.a.cfg.PullExpiry+time.Second)
-				b, err := s.cons.Fetch(free, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(s.a.cfg.PullHeartbeat))
+				b, err := s.cons.Fetch(free, s.fetchOpts(fctx)...)
 				if err != nil {
 					cancel()
 					if s.ctx.Err() != nil {
@@ -334,6 +388,7 @@ func (s *subscription) run() {
 			m := newMessage(s, raw)
 			s.hold(m)
 			queue = append(queue, m)
+			s.gotAny = true
 		case sendCh <- head:
 			queue[0] = nil
 			queue = queue[1:]
@@ -363,10 +418,21 @@ func (s *subscription) run() {
 	}
 }
 
+func (s *subscription) fetchOpts(ctx context.Context) []jetstream.FetchOpt {
+	opts := []jetstream.FetchOpt{jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(s.a.cfg.PullHeartbeat)}
+	if s.a.cfg.Exclusive {
+		opts = append(opts, jetstream.FetchPriorityGroup(priorityGroup))
+	}
+	return opts
+}
+
 // pullFailed logs a failed pull and, when the consumer or its stream may be
 // gone, creates them again.
 func (s *subscription) pullFailed(err error, failures int) {
 	switch {
+	case errors.Is(err, jetstream.ErrPinIDMismatch):
+		s.log.Debug("nats: another member is pinned (Exclusive), standing by")
+		return
 	case errors.Is(err, jetstream.ErrNoHeartbeat):
 		s.log.Debug("nats: pull request lost (no heartbeat), pulling again", "err", err)
 		return
@@ -416,6 +482,20 @@ func (s *subscription) finish() {
 	}
 	if naks > 0 {
 		s.log.Debug("nats: subscription ended, handed messages back", "count", naks)
+	}
+	if s.a.cfg.Exclusive && s.gotAny {
+		// Probably pinned: let another member take over now rather than
+		// after PinnedTTL. (Unpinning another member only makes the
+		// server pin again.)
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.a.cfg.RequestTimeout, 2*time.Second))
+		st, err := s.a.js.Stream(ctx, s.stream)
+		if err == nil {
+			err = st.UnpinConsumer(ctx, s.consumer, priorityGroup)
+		}
+		cancel()
+		if err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+			s.log.Debug("nats: unpin at the end of the subscription", "err", err)
+		}
 	}
 	close(s.out)
 	s.a.smu.Lock()
