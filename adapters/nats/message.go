@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,11 +24,14 @@ const (
 // values owned by the message that the caller must not modify. A Message is
 // safe for concurrent reads.
 type Message struct {
-	topic     string
-	value     []byte
-	key       []byte
-	headers   map[string]string
-	ts        time.Time
+	topic   string
+	value   []byte
+	key     []byte
+	headers map[string]string
+	ts      time.Time // from HeaderTime; zero: the store time, from the metadata
+
+	metaOnce  sync.Once // the reply subject is parsed on first use
+	storeTime time.Time
 	seq       uint64
 	delivered uint64
 
@@ -80,14 +84,17 @@ func newMessage(s *subscription, raw jetstream.Msg) *Message {
 		}
 		m.headers[k] = v
 	}
-	if md, err := raw.Metadata(); err == nil {
-		m.seq = md.Sequence.Stream
-		m.delivered = md.NumDelivered
-		if m.ts.IsZero() {
-			m.ts = md.Timestamp
-		}
-	}
 	return m
+}
+
+func (m *Message) meta() {
+	m.metaOnce.Do(func() {
+		if md, err := m.raw.Metadata(); err == nil {
+			m.seq = md.Sequence.Stream
+			m.delivered = md.NumDelivered
+			m.storeTime = md.Timestamp
+		}
+	})
 }
 
 // Topic returns the topic the message was read from.
@@ -102,7 +109,13 @@ func (m *Message) Key() []byte { return m.key }
 
 // Timestamp returns the Record.Time the publisher set, or else the time the
 // server stored the message.
-func (m *Message) Timestamp() time.Time { return m.ts }
+func (m *Message) Timestamp() time.Time {
+	if !m.ts.IsZero() {
+		return m.ts
+	}
+	m.meta()
+	return m.storeTime
+}
 
 // Headers returns the message headers without the adapter's (es-*) and the
 // server's (Nats-*) own; nil when there are none. When a header occurs
@@ -110,8 +123,14 @@ func (m *Message) Timestamp() time.Time { return m.ts }
 func (m *Message) Headers() map[string]string { return m.headers }
 
 // Sequence returns the message's sequence number in its topic's stream.
-func (m *Message) Sequence() uint64 { return m.seq }
+func (m *Message) Sequence() uint64 {
+	m.meta()
+	return m.seq
+}
 
 // NumDelivered returns how often the server has delivered this message to
 // the group, this delivery included.
-func (m *Message) NumDelivered() uint64 { return m.delivered }
+func (m *Message) NumDelivered() uint64 {
+	m.meta()
+	return m.delivered
+}

@@ -475,7 +475,7 @@ func (s *subscription) finish() {
 	for _, m := range ms {
 		if m.state.CompareAndSwap(msgPending, msgReleased) {
 			if err := m.raw.Nak(); err != nil {
-				s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.seq, "err", err)
+				s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
 			}
 			naks++
 		}
@@ -531,7 +531,7 @@ func (a *Adapter) Ack(ctx context.Context, groupID string, msg eventstream.Messa
 	err := m.raw.Ack()
 	m.sub.release(m)
 	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-		return fmt.Errorf("nats: ack of message %d on %q: %w", m.seq, m.topic, err)
+		return fmt.Errorf("nats: ack of message %d on %q: %w", m.Sequence(), m.topic, err)
 	}
 	return nil
 }
