@@ -189,7 +189,52 @@ func (e *KafkaEnv) NewTopic(prefix string) (string, error) {
 			return "", fmt.Errorf("creating topic %s: %w", name, err)
 		}
 	}
-	return name, nil
+	// Apache Kafka answers CreateTopics before every broker knows the new
+	// partitions: a produce right away can fail with
+	// UNKNOWN_TOPIC_OR_PARTITION (kafka-go does not retry that on its first
+	// write). kfake has them at once.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ready, err := e.topicReady(ctx, name)
+		if ready {
+			return name, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("topic %s has no leader for every partition: %v", name, errors.Join(err, ctx.Err()))
+		case <-tick.C:
+		}
+	}
+}
+
+// topicReady reports whether metadata lists every partition of topic with
+// a leader.
+func (e *KafkaEnv) topicReady(ctx context.Context, topic string) (bool, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, e.admin)
+	if err != nil {
+		return false, err
+	}
+	if len(resp.Topics) != 1 {
+		return false, nil
+	}
+	t := resp.Topics[0]
+	if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+		return false, err
+	}
+	if len(t.Partitions) != e.Partitions {
+		return false, nil
+	}
+	for _, p := range t.Partitions {
+		if p.ErrorCode != 0 || p.Leader < 0 {
+			return false, kerr.ErrorForCode(p.ErrorCode)
+		}
+	}
+	return true, nil
 }
 
 func sanitize(s string) string {

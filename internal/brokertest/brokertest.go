@@ -68,6 +68,7 @@ const (
 // environment. Its methods are safe for concurrent use.
 type Broker struct {
 	kind     string // "redis", "nats", "rabbitmq", "kafka"
+	version  string // Kafka release
 	addr     string
 	saslAddr string
 	url      string
@@ -84,6 +85,8 @@ type Broker struct {
 	// inProc replaces command for a broker that runs inside the test
 	// process (NATSEmbedded).
 	inProc inProcess
+	// tool runs a Kafka Java tool class with the broker's jars.
+	tool func(ctx context.Context, class string, args ...string) *exec.Cmd
 	// ctl runs the broker's control tool (RabbitMQ's rabbitmqctl).
 	ctl func(ctx context.Context, args ...string) *exec.Cmd
 
@@ -121,6 +124,21 @@ func (b *Broker) StartTime() time.Duration {
 	defer b.mu.Unlock()
 	return b.startTime
 }
+
+// Pid returns the process id of the running private broker (the group
+// leader: for RabbitMQ its start script), or 0.
+func (b *Broker) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
+
+// Version returns the release of a private Kafka broker (e.g. "4.4.0"), or
+// "" for other brokers.
+func (b *Broker) Version() string { return b.version }
 
 // Running reports whether the private broker process is running.
 func (b *Broker) Running() bool {

@@ -92,7 +92,8 @@ var kafkaDefaults = [][2]string{
 // auto-created with 3 partitions, every replication factor is 1, the first
 // group join is not delayed, session timeouts down to 500ms are accepted;
 // KafkaProperty overrides any of them. Restart reuses the formatted data
-// directory. It skips t when Java or the jars are missing (fails it with
+// directory. The jars are looked up in the nearest .build/kafka above the
+// working directory, or in $EVENTSTREAM_KAFKA_DIR. It skips t when Java or the jars are missing (fails it with
 // RequireEnv set). With KAFKA_BROKERS set it returns that cluster as
 // External instead (Addr is then the variable's value).
 func Kafka(t testing.TB, opts ...KafkaOption) *Broker {
@@ -168,7 +169,14 @@ func Kafka(t testing.TB, opts ...KafkaOption) *Broker {
 	classpath := filepath.Join(libs, "*") // java expands dir/* itself
 
 	b := &Broker{
+		tool: func(ctx context.Context, class string, args ...string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, java, append([]string{logArg, "-Dlog.level=WARN", "-Xmx256m",
+				"-cp", classpath, class}, args...)...)
+			cmd.Dir = dir
+			return cmd
+		},
 		kind:        "kafka",
+		version:     version,
 		addr:        addr,
 		url:         addr,
 		saslAddr:    saslAddr,
@@ -216,6 +224,35 @@ func Kafka(t testing.TB, opts ...KafkaOption) *Broker {
 	b.launch(t)
 	t.Logf("brokertest: kafka %s: format %v, start %v", version, formatTime.Round(time.Millisecond), b.StartTime().Round(time.Millisecond))
 	return b
+}
+
+// KafkaTool runs a Java command-line tool of the private Kafka broker's
+// release with its jars, for example
+//
+//	b.KafkaTool(t, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+//		"--bootstrap-server", b.Addr(), "--describe", "--group", "g")
+//
+// Classes in both 3.9.2 and 4.4.0: org.apache.kafka.tools.TopicCommand,
+// org.apache.kafka.tools.GetOffsetShell and the ConsumerGroupCommand above;
+// ConsoleProducer and ConfigCommand are in kafka.tools / kafka.admin in
+// 3.9.2 and in org.apache.kafka.tools in 4.4.0. It returns the
+// standard output and fails t when the tool fails or runs longer than two
+// minutes. It skips t for an external broker and fails it for other brokers.
+func (b *Broker) KafkaTool(t testing.TB, class string, args ...string) string {
+	t.Helper()
+	b.skipExternal(t, "KafkaTool")
+	if b.tool == nil {
+		t.Fatalf("brokertest: KafkaTool: %s is not Kafka", b.kind)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	cmd := b.tool(ctx, class, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("brokertest: %s %s: %v\n%s%s", class, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
 }
 
 // SASLAddr returns the host:port of the SASL_PLAINTEXT listener that

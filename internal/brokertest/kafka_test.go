@@ -96,6 +96,9 @@ func TestKafkaSASLKillRestartStop(t *testing.T) {
 			}
 
 			kafkaRoundTrip(t, b.Addr(), "before")
+			if out := b.KafkaTool(t, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", b.Addr(), "--list"); !strings.Contains(out, "before") {
+				t.Errorf("TopicCommand --list: %q lacks the topic", out)
+			}
 			b.Kill(t)
 			b.Restart(t)
 			t.Logf("kafka %s restart after SIGKILL: %v", v, b.StartTime())

@@ -38,8 +38,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func kafkaBroker(t *testing.T) *brokertest.Broker {
-	return brokers.Get(t, "kafka", func(tb testing.TB) *brokertest.Broker { return brokertest.Kafka(tb) })
+// kafkaVersions are the releases the interop runs against: the Java client
+// (4.4.0) with both group coordinators.
+var kafkaVersions = []string{"4.x", "3.9.x"}
+
+func kafkaBroker(t *testing.T, version string) *brokertest.Broker {
+	return brokers.Get(t, "kafka-"+version, func(tb testing.TB) *brokertest.Broker {
+		return brokertest.Kafka(tb, brokertest.KafkaVersion(version))
+	})
 }
 
 // javaEvent is one line the Java program prints.
@@ -214,7 +220,12 @@ func jsonLine(e javaEvent) string {
 }
 
 func TestJavaReadsWhatTheBusEmits(t *testing.T) {
-	b := kafkaBroker(t)
+	for _, v := range kafkaVersions {
+		t.Run("kafka-"+v, func(t *testing.T) { javaReads(t, kafkaBroker(t, v)) })
+	}
+}
+
+func javaReads(t *testing.T, b *brokertest.Broker) {
 	for _, mode := range []string{"structured", "binary"} {
 		t.Run(mode, func(t *testing.T) {
 			topic := fmt.Sprintf("interop.go-to-java.%s.%d", mode, time.Now().UnixNano())
@@ -264,7 +275,12 @@ func TestJavaReadsWhatTheBusEmits(t *testing.T) {
 }
 
 func TestBusHandlesWhatJavaProduces(t *testing.T) {
-	b := kafkaBroker(t)
+	for _, v := range kafkaVersions {
+		t.Run("kafka-"+v, func(t *testing.T) { busHandles(t, kafkaBroker(t, v)) })
+	}
+}
+
+func busHandles(t *testing.T, b *brokertest.Broker) {
 	for _, mode := range []string{"structured", "binary"} {
 		t.Run(mode, func(t *testing.T) {
 			topic := fmt.Sprintf("interop.java-to-go.%s.%d", mode, time.Now().UnixNano())

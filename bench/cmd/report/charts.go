@@ -122,6 +122,7 @@ func (r *runner) writeCharts(dir string) (map[string]string, error) {
 		if len(ss) == 0 {
 			return nil
 		}
+		file = r.chartPrefix + file
 		if err := groupedBars(filepath.Join(dir, file), title, ylabel, cats, ss); err != nil {
 			return err
 		}
@@ -180,10 +181,11 @@ func (r *runner) writeCharts(dir string) (map[string]string, error) {
 		if len(cats) == 0 {
 			continue
 		}
-		if err := groupedBars(filepath.Join(dir, sec.file), sec.title, sec.unit, cats, []series{p50, p99}); err != nil {
+		file := r.chartPrefix + sec.file
+		if err := groupedBars(filepath.Join(dir, file), sec.title, sec.unit, cats, []series{p50, p99}); err != nil {
 			return nil, err
 		}
-		out[sec.key] = sec.file
+		out[sec.key] = file
 	}
 	return out, nil
 }

@@ -15,6 +15,17 @@
 //	                 e.g. 'kafka-consume/.*/eventstream'
 //	-brokers LIST    use these Kafka brokers instead of starting the embedded
 //	                 one (e.g. from adapters/kafka/kafkatest/cmd/kfake)
+//	-broker-info S   describes the -brokers broker in the report
+//	-broker-pid N    the -brokers broker's process id, for its CPU column
+//	-real-kafka      run only the Kafka measurements (needs -brokers) and
+//	                 write them as the "Real Apache Kafka" block of the
+//	                 existing -out report, leaving the rest of it alone;
+//	                 charts are named real-kafka-*.png. A full run keeps
+//	                 that block. From the repository root:
+//	                 go run ./internal/brokertest/cmd/kafka-up -- sh -c 'cd bench &&
+//	                   go run ./cmd/report -real-kafka -brokers {brokers}
+//	                   -broker-pid {pid} -broker-info "Apache Kafka {version}"'
+//	                 (make bench-report-kafka)
 //	-cpuprofile FILE write a CPU profile of the whole run (use with -only)
 //	-v               print every sample
 //
@@ -23,8 +34,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,6 +54,9 @@ type options struct {
 	reps       int
 	only       *regexp.Regexp
 	brokers    string
+	brokerInfo string
+	brokerPid  int
+	realKafka  bool
 	cpuprofile string
 	verbose    bool
 }
@@ -61,6 +77,9 @@ func run() error {
 	flag.IntVar(&o.reps, "reps", 0, "repetitions per measurement (default 3, 1 with -quick)")
 	flag.StringVar(&only, "only", "", "run only measurements whose section/case/peer matches this regexp")
 	flag.StringVar(&o.brokers, "brokers", "", "comma-separated Kafka brokers to use instead of the embedded one")
+	flag.StringVar(&o.brokerInfo, "broker-info", "", "description of the -brokers broker for the report")
+	flag.IntVar(&o.brokerPid, "broker-pid", 0, "process id of the -brokers broker, for its CPU column")
+	flag.BoolVar(&o.realKafka, "real-kafka", false, "run the Kafka measurements against -brokers and write them as the real-Kafka block of the -out report")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.BoolVar(&o.verbose, "v", false, "print every sample")
 	flag.Parse()
@@ -77,6 +96,14 @@ func run() error {
 		}
 		o.only = re
 	}
+	if o.realKafka {
+		if o.brokers == "" {
+			return errors.New("-real-kafka needs -brokers")
+		}
+		if o.only == nil {
+			o.only = regexp.MustCompile("^kafka")
+		}
+	}
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
@@ -90,6 +117,10 @@ func run() error {
 	}
 
 	r := &runner{o: o, plan: newPlan(o.quick), started: time.Now(), machine: describeMachine()}
+	if o.realKafka {
+		r.chartPrefix = "real-"
+		r.kafkaTitle = "Real Kafka"
+	}
 	r.runMemory()
 	if err := r.runKafka(); err != nil {
 		return err
@@ -111,7 +142,16 @@ func run() error {
 	if err != nil {
 		rel = chartDir
 	}
-	md := r.markdown(rel, charts)
+	old, err := os.ReadFile(o.out)
+	if err != nil && (o.realKafka || !errors.Is(err, fs.ErrNotExist)) {
+		return err
+	}
+	var md string
+	if o.realKafka {
+		md = replaceBlock(string(old), r.realKafkaBlock(rel, charts))
+	} else {
+		md = replaceBlock(r.markdown(rel, charts), block(string(old)))
+	}
 	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
 		return err
 	}
@@ -187,6 +227,8 @@ type runner struct {
 	machine           machine
 	brokerInfo        string
 	natsInfo          string
+	chartPrefix       string            // prepended to chart file names
+	kafkaTitle        string            // heading prefix of the Kafka sections; "" means "Kafka"
 	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
 }
 
@@ -404,6 +446,10 @@ func (r *runner) runKafka() error {
 	if r.o.brokers != "" {
 		brokers = strings.Split(r.o.brokers, ",")
 		r.brokerInfo = "external broker(s) " + r.o.brokers
+		if r.o.brokerInfo != "" {
+			r.brokerInfo = r.o.brokerInfo + " at " + r.o.brokers
+		}
+		pid = r.o.brokerPid
 	} else {
 		b, err := bench.StartBroker(bench.KafkaPartitions)
 		if err != nil {

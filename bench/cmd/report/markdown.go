@@ -384,28 +384,107 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 	}
 	r.latencyTable(&b, "memory", bench.PeerEventstream)
 
-	r.recordSizeTable(&b)
-	w("## Kafka: produce\n\n")
-	if f, ok := charts["kafka-produce"]; ok {
-		w("![kafka produce](%s/%s)\n\n", chartRel, f)
-	}
-	r.caseTables(&b, "kafka-produce", kafkaPeerNames(), bench.PeerBusKafka, false)
-	w("## Kafka: group consumption\n\n")
-	if f, ok := charts["kafka-consume"]; ok {
-		w("![kafka consume](%s/%s)\n\n", chartRel, f)
-	}
-	r.caseTables(&b, "kafka-consume", kafkaPeerNames(), bench.PeerBusKafka, true)
-	w("### Emit→handler latency (Kafka, unloaded)\n\n")
-	if f, ok := charts["latency-kafka"]; ok {
-		w("![kafka latency](%s/%s)\n\n", chartRel, f)
-	}
-	r.latencyTable(&b, "kafka", bench.PeerBusKafka)
+	r.kafkaSections(&b, chartRel, charts)
 	r.natsMarkdown(&b)
 
 	w("## Reproduce\n\n")
-	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
+	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\nmake bench-report-kafka                             # the real-Kafka block (needs make brokers)\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
 	w("cd bench && go run ./cmd/report -only 'kafka-consume/group1-100B/eventstream' -cpuprofile /tmp/cpu.out -out /tmp/one.md\n")
 	w("cd bench && go test -run '^$' -bench 'Memory/Sub1' -benchmem   # the same scenarios as Go benchmarks\n```\n")
+	return b.String()
+}
+
+// kafkaSections writes the Kafka record-size, produce, consumption and
+// latency sections.
+func (r *runner) kafkaSections(b *strings.Builder, chartRel string, charts map[string]string) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	r.recordSizeTable(b)
+	w("## %s: produce\n\n", r.kafkaHeading())
+	if f, ok := charts["kafka-produce"]; ok {
+		w("![kafka produce](%s/%s)\n\n", chartRel, f)
+	}
+	r.caseTables(b, "kafka-produce", kafkaPeerNames(), bench.PeerBusKafka, false)
+	w("## %s: group consumption\n\n", r.kafkaHeading())
+	if f, ok := charts["kafka-consume"]; ok {
+		w("![kafka consume](%s/%s)\n\n", chartRel, f)
+	}
+	r.caseTables(b, "kafka-consume", kafkaPeerNames(), bench.PeerBusKafka, true)
+	w("### Emit→handler latency (%s, unloaded)\n\n", r.kafkaHeading())
+	if f, ok := charts["latency-kafka"]; ok {
+		w("![kafka latency](%s/%s)\n\n", chartRel, f)
+	}
+	r.latencyTable(b, "kafka", bench.PeerBusKafka)
+}
+
+// kafkaHeading is the prefix of the Kafka section headings.
+func (r *runner) kafkaHeading() string {
+	if r.kafkaTitle != "" {
+		return r.kafkaTitle
+	}
+	return "Kafka"
+}
+
+// The real-Kafka block of the report, written by -real-kafka and kept by
+// full runs.
+const (
+	blockBegin = "<!-- real-kafka: begin (written by cmd/report -real-kafka; kept by full runs) -->\n"
+	blockEnd   = "<!-- real-kafka: end -->\n"
+)
+
+// block returns the real-Kafka block of a report ("" when it has none).
+func block(md string) string {
+	i := strings.Index(md, blockBegin)
+	j := strings.Index(md, blockEnd)
+	if i < 0 || j < i {
+		return ""
+	}
+	return md[i : j+len(blockEnd)]
+}
+
+// replaceBlock puts blk in place of md's real-Kafka block, or before its
+// "## Reproduce" section (at the end if there is none). An empty blk
+// leaves md as it is.
+func replaceBlock(md, blk string) string {
+	if blk == "" {
+		return md
+	}
+	if old := block(md); old != "" {
+		return strings.Replace(md, old, blk, 1)
+	}
+	if i := strings.Index(md, "## Reproduce\n"); i >= 0 {
+		return md[:i] + blk + "\n" + md[i:]
+	}
+	return md + "\n" + blk
+}
+
+// realKafkaBlock is the report block of a -real-kafka run: the Kafka goals
+// and sections measured against a real broker.
+func (r *runner) realKafkaBlock(chartRel string, charts map[string]string) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("%s", blockBegin)
+	w("## Real Apache Kafka\n\n")
+	w("The Kafka scenarios and peers above, run against %s instead of kfake: ", r.brokerInfo)
+	w("%s, %d repetition(s) per measurement, median reported", r.started.UTC().Format("2006-01-02 15:04 MST"), r.o.reps)
+	if r.o.quick {
+		w(", **quick run** (`-quick`: small event counts, noisy numbers)")
+	}
+	if r.machine.Commit != "" {
+		w(", eventstream commit %s", r.machine.Commit)
+	}
+	w(". The broker is a JVM on the same %d cores as the clients, with its data on disk; *broker CPU* is that JVM's. ", r.machine.Cores)
+	w("Regenerate with `make bench-report-kafka` (needs `make brokers`).\n\n")
+	w("| # | Goal | Required | Measured | Verdict |\n|---|---|---|---|---|\n")
+	for _, ge := range r.evalGoals() {
+		if ge.Section == "memory" || strings.HasPrefix(ge.Section, "nats") {
+			continue
+		}
+		res, verdict := ge.summary()
+		w("| %s | %s | %s | %s | %s |\n", ge.ID, ge.Text, ge.required(), res, verdict)
+	}
+	w("\n")
+	r.kafkaSections(&b, chartRel, charts)
+	w("%s", blockEnd)
 	return b.String()
 }
 
@@ -454,7 +533,7 @@ func (r *runner) recordSizeTable(b *strings.Builder) {
 	if len(r.recordSizes) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "## Kafka: record size on the broker\n\n")
+	fmt.Fprintf(b, "## %s: record size on the broker\n\n", r.kafkaHeading())
 	fmt.Fprintf(b, "Bytes of the stored record value (and of its headers) for one message of each payload size: every peer is given the same payload bytes, but eventstream wraps them in a CloudEvents envelope.\n\n")
 	fmt.Fprintf(b, "| Peer |")
 	for _, size := range r.plan.payloads {

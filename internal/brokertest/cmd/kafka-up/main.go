@@ -4,7 +4,8 @@
 //	kafka-up [-version 4.x] [-sasl] [--] command args...
 //
 // With a command, every "{brokers}" in its arguments is replaced by the
-// broker's host:port (KAFKA_BROKERS is set for it too); Kafka is stopped when
+// broker's host:port (KAFKA_BROKERS is set for it too), "{pid}" by the
+// broker's process id and "{version}" by its release; Kafka is stopped when
 // the command ends and kafka-up exits with the command's status. Without
 // one, kafka-up prints the address and runs until interrupted. CI uses it
 // to run examples/distributed_basic and bench/cmd/report on real Kafka:
@@ -22,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -59,7 +61,7 @@ func run(version string, sasl bool, args []string) (code int) {
 		fmt.Fprintln(os.Stderr, "kafka-up:", tb.msg)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "kafka-up: Kafka %s ready at %s", version, b.Addr())
+	fmt.Fprintf(os.Stderr, "kafka-up: Kafka %s ready at %s", b.Version(), b.Addr())
 	if b.SASLAddr() != "" {
 		fmt.Fprintf(os.Stderr, ", SASL_PLAINTEXT at %s (user %s, password %s)", b.SASLAddr(), brokertest.KafkaSASLUser, brokertest.KafkaSASLPassword)
 	}
@@ -74,7 +76,7 @@ func run(version string, sasl bool, args []string) (code int) {
 		return 0
 	}
 	for i, a := range args {
-		args[i] = strings.ReplaceAll(a, "{brokers}", b.Addr())
+		args[i] = strings.NewReplacer("{brokers}", b.Addr(), "{pid}", strconv.Itoa(b.Pid()), "{version}", b.Version()).Replace(a)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
