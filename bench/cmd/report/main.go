@@ -128,6 +128,9 @@ func run() error {
 	if err := r.runRabbit(); err != nil {
 		return err
 	}
+	if err := r.runNATS(); err != nil {
+		return err
+	}
 	r.finished = time.Now()
 
 	chartDir := filepath.Join(filepath.Dir(o.out), "benchmarks")
@@ -229,6 +232,7 @@ type runner struct {
 	chartPrefix       string // prepended to chart file names
 	kafkaTitle        string // heading prefix of the Kafka sections; "" means "Kafka"
 	rabbitInfo        string
+	natsInfo          string
 	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
 }
 

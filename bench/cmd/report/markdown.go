@@ -183,7 +183,7 @@ func goals() []goal {
 			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
 			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
 		},
-	}, rabbitGoals()...)
+	}, append(rabbitGoals(), natsGoals()...)...)
 }
 
 // goalEval is a goal checked on every case it applies to.
@@ -385,6 +385,7 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 	r.latencyTable(&b, "memory", bench.PeerEventstream)
 
 	r.kafkaSections(&b, chartRel, charts)
+	r.natsMarkdown(&b)
 
 	w("## Reproduce\n\n")
 	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\nmake bench-report-kafka                             # the real-Kafka block (needs make brokers)\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
@@ -475,7 +476,7 @@ func (r *runner) realKafkaBlock(chartRel string, charts map[string]string) strin
 	w("Regenerate with `make bench-report-kafka` (needs `make brokers`).\n\n")
 	w("| # | Goal | Required | Measured | Verdict |\n|---|---|---|---|---|\n")
 	for _, ge := range r.evalGoals() {
-		if ge.Section == "memory" {
+		if ge.Section == "memory" || strings.HasPrefix(ge.Section, "nats") {
 			continue
 		}
 		res, verdict := ge.summary()

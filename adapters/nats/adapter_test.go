@@ -1,0 +1,443 @@
+package nats_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/nats"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestConfigValidation(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  nats.Config
+	}{
+		{"no URL", nats.Config{}},
+		{"bad URL", nats.Config{URL: "127.0.0.1:4222"}},
+		{"bad scheme", nats.Config{URL: "http://127.0.0.1:4222"}},
+		{"user without password", nats.Config{URL: "nats://h:1", User: "u"}},
+		{"two credentials", nats.Config{URL: "nats://h:1", Token: "t", User: "u", Password: "p"}},
+		{"missing creds file", nats.Config{URL: "nats://h:1", CredentialsFile: "/nonexistent/user.creds"}},
+		{"missing nkey file", nats.Config{URL: "nats://h:1", NKeySeedFile: "/nonexistent/user.nk"}},
+		{"creds file is a dir", nats.Config{URL: "nats://h:1", CredentialsFile: t.TempDir()}},
+		{"bad stream prefix", nats.Config{URL: "nats://h:1", StreamPrefix: "a.b"}},
+		{"bad subject prefix", nats.Config{URL: "nats://h:1", SubjectPrefix: "a.*"}},
+		{"unknown storage", nats.Config{URL: "nats://h:1", Storage: 7}},
+		{"unknown discard", nats.Config{URL: "nats://h:1", Discard: 7}},
+		{"replicas", nats.Config{URL: "nats://h:1", Replicas: 6}},
+		{"negative replicas", nats.Config{URL: "nats://h:1", Replicas: -1}},
+		{"negative max bytes", nats.Config{URL: "nats://h:1", MaxBytes: -1}},
+		{"negative max msgs", nats.Config{URL: "nats://h:1", MaxMsgs: -1}},
+		{"negative max age", nats.Config{URL: "nats://h:1", MaxAge: -time.Second}},
+		{"max deliver 1", nats.Config{URL: "nats://h:1", MaxDeliver: 1}},
+		{"negative max deliver", nats.Config{URL: "nats://h:1", MaxDeliver: -1}},
+		{"short ack wait", nats.Config{URL: "nats://h:1", AckWait: 100 * time.Millisecond}},
+		{"in-progress interval above ack wait", nats.Config{URL: "nats://h:1", AckWait: time.Second, InProgressInterval: time.Second}},
+		{"short pull expiry", nats.Config{URL: "nats://h:1", PullExpiry: time.Millisecond}},
+		{"heartbeat too long", nats.Config{URL: "nats://h:1", PullExpiry: 2 * time.Second, PullHeartbeat: time.Second}},
+		{"pinned TTL not above pull expiry", nats.Config{URL: "nats://h:1", PullExpiry: 5 * time.Second, PinnedTTL: 5 * time.Second}},
+		{"negative in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: -1}},
+		{"ack pending below in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: 100, MaxAckPending: 10}},
+		{"negative pending publishes", nats.Config{URL: "nats://h:1", MaxPendingPublishes: -1}},
+		{"negative publish timeout", nats.Config{URL: "nats://h:1", PublishTimeout: -1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, err := nats.NewAdapter(c.cfg)
+			if !errors.Is(err, eventstream.ErrInvalidConfig) {
+				t.Errorf("NewAdapter(%+v) = %v, want ErrInvalidConfig", c.cfg, err)
+			}
+			if a != nil {
+				t.Error("NewAdapter returned an adapter with an error")
+				_ = a.Close()
+			}
+		})
+	}
+	// A server that is not there is a connection error, not a config error.
+	_, err := nats.NewAdapter(nats.Config{URL: "nats://127.0.0.1:1", ConnectTimeout: 200 * time.Millisecond})
+	if err == nil || errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Errorf("NewAdapter for an unreachable server = %v, want a connection error", err)
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	a := newAdapter(t, testConfig(sharedURL(t)))
+	ctx := ctxT(t, 10*time.Second)
+	if err := a.Publish(ctx, "", nil); !errors.Is(err, eventstream.ErrEmptyTopic) {
+		t.Errorf("Publish to empty topic: %v, want ErrEmptyTopic", err)
+	}
+	if _, _, err := a.Subscribe(ctx, "", "g"); !errors.Is(err, eventstream.ErrEmptyTopic) {
+		t.Errorf("Subscribe to empty topic: %v, want ErrEmptyTopic", err)
+	}
+	if _, _, err := a.Subscribe(ctx, "t", ""); !errors.Is(err, eventstream.ErrNoConsumerGroup) {
+		t.Errorf("Subscribe with empty group: %v, want ErrNoConsumerGroup", err)
+	}
+	long := strings.Repeat("x", 300)
+	if err := a.Publish(ctx, long, nil); !errors.Is(err, nats.ErrInvalidTopic) {
+		t.Errorf("Publish to a 300-byte topic: %v, want ErrInvalidTopic", err)
+	}
+	if _, _, err := a.Subscribe(ctx, "t", long); !errors.Is(err, nats.ErrInvalidTopic) {
+		t.Errorf("Subscribe with a 300-byte group: %v, want ErrInvalidTopic", err)
+	}
+	for _, h := range []string{"Nats-Msg-Id", "nats-expected-stream", "es-key", "ES-anything", ""} {
+		err := a.PublishRecord(ctx, "t", eventstream.Record{Headers: map[string]string{h: "v"}})
+		if !errors.Is(err, nats.ErrInvalidHeader) {
+			t.Errorf("PublishRecord with header %q: %v, want ErrInvalidHeader", h, err)
+		}
+	}
+	big := make([]byte, a.Conn().MaxPayload()+1)
+	if err := a.Publish(ctx, "t", big); !errors.Is(err, nats.ErrMessageTooLarge) {
+		t.Errorf("Publish of %d bytes: %v, want ErrMessageTooLarge", len(big), err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Publish(done, "t", nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with done context: %v, want context.Canceled", err)
+	}
+	if _, _, err := a.Subscribe(done, "t", "g"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe with done context: %v, want context.Canceled", err)
+	}
+	if a.MessagingSystem() != "nats" {
+		t.Errorf("MessagingSystem() = %q", a.MessagingSystem())
+	}
+	// The adapter never gives up reconnecting.
+	if o := a.Conn().Opts; o.MaxReconnect != -1 {
+		t.Errorf("MaxReconnect = %d, want -1 (forever)", o.MaxReconnect)
+	}
+}
+
+// TestAckErrors: Ack refuses foreign messages and wrong groups.
+func TestAckErrors(t *testing.T) {
+	url := sharedURL(t)
+	a := newAdapter(t, testConfig(url))
+	other := newAdapter(t, testConfig(url))
+	topic := uniq(t, "t")
+	publish(t, a, topic, "", "m")
+	ch, _ := subscribe(t, a, topic, "g")
+	m := recv(t, ch)
+	ctx := ctxT(t, 10*time.Second)
+	if err := other.Ack(ctx, "g", m); err == nil {
+		t.Error("Ack by another adapter succeeded")
+	}
+	if err := a.Ack(ctx, "g", nil); err == nil {
+		t.Error("Ack of nil succeeded")
+	}
+	if err := a.Ack(ctx, "other-group", m); err == nil {
+		t.Error("Ack for another group succeeded")
+	}
+	ack(t, a, "g", m)
+	ack(t, a, "g", m) // twice is fine
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ack(ctx, "g", m); !errors.Is(err, eventstream.ErrAdapterClosed) {
+		t.Errorf("Ack after Close: %v, want ErrAdapterClosed", err)
+	}
+}
+
+// uniq returns a name unique to the test and this run.
+func uniq(t testing.TB, kind string) string {
+	return fmt.Sprintf("%s-%s-%d", strings.NewReplacer("/", "_").Replace(t.Name()), kind, time.Now().UnixNano())
+}
+
+// plainJS returns a plain nats.go JetStream client of url.
+func plainJS(t testing.TB, url string) (*natsgo.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// consumerInfo returns the server's view of group's consumer on topic.
+func consumerInfo(t testing.TB, js jetstream.JetStream, a *nats.Adapter, topic, group string) *jetstream.ConsumerInfo {
+	t.Helper()
+	ctx := ctxT(t, 5*time.Second)
+	c, err := js.Consumer(ctx, a.StreamName(topic), a.ConsumerName(group))
+	if err != nil {
+		t.Fatalf("consumer %s: %v", group, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatalf("consumer info: %v", err)
+	}
+	return info
+}
+
+// TestNakOnCancel: messages a subscription held are delivered again at once
+// when it ends, not after AckWait.
+func TestNakOnCancel(t *testing.T) {
+	cfg := testConfig(sharedURL(t))
+	cfg.AckWait = time.Minute
+	a := newAdapter(t, cfg)
+	topic, group := uniq(t, "t"), "g"
+	for i := range 5 {
+		publish(t, a, topic, "", fmt.Sprint(i))
+	}
+	ch, cancel := subscribe(t, a, topic, group)
+	first := recv(t, ch)
+	ack(t, a, group, first)
+	recv(t, ch) // received, never acknowledged
+	cancel()
+
+	start := time.Now()
+	ch2, _ := subscribe(t, a, topic, group)
+	got := map[string]bool{}
+	for len(got) < 4 {
+		m := recv(t, ch2)
+		if string(m.Value()) == string(first.Value()) {
+			t.Fatalf("acknowledged message %q delivered again", m.Value())
+		}
+		got[string(m.Value())] = true
+		ack(t, a, group, m)
+	}
+	if d := time.Since(start); d > cfg.AckWait/2 {
+		t.Errorf("redelivery took %v; with a Nak it must not wait for AckWait (%v)", d, cfg.AckWait)
+	}
+}
+
+// TestPullBound: a subscription never holds more than MaxInFlight messages,
+// and it pulls more as they are acknowledged.
+func TestPullBound(t *testing.T) {
+	url := sharedURL(t)
+	cfg := testConfig(url)
+	cfg.MaxInFlight = 8
+	a := newAdapter(t, cfg)
+	_, js := plainJS(t, url)
+	topic, group := uniq(t, "t"), "g"
+	const n = 50
+	for i := range n {
+		publish(t, a, topic, "", fmt.Sprint(i))
+	}
+	ch, _ := subscribe(t, a, topic, group)
+	var held []eventstream.Message
+	held = append(held, recv(t, ch), recv(t, ch), recv(t, ch))
+	waitFor(t, timeout, "the subscription to fill its window", func() bool {
+		return consumerInfo(t, js, a, topic, group).NumAckPending == cfg.MaxInFlight
+	})
+	// Reading more without acknowledging does not make it pull more: the
+	// channel is unbuffered and the window is full.
+	for range cfg.MaxInFlight - len(held) {
+		held = append(held, recv(t, ch))
+	}
+	if info := consumerInfo(t, js, a, topic, group); info.NumAckPending != cfg.MaxInFlight || info.NumPending != n-uint64(cfg.MaxInFlight) {
+		t.Fatalf("server shows %d pending acks and %d undelivered; want %d and %d", info.NumAckPending, info.NumPending, cfg.MaxInFlight, n-cfg.MaxInFlight)
+	}
+	select {
+	case m := <-ch:
+		t.Fatalf("received %q beyond MaxInFlight=%d unacknowledged messages", m.Value(), cfg.MaxInFlight)
+	default:
+	}
+	for _, m := range held {
+		ack(t, a, group, m)
+	}
+	seen := len(held)
+	for seen < n {
+		ack(t, a, group, recv(t, ch))
+		seen++
+		if p := consumerInfo(t, js, a, topic, group).NumAckPending; p > cfg.MaxInFlight {
+			t.Fatalf("server shows %d pending acks, MaxInFlight is %d", p, cfg.MaxInFlight)
+		}
+	}
+}
+
+// TestSlowHandler: a message held longer than AckWait is not redelivered
+// while its subscription lives (in-progress acknowledgements).
+func TestSlowHandler(t *testing.T) {
+	url := sharedURL(t)
+	cfg := testConfig(url)
+	cfg.AckWait = time.Second
+	a := newAdapter(t, cfg)
+	_, js := plainJS(t, url)
+	topic, group := uniq(t, "t"), "g"
+	chA, _ := subscribe(t, a, topic, group)
+	chB, _ := subscribe(t, a, topic, group) // a competing member that would get a redelivery
+	publish(t, a, topic, "", "slow")
+	var slow *nats.Message
+	var slowCh, otherCh <-chan eventstream.Message
+	select {
+	case m := <-chA:
+		slow, slowCh, otherCh = m.(*nats.Message), chA, chB
+	case m := <-chB:
+		slow, slowCh, otherCh = m.(*nats.Message), chB, chA
+	case <-time.After(timeout):
+		t.Fatal("no delivery")
+	}
+	// "Handle" it for 4×AckWait, watching both members.
+	deadline := time.After(4 * cfg.AckWait)
+	for watching := true; watching; {
+		select {
+		case m := <-slowCh:
+			t.Fatalf("%q delivered again to the same member while it was being handled", m.Value())
+		case m := <-otherCh:
+			t.Fatalf("%q delivered to the other member while it was being handled", m.Value())
+		case <-deadline:
+			watching = false
+		}
+	}
+	info := consumerInfo(t, js, a, topic, group)
+	if info.NumRedelivered != 0 || info.NumAckPending != 1 {
+		t.Fatalf("after 4×AckWait: %d redelivered, %d pending, want 0 and 1", info.NumRedelivered, info.NumAckPending)
+	}
+	ack(t, a, group, slow)
+	if slow.NumDelivered() != 1 {
+		t.Errorf("NumDelivered = %d, want 1", slow.NumDelivered())
+	}
+	publish(t, a, topic, "", "sentinel")
+	select {
+	case m := <-chA:
+		if string(m.Value()) != "sentinel" {
+			t.Fatalf("received %q, want the sentinel", m.Value())
+		}
+	case m := <-chB:
+		if string(m.Value()) != "sentinel" {
+			t.Fatalf("received %q, want the sentinel", m.Value())
+		}
+	case <-time.After(timeout):
+		t.Fatal("sentinel not delivered")
+	}
+}
+
+// TestConsumerRecreated: a group's consumer deleted behind the adapter's
+// back is created again and the subscription goes on.
+func TestConsumerRecreated(t *testing.T) {
+	url := sharedURL(t)
+	a := newAdapter(t, testConfig(url))
+	_, js := plainJS(t, url)
+	topic, group := uniq(t, "t"), "g"
+	ch, _ := subscribe(t, a, topic, group)
+	publish(t, a, topic, "", "before")
+	ack(t, a, group, recv(t, ch))
+	ctx := ctxT(t, 10*time.Second)
+	if err := js.DeleteConsumer(ctx, a.StreamName(topic), a.ConsumerName(group)); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, a, topic, "", "after")
+	// The new consumer starts at the first retained message again: that is
+	// at-least-once; "after" must come.
+	for {
+		m := recv(t, ch)
+		ack(t, a, group, m)
+		if string(m.Value()) == "after" {
+			break
+		}
+	}
+}
+
+// TestStreamRecreated: a stream deleted behind the adapter's back is created
+// again by the next publish and subscriptions go on.
+func TestStreamRecreated(t *testing.T) {
+	url := sharedURL(t)
+	a := newAdapter(t, testConfig(url))
+	_, js := plainJS(t, url)
+	topic, group := uniq(t, "t"), "g"
+	ch, _ := subscribe(t, a, topic, group)
+	publish(t, a, topic, "", "before")
+	ack(t, a, group, recv(t, ch))
+	ctx := ctxT(t, 20*time.Second)
+	if err := js.DeleteStream(ctx, a.StreamName(topic)); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, a, topic, "", "after")
+	m := recv(t, ch)
+	if string(m.Value()) != "after" {
+		t.Fatalf("received %q, want after", m.Value())
+	}
+	ack(t, a, group, m)
+}
+
+// TestInterop: a plain nats.go client and the adapter read each other's
+// messages.
+func TestInterop(t *testing.T) {
+	url := sharedURL(t)
+	a := newAdapter(t, testConfig(url))
+	_, js := plainJS(t, url)
+	ctx := ctxT(t, 20*time.Second)
+	topic, group := uniq(t, "t"), "g"
+
+	// Adapter → plain client.
+	ts := time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC)
+	if err := a.PublishRecord(ctx, topic, eventstream.Record{Key: []byte("k1"), Value: []byte("from-adapter"),
+		Headers: map[string]string{"trace": "abc"}, Time: ts}); err != nil {
+		t.Fatal(err)
+	}
+	oc, err := js.OrderedConsumer(ctx, a.StreamName(topic), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(pm.Data()) != "from-adapter" || pm.Subject() != a.Subject(topic) ||
+		pm.Headers().Get("trace") != "abc" || pm.Headers().Get(nats.HeaderKey) != "k1" ||
+		pm.Headers().Get(nats.HeaderTime) != fmt.Sprint(ts.UnixNano()) {
+		t.Errorf("plain client read %q on %q with headers %v", pm.Data(), pm.Subject(), pm.Headers())
+	}
+
+	// Plain client → adapter, with a repeated header and a server header.
+	msg := natsgo.NewMsg(a.Subject(topic))
+	msg.Data = []byte("from-plain")
+	msg.Header.Add("multi", "first")
+	msg.Header.Add("multi", "second")
+	msg.Header.Set("Nats-Msg-Id", "id-1")
+	before := time.Now()
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := subscribe(t, a, topic, group)
+	first := recv(t, ch)
+	ack(t, a, group, first)
+	if !bytes.Equal(first.Key(), []byte("k1")) || !first.Timestamp().Equal(ts) || first.Headers()["trace"] != "abc" {
+		t.Errorf("adapter read key %q time %v headers %v", first.Key(), first.Timestamp(), first.Headers())
+	}
+	m := recv(t, ch)
+	ack(t, a, group, m)
+	if string(m.Value()) != "from-plain" || m.Key() != nil {
+		t.Errorf("adapter read %q with key %q", m.Value(), m.Key())
+	}
+	if want := map[string]string{"multi": "first"}; !maps.Equal(m.Headers(), want) {
+		t.Errorf("headers %v, want %v (first value, no Nats-* headers)", m.Headers(), want)
+	}
+	if ts := m.Timestamp(); ts.Before(before.Add(-time.Minute)) || ts.After(time.Now().Add(time.Minute)) {
+		t.Errorf("timestamp %v of a plain message is not the store time", ts)
+	}
+	if m.Sequence() != 2 || m.NumDelivered() != 1 {
+		t.Errorf("sequence %d, delivered %d; want 2 and 1", m.Sequence(), m.NumDelivered())
+	}
+}
+
+// TestEncodedHeaders: headers NATS cannot carry as they are arrive intact,
+// binary keys too.
+func TestEncodedHeaders(t *testing.T) {
+	a := newAdapter(t, testConfig(sharedURL(t)))
+	topic := uniq(t, "t")
+	h := map[string]string{"ünï": "v", "sp ace": "x", "lead": "  padded  ", "crlf": "a\r\nb", "colon:name": "c", "plain": "p"}
+	key := []byte{0, 1, 2, 0xff, '\n'}
+	ctx := ctxT(t, 10*time.Second)
+	if err := a.PublishRecord(ctx, topic, eventstream.Record{Key: key, Value: []byte("v"), Headers: h}); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := subscribe(t, a, topic, "g")
+	m := recv(t, ch)
+	if !maps.Equal(m.Headers(), h) {
+		t.Errorf("headers %q, want %q", m.Headers(), h)
+	}
+	if !bytes.Equal(m.Key(), key) {
+		t.Errorf("key %q, want %q", m.Key(), key)
+	}
+}

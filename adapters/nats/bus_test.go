@@ -1,0 +1,98 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+)
+
+// TestDistributedBus runs the distributed bus over the adapter, in JSON and
+// binary mode: keyed events reach a consumer group with their key, in order
+// per key at concurrency 8.
+func TestDistributedBus(t *testing.T) {
+	for _, binary := range []bool{false, true} {
+		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
+			a := newAdapter(t, testConfig(sharedURL(t)))
+			cfg := eventstream.DefaultDistributedConfig()
+			cfg.Distributed.MQAdapter = a
+			cfg.Distributed.BinaryMode = binary
+			bus, err := eventstream.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bus.Close()
+			topic := uniq(t, "orders")
+			type Order struct{ Customer, Seq int }
+			const customers, perCustomer = 8, 50
+			var mu sync.Mutex
+			last := map[int]int{}
+			got := 0
+			done := make(chan struct{})
+			sub, err := bus.On(topic, func(ctx context.Context, e *eventstream.Event) error {
+				var o Order
+				if err := e.Unmarshal(&o); err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if e.Key != fmt.Sprintf("c%d", o.Customer) {
+					t.Errorf("event key %q for customer %d", e.Key, o.Customer)
+				}
+				if prev, ok := last[o.Customer]; ok && o.Seq != prev+1 {
+					t.Errorf("customer %d: seq %d after %d", o.Customer, o.Seq, prev)
+				}
+				last[o.Customer] = o.Seq
+				if got++; got == customers*perCustomer {
+					close(done)
+				}
+				return nil
+			}, eventstream.WithConsumerGroup("billing"), eventstream.WithConcurrency(8))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := ctxT(t, 30*time.Second)
+			for s := range perCustomer {
+				for c := range customers {
+					if err := bus.Emit(ctx, topic, Order{c, s}, eventstream.WithKey(fmt.Sprintf("c%d", c))); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("received %d events", got)
+			}
+			if err := bus.Off(sub); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestNoServerDependency: importing the adapter does not link the NATS
+// server; only natstest does.
+func TestNoServerDependency(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go command not in PATH")
+	}
+	out, err := exec.Command(gobin, "list", "-deps", "github.com/eventstream-go/eventstream/adapters/nats").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "nats-server") {
+		t.Errorf("adapters/nats depends on the NATS server:\n%s", out)
+	}
+	if !strings.Contains(string(out), "github.com/nats-io/nats.go/jetstream") {
+		t.Errorf("go list output lacks nats.go/jetstream; is the check looking at the right package?\n%s", out)
+	}
+}

@@ -1,0 +1,537 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// subscription is one member of a group: one puller of the group's durable
+// consumer.
+type subscription struct {
+	a        *Adapter
+	topic    string
+	group    string
+	stream   string
+	consumer string
+	log      *slog.Logger
+	out      chan eventstream.Message
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+
+	cons jetstream.Consumer // used by run only
+
+	mu       sync.Mutex
+	held     map[*Message]struct{} // fetched, not acknowledged, not released
+	freed    chan struct{}         // signalled (capacity 1) when held shrinks while run waits for room
+	wantRoom atomic.Bool           // run waits for room
+	gotAny   bool                  // run received a message (set by run, read by finish)
+}
+
+// Subscribe joins consumer group groupID on topic: it creates the topic's
+// stream and the group's durable pull consumer when they do not exist yet (a
+// new group starts at the first message the stream retains) and returns the
+// channel of delivered messages (*Message values) and a cancel function.
+// Subscriptions of one group compete for its messages; every group gets
+// every message.
+//
+// A subscription holds at most Config.MaxInFlight messages (it asks the
+// server for no more than the room it has left), and every
+// Config.InProgressInterval it tells the server that the messages it holds
+// are still being worked on, so none is redelivered to the group while the
+// subscription lives, however slow its handler. The channel is unbuffered.
+//
+// The subscription ends when cancel is called, ctx is done or the adapter is
+// closed: it stops pulling, hands every message it holds and that was not
+// acknowledged back to the group with a negative acknowledgement (the group
+// gets them again at once), and closes the channel once its goroutine
+// returned. cancel waits for that and is idempotent. An Ack after that is
+// ignored and returns nil. A consumer deleted behind the adapter's back is
+// created again; connection losses and server restarts are ridden out by
+// reconnecting.
+//
+// Subscribe fails with an error wrapping eventstream.ErrEmptyTopic,
+// eventstream.ErrNoConsumerGroup, ErrInvalidTopic, eventstream.ErrAdapterClosed
+// or ctx's error, or with the server's error when the stream or consumer
+// cannot be created.
+func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan eventstream.Message, func(), error) {
+	if err := a.checkTopic(topic); err != nil {
+		return nil, nil, fmt.Errorf("nats: subscribe: %w", err)
+	}
+	if groupID == "" {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, eventstream.ErrNoConsumerGroup)
+	}
+	if n := len(a.ConsumerName(groupID)); n > maxNameLen {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w: consumer name for group %q would be %d bytes, at most %d allowed",
+			topic, ErrInvalidTopic, groupID, n, maxNameLen)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, err)
+	}
+	if a.isClosing() {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	s := &subscription{
+		a:        a,
+		topic:    topic,
+		group:    groupID,
+		stream:   a.StreamName(topic),
+		consumer: a.ConsumerName(groupID),
+		log:      a.log.With("topic", topic, "group", groupID),
+		out:      make(chan eventstream.Message, outBuffer(a.cfg.MaxInFlight)),
+		done:     make(chan struct{}),
+		held:     make(map[*Message]struct{}),
+		freed:    make(chan struct{}, 1),
+	}
+	if a.cfg.Exclusive && !a.serverAtLeast(2, 11) {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: Exclusive needs pinned consumers of nats-server 2.11+, the server is %s: %w",
+			topic, a.nc.ConnectedServerVersion(), ErrNotSupported)
+	}
+	if err := s.ensure(ctx, false); err != nil {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, err)
+	}
+	if info := s.cons.CachedInfo(); info != nil && (info.Config.PriorityPolicy == jetstream.PriorityPolicyPinned) != a.cfg.Exclusive {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: consumer %s exists with priority policy %v, but Config.Exclusive is %v: %w",
+			topic, s.consumer, info.Config.PriorityPolicy, a.cfg.Exclusive, eventstream.ErrInvalidConfig)
+	}
+
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.closed {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, eventstream.ErrAdapterClosed)
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	a.smu.Lock()
+	a.subs[s] = struct{}{}
+	a.smu.Unlock()
+	go s.run()
+	return s.out, s.stop, nil
+}
+
+func (a *Adapter) isClosing() bool {
+	select {
+	case <-a.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the subscription and waits until its channel is closed.
+func (s *subscription) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *subscription) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Name:          s.consumer,
+		Durable:       s.consumer,
+		Description:   fmt.Sprintf("eventstream group %q", s.group),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.a.cfg.AckWait,
+		MaxDeliver:    maxDeliver(s.a.cfg.MaxDeliver),
+		MaxAckPending: s.a.cfg.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+		// Durable consumers are never reaped for inactivity: a group that
+		// comes back later resumes where it stopped.
+		InactiveThreshold: 0,
+		PriorityPolicy:    s.priorityPolicy(),
+		PriorityGroups:    s.priorityGroups(),
+		PinnedTTL:         s.pinnedTTL(),
+	}
+}
+
+// priorityGroup is the priority group of Exclusive consumers.
+const priorityGroup = "eventstream"
+
+func (s *subscription) priorityPolicy() jetstream.PriorityPolicy {
+	if s.a.cfg.Exclusive {
+		return jetstream.PriorityPolicyPinned
+	}
+	return jetstream.PriorityPolicyNone
+}
+
+func (s *subscription) priorityGroups() []string {
+	if s.a.cfg.Exclusive {
+		return []string{priorityGroup}
+	}
+	return nil
+}
+
+func (s *subscription) pinnedTTL() time.Duration {
+	if s.a.cfg.Exclusive {
+		return s.a.cfg.PinnedTTL
+	}
+	return 0
+}
+
+// serverAtLeast reports whether the connected server's version is at least
+// major.minor.
+func (a *Adapter) serverAtLeast(major, minor int) bool {
+	v := strings.TrimPrefix(a.nc.ConnectedServerVersion(), "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// maxDeliver maps Config.MaxDeliver to the server's value: 0 (unlimited)
+// is -1 there.
+func maxDeliver(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// ensure makes sure the stream and the group's consumer exist and sets
+// s.cons. With recheck it asks the server even for a stream it knew.
+func (s *subscription) ensure(ctx context.Context, recheck bool) error {
+	if err := s.a.ensureStream(ctx, s.topic, recheck); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.a.cfg.RequestTimeout)
+	defer cancel()
+	c, err := s.a.js.Consumer(rctx, s.stream, s.consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = s.a.js.CreateConsumer(rctx, s.stream, s.consumerConfig())
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			c, err = s.a.js.Consumer(rctx, s.stream, s.consumer)
+		} else if err == nil {
+			s.log.Info("nats: created consumer", "stream", s.stream, "consumer", s.consumer)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s on stream %s: %w", s.consumer, s.stream, err)
+	}
+	s.cons = c
+	return nil
+}
+
+func (s *subscription) heldCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
+func (s *subscription) hold(m *Message) {
+	s.mu.Lock()
+	s.held[m] = struct{}{}
+	s.mu.Unlock()
+}
+
+// release forgets m (acknowledged or handed back) and, when run waits for
+// room, wakes it.
+func (s *subscription) release(m *Message) {
+	s.mu.Lock()
+	delete(s.held, m)
+	s.mu.Unlock()
+	if s.wantRoom.Load() {
+		select {
+		case s.freed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// inProgress resets the server's AckWait timer of every held message.
+func (s *subscription) inProgress() {
+	s.mu.Lock()
+	ms := make([]*Message, 0, len(s.held))
+	for m := range s.held {
+		ms = append(ms, m)
+	}
+	s.mu.Unlock()
+	for _, m := range ms {
+		if m.state.Load() == msgPending {
+			_ = m.raw.InProgress() // fails only for acknowledged messages or a closed connection
+		}
+	}
+}
+
+// outBuffer is the capacity of a subscription's channel: a few messages
+// ready for the reader save a goroutine switch per message. Messages in the
+// channel are held like all others (they count against MaxInFlight and get
+// in-progress acknowledgements).
+func outBuffer(maxInFlight int) int { return min(64, max(1, maxInFlight/8)) }
+
+// linger is how long a subscription with a little room left waits for more
+// room before it pulls for what it has.
+const linger = 20 * time.Millisecond
+
+// run pulls batches from the consumer, one pull request at a time so that
+// messages arrive in stream order, and hands them to the channel. It never
+// asks for more than the room left under MaxInFlight.
+func (s *subscription) run() {
+	defer s.finish()
+	maxInFlight := s.a.cfg.MaxInFlight
+	threshold := max(1, maxInFlight/4)
+
+	var (
+		queue    []*Message // held, not yet handed to the channel
+		batch    jetstream.MessageBatch
+		batchCh  <-chan jetstream.Msg
+		endBatch context.CancelFunc
+		failures int
+		retry    *time.Timer // pause after a failed pull
+		retryC   <-chan time.Time
+		lingerT  *time.Timer // a little room left: pull for it after linger
+		lingerC  <-chan time.Time
+		lingered bool
+	)
+	defer func() {
+		if batch != nil {
+			endBatch()
+			for raw := range batchCh {
+				m := newMessage(s, raw)
+				s.hold(m)
+			}
+		}
+		for _, t := range []*time.Timer{retry, lingerT} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}()
+	tick := time.NewTicker(s.a.cfg.InProgressInterval)
+	defer tick.Stop()
+	setRetry := func(d time.Duration) {
+		if retry == nil {
+			retry = time.NewTimer(d)
+		} else {
+			retry.Reset(d)
+		}
+		retryC = retry.C
+	}
+
+	for {
+		if batch == nil && retryC == nil {
+			// Announce the wait for room before counting, so that no
+			// release between the count and the select goes unnoticed.
+			s.wantRoom.Store(true)
+			free := maxInFlight - s.heldCount()
+			switch {
+			case free >= threshold || (free > 0 && lingered):
+				lingered = false
+				if lingerC != nil {
+					lingerT.Stop()
+					lingerC = nil
+				}
+				s.wantRoom.Store(false)
+				fctx, cancel := context.WithTimeout(s.ctx, s.a.cfg.PullExpiry+time.Second)
+				b, err := s.cons.Fetch(free, s.fetchOpts(fctx)...)
+				if err != nil {
+					cancel()
+					if s.ctx.Err() != nil {
+						return
+					}
+					failures++
+					s.pullFailed(err, failures)
+					setRetry(backoff(failures))
+				} else {
+					batch, batchCh, endBatch = b, b.Messages(), cancel
+				}
+			case free > 0 && lingerC == nil:
+				if lingerT == nil {
+					lingerT = time.NewTimer(linger)
+				} else {
+					lingerT.Reset(linger)
+				}
+				lingerC = lingerT.C
+			}
+		} else {
+			s.wantRoom.Store(false)
+		}
+
+		var sendCh chan<- eventstream.Message
+		var head eventstream.Message
+		if len(queue) > 0 {
+			sendCh, head = s.out, queue[0]
+		}
+		select {
+		case raw, ok := <-batchCh:
+			if !ok {
+				err := batch.Error()
+				endBatch()
+				batch, batchCh, endBatch = nil, nil, nil
+				if s.ctx.Err() != nil {
+					return
+				}
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					failures++
+					s.pullFailed(err, failures)
+					setRetry(backoff(failures))
+				} else {
+					failures = 0
+				}
+				continue
+			}
+			m := newMessage(s, raw)
+			s.hold(m)
+			queue = append(queue, m)
+			s.gotAny = true
+		case sendCh <- head:
+			queue[0] = nil
+			queue = queue[1:]
+			// Fill the channel's buffer without another trip through
+			// the select.
+			for len(queue) > 0 {
+				select {
+				case s.out <- queue[0]:
+					queue[0] = nil
+					queue = queue[1:]
+					continue
+				default:
+				}
+				break
+			}
+		case <-s.freed:
+		case <-retryC:
+			retryC = nil
+		case <-lingerC:
+			lingerC = nil
+			lingered = true
+		case <-tick.C:
+			s.inProgress()
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *subscription) fetchOpts(ctx context.Context) []jetstream.FetchOpt {
+	opts := []jetstream.FetchOpt{jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(s.a.cfg.PullHeartbeat)}
+	if s.a.cfg.Exclusive {
+		opts = append(opts, jetstream.FetchPriorityGroup(priorityGroup))
+	}
+	return opts
+}
+
+// pullFailed logs a failed pull and, when the consumer or its stream may be
+// gone, creates them again.
+func (s *subscription) pullFailed(err error, failures int) {
+	switch {
+	case errors.Is(err, jetstream.ErrPinIDMismatch):
+		s.log.Debug("nats: another member is pinned (Exclusive), standing by")
+		return
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		s.log.Debug("nats: pull request lost (no heartbeat), pulling again", "err", err)
+		return
+	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
+		errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, natsgo.ErrNoResponders):
+		if e := s.ensure(s.ctx, true); e != nil {
+			if s.ctx.Err() == nil {
+				s.log.Warn("nats: consumer gone and cannot be created again yet", "err", e, "failures", failures)
+			}
+			return
+		}
+		s.log.Info("nats: consumer checked after pull error", "err", err)
+	default:
+		if s.ctx.Err() == nil {
+			s.log.Warn("nats: pull failed", "err", err, "failures", failures)
+		}
+	}
+}
+
+// finish hands back every held message that was not acknowledged and
+// closes the channel.
+func (s *subscription) finish() {
+	// Messages still in the channel's buffer are not handed to the reader
+	// any more: they are handed back below with the rest.
+	for drained := false; !drained; {
+		select {
+		case <-s.out:
+		default:
+			drained = true
+		}
+	}
+	s.mu.Lock()
+	ms := make([]*Message, 0, len(s.held))
+	for m := range s.held {
+		ms = append(ms, m)
+	}
+	s.held = make(map[*Message]struct{})
+	s.mu.Unlock()
+	naks := 0
+	for _, m := range ms {
+		if m.state.CompareAndSwap(msgPending, msgReleased) {
+			if err := m.raw.Nak(); err != nil {
+				s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
+			}
+			naks++
+		}
+	}
+	if naks > 0 {
+		s.log.Debug("nats: subscription ended, handed messages back", "count", naks)
+	}
+	if s.a.cfg.Exclusive && s.gotAny {
+		// Probably pinned: let another member take over now rather than
+		// after PinnedTTL. (Unpinning another member only makes the
+		// server pin again.)
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.a.cfg.RequestTimeout, 2*time.Second))
+		st, err := s.a.js.Stream(ctx, s.stream)
+		if err == nil {
+			err = st.UnpinConsumer(ctx, s.consumer, priorityGroup)
+		}
+		cancel()
+		if err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+			s.log.Debug("nats: unpin at the end of the subscription", "err", err)
+		}
+	}
+	close(s.out)
+	s.a.smu.Lock()
+	delete(s.a.subs, s)
+	s.a.smu.Unlock()
+	close(s.done)
+}
+
+// Ack acknowledges msg, a *Message this adapter delivered to groupID. The
+// acknowledgement is sent without waiting for the server's answer: a lost
+// one (connection loss) means the message is delivered again. Acknowledging
+// a message twice, or after its subscription ended (it was handed back to
+// the group then), does nothing and returns nil. Ack fails for a message of
+// another adapter or group, and with an error wrapping
+// eventstream.ErrAdapterClosed after Close.
+func (a *Adapter) Ack(ctx context.Context, groupID string, msg eventstream.Message) error {
+	m, ok := msg.(*Message)
+	if !ok || m == nil || m.sub == nil || m.sub.a != a {
+		return fmt.Errorf("nats: ack: %T is not a message delivered by this adapter", msg)
+	}
+	if m.group != groupID {
+		return fmt.Errorf("nats: ack: message was delivered to group %q, not %q", m.group, groupID)
+	}
+	if a.isClosing() {
+		return fmt.Errorf("nats: ack: %w", eventstream.ErrAdapterClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: ack: %w", err)
+	}
+	if !m.state.CompareAndSwap(msgPending, msgAcked) {
+		return nil
+	}
+	err := m.raw.Ack()
+	m.sub.release(m)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		return fmt.Errorf("nats: ack of message %d on %q: %w", m.Sequence(), m.topic, err)
+	}
+	return nil
+}
