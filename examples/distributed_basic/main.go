@@ -33,13 +33,38 @@ type Order struct {
 
 func main() {
 	brokersFlag := flag.String("brokers", os.Getenv("KAFKA_BROKERS"), "comma-separated Kafka brokers; empty starts an embedded broker")
+	adapterFlag := flag.String("adapter", "kafka", "broker to run on: kafka, rabbitmq, nats or redis")
+	urlFlag := flag.String("url", "", "broker URL for -adapter rabbitmq, nats or redis (nats: empty starts an embedded server)")
 	flag.Parse()
-	if err := run(*brokersFlag); err != nil {
+	if err := run(*adapterFlag, *brokersFlag, *urlFlag); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(brokerList string) error {
+// newAdapter returns the adapter named by -adapter; nil means Kafka.
+func newAdapter(name, url string) (eventstream.MQAdapter, error) {
+	switch name {
+	case "kafka":
+		return nil, nil
+	case "rabbitmq":
+		return newRabbitMQAdapter(url)
+	case "nats":
+		return newNATSAdapter(url)
+	case "redis":
+		return newRedisAdapter(url)
+	}
+	return nil, fmt.Errorf("unknown -adapter %q: want kafka, rabbitmq, nats or redis", name)
+}
+
+func run(adapterName, brokerList, url string) error {
+	other, err := newAdapter(adapterName, url)
+	if err != nil {
+		return err
+	}
+	if other != nil {
+		defer other.Close()
+		return runBus(other)
+	}
 	var brokers []string
 	if brokerList == "" {
 		cluster, err := kafkatest.Start()
@@ -69,9 +94,13 @@ func run(brokerList string) error {
 		return err
 	}
 	defer kAdapter.Close()
+	return runBus(kAdapter)
+}
 
+// runBus runs the example's producer and consumers over adapter.
+func runBus(adapter eventstream.MQAdapter) error {
 	cfg := eventstream.DefaultDistributedConfig()
-	cfg.Distributed.MQAdapter = kAdapter
+	cfg.Distributed.MQAdapter = adapter
 	cfg.Source = "examples/distributed_basic"
 	bus, err := eventstream.New(cfg)
 	if err != nil {
