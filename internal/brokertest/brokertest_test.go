@@ -198,8 +198,22 @@ func TestRabbitMQPersistentMessageSurvivesKillAndCtl(t *testing.T) {
 	b.Kill(t)
 	b.Restart(t)
 	t.Logf("rabbitmq restart took %v", b.StartTime())
-	if out := b.Ctl(t, "-q", "list_queues", "name", "messages"); !strings.Contains(out, "q\t1") {
-		t.Fatalf("list_queues after kill and restart: %q, want q with 1 message", out)
+	// The node accepts logins before it has recovered its durable queues:
+	// wait (bounded) until the queue is back with its message.
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out = b.Ctl(t, "-q", "list_queues", "name", "messages")
+		if strings.Contains(out, "q\t1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list_queues after kill and restart: %q, want q with 1 message", out)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("list_queues after kill and restart: %q, want q with 1 message", out)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	b.Stop(t)
 	if _, err := net.DialTimeout("tcp", b.Addr(), time.Second); err == nil {
