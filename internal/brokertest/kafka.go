@@ -357,11 +357,17 @@ func versionLess(a, b string) bool {
 
 func randomClusterID(t testing.TB) string {
 	t.Helper()
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		t.Fatalf("brokertest: %v", err)
+	// Like Kafka's Uuid.randomUuid, never start with '-': StorageTool's
+	// argument parser would take such an id for an option.
+	for {
+		var id [16]byte
+		if _, err := rand.Read(id[:]); err != nil {
+			t.Fatalf("brokertest: %v", err)
+		}
+		if s := base64.RawURLEncoding.EncodeToString(id[:]); s[0] != '-' {
+			return s
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(id[:])
 }
 
 // kafkaMetadataReady sends a Metadata request (v8: non-flexible, served by
