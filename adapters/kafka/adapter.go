@@ -12,6 +12,7 @@ import (
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
+	"github.com/segmentio/kafka-go/sasl"
 )
 
 // Adapter is an eventstream.MQAdapter backed by Apache Kafka (or any broker
@@ -25,7 +26,7 @@ type Adapter struct {
 	cfg       Config
 	transport *kafkago.Transport
 	client    *kafkago.Client
-	dialer    *kafkago.Dialer
+	sasl      sasl.Mechanism // nil without SASL
 	log       *slog.Logger
 
 	ctx     context.Context // canceled by Close
@@ -79,20 +80,14 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		cfg:       c,
 		transport: tr,
 		client:    &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr},
-		dialer: &kafkago.Dialer{
-			ClientID:      c.ClientID,
-			Timeout:       c.DialTimeout,
-			DualStack:     true,
-			TLS:           c.TLS,
-			SASLMechanism: mech,
-		},
-		log:     c.Logger,
-		ctx:     ctx,
-		cancel:  cancel,
-		closing: make(chan struct{}),
-		writers: make(map[topicPartition]*partitionWriter),
-		topics:  make(map[string]*topicInfo),
-		subs:    make(map[*subscription]struct{}),
+		sasl:      mech,
+		log:       c.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		closing:   make(chan struct{}),
+		writers:   make(map[topicPartition]*partitionWriter),
+		topics:    make(map[string]*topicInfo),
+		subs:      make(map[*subscription]struct{}),
 	}
 	return a, nil
 }

@@ -153,8 +153,9 @@ type Config struct {
 	// RevokeTimeout bounds how long a member that is giving up its
 	// partitions in a rebalance waits for in-flight messages to be
 	// acknowledged before it commits and rejoins. Must be below
-	// RebalanceTimeout and SessionTimeout (the member does not heartbeat
-	// meanwhile). Default half the smaller of the two.
+	// RebalanceTimeout (the coordinator waits that long for the member to
+	// rejoin) and SessionTimeout. The member keeps heartbeating meanwhile.
+	// Default half the smaller of the two.
 	RevokeTimeout time.Duration
 	// MaxInFlightPerPartition caps how many delivered but unacknowledged
 	// messages one partition may have. Default 256.

@@ -24,8 +24,7 @@ type subscription struct {
 	out    chan eventstream.Message
 	ctx    context.Context
 	cancel context.CancelFunc
-	cg     *kafkago.ConsumerGroup
-	wg     sync.WaitGroup // goroutines of every generation
+	member *groupMember
 	done   chan struct{}
 }
 
@@ -44,8 +43,8 @@ type subscription struct {
 // The subscription ends when cancel is called, ctx is done or the adapter is
 // closed: it stops fetching, commits what was acknowledged, leaves the group
 // and closes the channel once every goroutine returned. cancel waits for
-// that and is idempotent; if a group join request is outstanding at that
-// moment, it waits for the broker's answer (at most RebalanceTimeout).
+// that and is idempotent; a group join request outstanding at that moment
+// is abandoned.
 //
 // Subscribe returns before the member joined the group; messages published
 // meanwhile are not missed with StartEarliest. A missing topic is reported
@@ -68,29 +67,9 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 	if _, err := a.partitions(ctx, topic); err != nil {
 		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, err)
 	}
-	log := a.log.With("topic", topic, "group", groupID)
-	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
-		ID:                groupID,
-		Brokers:           a.cfg.Brokers,
-		Dialer:            a.dialer,
-		Topics:            []string{topic},
-		HeartbeatInterval: a.cfg.HeartbeatInterval,
-		SessionTimeout:    a.cfg.SessionTimeout,
-		RebalanceTimeout:  a.cfg.RebalanceTimeout,
-		JoinGroupBackoff:  250 * time.Millisecond,
-		StartOffset:       a.cfg.kafkaStartOffset(),
-		Timeout:           a.cfg.DialTimeout,
-		Logger:            kafkaLogger(log, slog.LevelDebug),
-		ErrorLogger:       kafkaLogger(log, slog.LevelWarn),
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, err)
-	}
-
 	a.mu.RLock()
 	if a.closed {
 		a.mu.RUnlock()
-		_ = cg.Close()
 		return nil, nil, fmt.Errorf("kafka: subscribe to %s: %w", topic, eventstream.ErrAdapterClosed)
 	}
 	sctx, cancel := context.WithCancel(ctx)
@@ -101,7 +80,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		out:    make(chan eventstream.Message),
 		ctx:    sctx,
 		cancel: cancel,
-		cg:     cg,
+		member: newGroupMember(a, groupID, topic, a.log.With("topic", topic, "group", groupID)),
 		done:   make(chan struct{}),
 	}
 	a.smu.Lock()
@@ -119,13 +98,18 @@ func (s *subscription) stop() {
 	<-s.done
 }
 
+// run joins generation after generation until the subscription ends, then
+// leaves the group. The heartbeat loop runs alongside for the whole time.
 func (s *subscription) run() {
 	log := s.a.log.With("topic", s.topic, "group", s.group)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		s.member.heartbeatLoop(s.ctx)
+	}()
 	defer func() {
-		// Closing the group ends the current generation, which waits for
-		// the generation's goroutines (final commit included), then leaves.
-		_ = s.cg.Close()
-		s.wg.Wait()
+		<-hbDone
+		s.member.leave()
 		close(s.out)
 		s.a.smu.Lock()
 		delete(s.a.subs, s)
@@ -133,8 +117,8 @@ func (s *subscription) run() {
 		close(s.done)
 	}()
 	failures := 0
-	for {
-		gen, err := s.cg.Next(s.ctx)
+	for s.ctx.Err() == nil {
+		mg, err := s.member.join(s.ctx)
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return
@@ -147,59 +131,79 @@ func (s *subscription) run() {
 			continue
 		}
 		failures = 0
-		s.startGeneration(gen)
+		s.runGeneration(mg)
 	}
 }
 
 // generation is this member's share of one group generation.
 type generation struct {
 	s         *subscription
-	gen       *kafkago.Generation
+	id        int32
+	memberID  string
+	ctx       context.Context // done when the generation ends
+	end       context.CancelFunc
 	trackers  map[int]*partTracker
 	commitNow chan struct{}
 	acks      atomic.Int64 // acks since the last commit
 	partsWG   sync.WaitGroup
+	wg        sync.WaitGroup // every goroutine of the generation
 }
 
-func (s *subscription) startGeneration(gen *kafkago.Generation) {
+// runGeneration consumes the partitions assigned in mg until the
+// generation ends (the coordinator starts a rebalance, the partition count
+// changes or the subscription ends) and returns once its last commit was
+// made.
+func (s *subscription) runGeneration(mg memberGen) {
+	gctx, end := context.WithCancel(s.ctx)
+	defer end()
+	s.member.enter(mg, end)
+	defer s.member.exit()
+	s.a.log.Info("kafka: joined consumer group generation", "topic", s.topic, "group", s.group,
+		"generation", mg.id, "member", mg.memberID, "partitions", mg.partitions)
+
+	offsets, err := s.member.fetchOffsets(gctx, mg.partitions)
+	if err != nil {
+		return // the generation ended first
+	}
 	g := &generation{
 		s:         s,
-		gen:       gen,
+		id:        mg.id,
+		memberID:  mg.memberID,
+		ctx:       gctx,
+		end:       end,
 		trackers:  make(map[int]*partTracker),
 		commitNow: make(chan struct{}, 1),
 	}
-	var parts []int
-	for _, pa := range gen.Assignments[s.topic] {
-		g.trackers[pa.ID] = newPartTracker(pa.ID, pa.Offset, s.a.cfg.MaxInFlightPerPartition, g.acked)
-		parts = append(parts, pa.ID)
+	for _, p := range mg.partitions {
+		g.trackers[p] = newPartTracker(p, offsets[p], s.a.cfg.MaxInFlightPerPartition, g.acked)
 	}
-	s.a.log.Info("kafka: joined consumer group generation", "topic", s.topic, "group", s.group,
-		"generation", gen.ID, "member", gen.MemberID, "partitions", parts)
 	g.partsWG.Add(len(g.trackers))
-	s.wg.Add(len(g.trackers) + 1)
 	for _, tr := range g.trackers {
-		gen.Start(func(ctx context.Context) {
-			defer s.wg.Done()
+		g.start(func(ctx context.Context) {
 			defer g.partsWG.Done()
 			g.consume(ctx, tr)
 		})
 	}
-	gen.Start(func(ctx context.Context) {
-		defer s.wg.Done()
-		g.commitLoop(ctx)
-	})
+	g.start(g.commitLoop)
 	s.a.forgetTopic(s.topic) // compare with the count the leader just assigned
-	if n, err := s.a.partitions(s.ctx, s.topic); err == nil {
-		s.wg.Add(1)
-		gen.Start(func(ctx context.Context) {
-			defer s.wg.Done()
-			g.watchPartitions(ctx, n)
-		})
+	if n, err := s.a.partitions(gctx, s.topic); err == nil {
+		g.start(func(ctx context.Context) { g.watchPartitions(ctx, n) })
 	}
+	<-gctx.Done()
+	g.wg.Wait()
 }
 
-// watchPartitions returns, which ends the generation and makes the group
-// rebalance, when the topic's partition count differs from n.
+// start runs fn in a goroutine of the generation with its context.
+func (g *generation) start(fn func(ctx context.Context)) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn(g.ctx)
+	}()
+}
+
+// watchPartitions ends the generation, so that the member rejoins and the
+// group rebalances, when the topic's partition count differs from n.
 func (g *generation) watchPartitions(ctx context.Context, n int) {
 	t := time.NewTicker(g.s.a.cfg.PartitionWatchInterval)
 	defer t.Stop()
@@ -212,6 +216,7 @@ func (g *generation) watchPartitions(ctx context.Context, n int) {
 			if m, err := g.s.a.partitions(ctx, g.s.topic); err == nil && m != n {
 				g.s.a.log.Info("kafka: partition count changed, rebalancing", "topic", g.s.topic,
 					"group", g.s.group, "was", n, "now", m)
+				g.end()
 				return
 			}
 		}
@@ -406,7 +411,7 @@ func (g *generation) commit(final bool) {
 		return
 	}
 	g.acks.Store(0)
-	log := g.s.a.log.With("topic", g.s.topic, "group", g.s.group, "generation", g.gen.ID)
+	log := g.s.a.log.With("topic", g.s.topic, "group", g.s.group, "generation", g.id)
 	attempts := 1
 	if final {
 		attempts = 3
@@ -416,7 +421,7 @@ func (g *generation) commit(final bool) {
 		if i > 0 {
 			time.Sleep(backoff(i + 2))
 		}
-		err = g.gen.CommitOffsets(map[string]map[int]int64{g.s.topic: offsets})
+		err = g.s.member.commit(g.id, g.memberID, offsets)
 		if err == nil {
 			for p, off := range offsets {
 				g.trackers[p].setCommitted(off)
