@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,10 +23,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 )
 
 // seqPayload is the payload of the crash test's events.
@@ -40,6 +44,7 @@ const (
 	envTopic   = "EVENTSTREAM_E2E_TOPIC"
 	envGroup   = "EVENTSTREAM_E2E_GROUP"
 	envOut     = "EVENTSTREAM_E2E_OUT"
+	envConfig  = "EVENTSTREAM_E2E_CONFIG" // "fast" or "default", see crashConfig
 )
 
 const crashConcurrency = 8
@@ -69,7 +74,7 @@ func runCrashConsumer() int {
 
 	// Warnings go to stderr, which the test keeps in a file per process.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	acfg := fastGroupConfig(brokers)
+	acfg := crashConfig(os.Getenv(envConfig), brokers)
 	acfg.Logger = log
 	a, err := kafka.NewAdapter(acfg)
 	if err != nil {
@@ -286,43 +291,134 @@ func (g *gate) wait(ctx context.Context, seq int) error {
 	}
 }
 
+// crashRun is one run of the crash test: where the broker is and how the
+// consumers are configured.
+type crashRun struct {
+	brokers []string
+	// config names the consumers' adapter config: "fast" (fastGroupConfig)
+	// or "default" (kafka.Config defaults).
+	config string
+	// session is the consumers' session timeout; the stream must be
+	// finished within session+5s of the last kill.
+	session time.Duration
+	// kills is how many times a member is killed.
+	kills int
+}
+
+// defaultSessionTimeout is kafka.Config's documented default.
+const defaultSessionTimeout = 10 * time.Second
+
+// crashConfig is the adapter config of the consumer processes.
+func crashConfig(name string, brokers []string) kafka.Config {
+	if name == "default" {
+		return kafka.Config{Brokers: brokers, Logger: logger()}
+	}
+	return fastGroupConfig(brokers)
+}
+
+// crashRuns is how many times the crash test runs on the embedded broker
+// with short group timeouts: EVENTSTREAM_CRASH_RUNS, default 2.
+func crashRuns(t *testing.T) int {
+	s := os.Getenv("EVENTSTREAM_CRASH_RUNS")
+	if s == "" {
+		return 2
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("EVENTSTREAM_CRASH_RUNS=%q is not a positive number", s)
+	}
+	return n
+}
+
 // TestCrashConsumerAtLeastOnce runs the whole bus across processes: this
-// process emits 20,000 keyed events on a 6-partition topic while two
-// consumer processes (one consumer group, concurrency 8 each) handle them;
-// four times mid-stream the member that handled the most events in its
-// current life is killed with SIGKILL and started again. A killed member
-// never leaves the group, so its partitions move only after its session
-// timeout. In the end every event must have been handled at least once.
+// process emits 20,000 keyed events on a 4-partition topic while two
+// consumer processes (one consumer group, concurrency 8 each) handle them.
+// Five times mid-stream (twice with the default timeouts) the member that
+// handled the most events in its current life is killed with SIGKILL; after
+// every kill but the last a new process takes its place, after the last the
+// surviving member alone has to finish the stream. A killed member never leaves the group, so its
+// partitions move only after its session timeout: the stream must be
+// finished within SessionTimeout + 5s of the last kill, and every event must
+// have been handled at least once.
+//
+// Every kill waits until the group is Stable with every live process as a
+// member and each of them handled events in its current life, so a kill
+// always hits a member that owns partitions, never one held in a join (the
+// embedded broker gives a member that dies there no session timer and only
+// drops it after the rebalance timeout). The emitters stay at most a window
+// ahead of what was handled, and the last event waits for the last kill,
+// so the stream cannot be finished by one member before the others joined.
+//
+// It runs on the embedded broker with short group timeouts
+// (EVENTSTREAM_CRASH_RUNS times, default 2) and with the adapter's
+// defaults, and on Apache Kafka 4.x and 3.9.x with short timeouts.
 func TestCrashConsumerAtLeastOnce(t *testing.T) {
+	const partitions = 4
+	kfakeCluster := func(t *testing.T) []string {
+		return kafkatest.NewCluster(t, kfake.SeedTopics(partitions, crashTopic,
+			eventstream.DeadLetterTopicName(crashTopic, crashGroup))).Addrs()
+	}
+	for i := range crashRuns(t) {
+		t.Run(fmt.Sprintf("kfake/run-%d", i+1), func(t *testing.T) {
+			runCrash(t, crashRun{brokers: kfakeCluster(t), config: "fast", session: fastGroupConfig(nil).SessionTimeout, kills: 5})
+		})
+	}
+	t.Run("kfake/defaults", func(t *testing.T) {
+		// Two kills only: each takes a session timeout (10s) to recover.
+		runCrash(t, crashRun{brokers: kfakeCluster(t), config: "default", session: defaultSessionTimeout, kills: 2})
+	})
+	for _, v := range []string{"4.x", "3.9.x"} {
+		t.Run("kafka-"+v, func(t *testing.T) {
+			b := brokertest.Kafka(t, brokertest.KafkaVersion(v))
+			brokers := []string{b.Addr()}
+			createTopic(t, brokers, crashTopic, partitions)
+			createTopic(t, brokers, eventstream.DeadLetterTopicName(crashTopic, crashGroup), partitions)
+			runCrash(t, crashRun{brokers: brokers, config: "fast", session: fastGroupConfig(nil).SessionTimeout, kills: 5})
+		})
+	}
+}
+
+const (
+	crashTopic = "crash"
+	crashGroup = "crash-group"
+)
+
+func runCrash(t *testing.T, run crashRun) {
 	const (
 		n          = 20000
-		partitions = 6
+		partitions = 4
 		slots      = 2
-		window     = 3000 // emitted events not yet handled, at most
+		window     = 2000 // emitted events not yet handled, at most
 		emitters   = 4
-		topic      = "crash"
-		group      = "crash-group"
+		topic      = crashTopic
+		group      = crashGroup
 	)
 	// Kills happen when the number of distinct handled events passes these
-	// thresholds; with the window above the emitters are still running.
-	thresholds := []int{2000, 6000, 10000, 14000}
+	// thresholds, from 2000 to 15000 (and the group is stable); with the
+	// window above the emitters are still running.
+	thresholds := []int{2000}
+	for i := 1; i < run.kills; i++ {
+		thresholds = append(thresholds, 2000+i*13000/(run.kills-1))
+	}
 	dlq := eventstream.DeadLetterTopicName(topic, group)
 	start := time.Now()
-
-	brokers := kafkatest.NewCluster(t, kfake.SeedTopics(partitions, topic, dlq)).Addrs()
-	ctx := testContext(t, 150*time.Second)
+	brokers := run.brokers
+	ctx := testContext(t, 150*time.Second+10*run.session)
 	dir := t.TempDir()
-	env := []string{envBrokers + "=" + strings.Join(brokers, ","), envTopic + "=" + topic, envGroup + "=" + group}
+	env := []string{envBrokers + "=" + strings.Join(brokers, ","), envTopic + "=" + topic,
+		envGroup + "=" + group, envConfig + "=" + run.config}
+	admin := adminClient(t, brokers)
+	defer admin.Close()
 
 	led := newLedger(n)
-	members := make([]*member, slots)
+	var members []*member // live
 	var all []*member
 	nextID := 0
 	spawn := func(slot int) {
 		m := startMember(t, dir, nextID, slot, env)
 		nextID++
 		led.watch(m)
-		members[slot] = m
+		members = append(members, m)
 		all = append(all, m)
 	}
 	for s := range slots {
@@ -377,6 +473,8 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 
 	emitted := false
 	kills := 0
+	var lastKill time.Time
+	lastStable := time.Time{}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !(emitted && kills == len(thresholds) && led.distinct == n) {
@@ -405,30 +503,48 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 				t.Fatalf("member %d exited on its own: %v", m.id, m.waitErr)
 			}
 		}
-		if kills < len(thresholds) && led.distinct >= thresholds[kills] {
-			// The victim is the member that handled the most in its
-			// current life, and only once it handled something.
-			victim := members[0]
-			for _, m := range members[1:] {
-				if led.files[m.id].lines > led.files[victim.id].lines {
-					victim = m
-				}
+		if kills == len(thresholds) || led.distinct < thresholds[kills] {
+			continue
+		}
+		// Every live member handled events in its current life...
+		victim := members[0]
+		ready := true
+		for _, m := range members {
+			ready = ready && led.files[m.id].lines >= 50
+			if led.files[m.id].lines > led.files[victim.id].lines {
+				victim = m
 			}
-			if led.files[victim.id].lines < 100 {
-				continue
-			}
-			require.False(t, emitted, "kill %d after the last event was emitted", kills+1)
-			victim.killed = true
-			require.NoError(t, victim.cmd.Process.Signal(syscall.SIGKILL))
-			<-victim.done
-			kills++
-			t.Logf("%v: kill %d: SIGKILL member %d (slot %d) after it handled %d; %d distinct handled, %d emitted",
-				time.Since(start).Round(time.Millisecond), kills, victim.id, victim.slot,
-				led.files[victim.id].lines, led.distinct, min(int(next.Load()), n))
+		}
+		// ...and the group is Stable with all of them (asked at most every
+		// 100ms).
+		if !ready || time.Since(lastStable) < 100*time.Millisecond {
+			continue
+		}
+		lastStable = time.Now()
+		if !groupStable(t, ctx, admin, group, len(members)) {
+			continue
+		}
+		require.False(t, emitted, "kill %d after the last event was emitted", kills+1)
+		victim.killed = true
+		require.NoError(t, victim.cmd.Process.Signal(syscall.SIGKILL))
+		<-victim.done
+		lastKill = time.Now()
+		kills++
+		members = slices.DeleteFunc(members, func(m *member) bool { return m == victim })
+		t.Logf("%v: kill %d: SIGKILL member %d (slot %d) after it handled %d; %d distinct handled, %d emitted",
+			time.Since(start).Round(time.Millisecond), kills, victim.id, victim.slot,
+			led.files[victim.id].lines, led.distinct, min(int(next.Load()), n))
+		if kills < len(thresholds) {
 			spawn(victim.slot)
 		}
 	}
-	t.Logf("%v: all %d events handled; stopping the consumers with SIGTERM", time.Since(start).Round(time.Millisecond), n)
+	failover := time.Since(lastKill)
+	t.Logf("%v: all %d events handled, %v after the last kill (session timeout %v, %s config); stopping the consumers with SIGTERM",
+		time.Since(start).Round(time.Millisecond), n, failover.Round(time.Millisecond), run.session, run.config)
+	if limit := run.session + 5*time.Second; failover > limit {
+		dump()
+		t.Errorf("the stream was finished %v after the last kill, more than session timeout + 5s = %v", failover.Round(time.Millisecond), limit)
+	}
 
 	// The last members leave gracefully and report their counters.
 	for _, m := range members {
@@ -469,8 +585,10 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 	for _, m := range all {
 		t.Logf("member %d (slot %d, killed %v): handled %d", m.id, m.slot, m.killed, led.files[m.id].lines)
 	}
-	t.Logf("crash test: %d events, %d kills, %d handler calls, %d duplicates (%.2f%%), max handled %d times, %v",
-		n, kills, led.total, dups, 100*float64(dups)/n, maxCount, time.Since(start).Round(time.Millisecond))
+	t.Logf("crash test: %d events, %d kills, %d handler calls, %d duplicates (%.2f%%), max handled %d times, %v; "+
+		"last kill to stream finished: %v",
+		n, kills, led.total, dups, 100*float64(dups)/n, maxCount, time.Since(start).Round(time.Millisecond),
+		failover.Round(time.Millisecond))
 
 	// Nothing was dead-lettered and the graceful leave committed everything.
 	for p, off := range endOffsets(t, brokers, dlq, partitions) {
@@ -488,4 +606,23 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 			t.Errorf("member %d reported a data race:\n%s", m.id, s)
 		}
 	}
+}
+
+// groupStable reports whether group is Stable with exactly members members,
+// asking the broker directly.
+func groupStable(t *testing.T, ctx context.Context, admin *kgo.Client, group string, members int) bool {
+	t.Helper()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{group}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(rctx, admin)
+	if err != nil {
+		t.Logf("describe group %s: %v", group, err)
+		return false
+	}
+	if len(resp.Groups) != 1 || resp.Groups[0].ErrorCode != 0 {
+		return false
+	}
+	return resp.Groups[0].State == "Stable" && len(resp.Groups[0].Members) == members
 }
