@@ -6,20 +6,84 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 )
 
+// realBrokers are the Apache Kafka brokers shared by the tests of this
+// package that also run on real Kafka (see realKafka).
+var realBrokers brokertest.Shared
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	realBrokers.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// realKafkaVersions are the Apache Kafka releases tests run against besides
+// the embedded broker.
+var realKafkaVersions = []string{"4.x", "3.9.x"}
+
+// realKafka returns the shared private Apache Kafka broker of version
+// (skipped without Java or the jars unless brokertest.RequireEnv is set).
+// Tests sharing it use unique topic and group names (uniqueName).
+func realKafka(t *testing.T, version string) *brokertest.Broker {
+	t.Helper()
+	return realBrokers.Get(t, "kafka-"+version, func(tb testing.TB) *brokertest.Broker {
+		return brokertest.Kafka(tb, brokertest.KafkaVersion(version))
+	})
+}
+
+var nameSeq atomic.Int64
+
+// uniqueName returns prefix with a suffix unique within the test binary's
+// run and across runs against a long-lived broker.
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), nameSeq.Add(1))
+}
+
+// createTopicOn creates topic with partitions partitions (replication
+// factor 1) through a client of its own.
+func createTopicOn(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	for _, rt := range resp.Topics {
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			t.Fatalf("create topic %s: %v", topic, err)
+		}
+	}
 }
 
 // testConfig returns a Config tuned for fast tests against the embedded

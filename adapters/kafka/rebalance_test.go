@@ -132,11 +132,24 @@ func (m *member) leave() {
 
 // TestRebalanceNoLoss has members join and leave one group while messages
 // are being published; every message must be received and the committed
-// offsets (read from the broker) must never move backwards.
+// offsets (read from the broker) must never move backwards. It runs on the
+// embedded broker and on Apache Kafka 4.x and 3.9.x.
 func TestRebalanceNoLoss(t *testing.T) {
-	const topic, group, partitions = "rebalance", "g-rebalance", 6
-	c := startCluster(t, partitions, topic)
-	brokers := c.Addrs()
+	const topic, partitions = "rebalance", 6
+	t.Run("kfake", func(t *testing.T) {
+		testRebalanceNoLoss(t, startCluster(t, partitions, topic).Addrs(), topic, "g-rebalance")
+	})
+	for _, v := range realKafkaVersions {
+		t.Run("kafka-"+v, func(t *testing.T) {
+			brokers := []string{realKafka(t, v).Addr()}
+			topic := uniqueName("rebalance")
+			createTopicOn(t, brokers, topic, partitions)
+			testRebalanceNoLoss(t, brokers, topic, uniqueName("g-rebalance"))
+		})
+	}
+}
+
+func testRebalanceNoLoss(t *testing.T, brokers []string, topic, group string) {
 	pub := newAdapter(t, testConfig(brokers))
 	ctx := ctxT(t, 90*time.Second)
 	mon := monitorOffsets(t, brokers, group, topic)
