@@ -168,18 +168,30 @@ func (a *Adapter) partitions(ctx context.Context, topic string) (int, error) {
 	return n, nil
 }
 
+// errUnknownTopic is the error for a topic that does not exist and that the
+// adapter may not create.
+func errUnknownTopic(topic string) error {
+	return fmt.Errorf("kafka: topic %q does not exist; create it (for example with kafka-topics.sh --create) "+
+		"or set Config.AutoCreateTopics to let the adapter create it: %w", topic, ErrUnknownTopic)
+}
+
 func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
 	// Ask the broker first, without side effects, whether the topic exists:
 	// the transport answers metadata requests from its cache, and one that
 	// bypasses the cache may make brokers with auto.create.topics.enable
 	// create the topic.
-	switch exists, known := a.topicExists(ctx, topic); {
+	exists, known, checkErr := a.topicExists(ctx, topic)
+	switch {
 	case known && !exists && !a.cfg.AutoCreateTopics:
-		return 0, fmt.Errorf("kafka: topic %q: %w", topic, ErrUnknownTopic)
+		return 0, errUnknownTopic(topic)
 	case known && !exists:
 		if err := a.createTopic(ctx, topic); err != nil {
 			return 0, err
 		}
+	case !known && !a.cfg.AutoCreateTopics:
+		// The broker did not tell. Only the transport's cache may answer
+		// now: asking a broker may create the topic, which nobody asked for.
+		return a.cachedPartitions(ctx, topic, checkErr)
 	}
 	created := false
 	for attempt := 0; ; attempt++ {
@@ -205,7 +217,7 @@ func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
 			// Being created: wait for the partitions to show up.
 		case code == kafkago.UnknownTopicOrPartition:
 			if !a.cfg.AutoCreateTopics {
-				return 0, fmt.Errorf("kafka: topic %q: %w", topic, ErrUnknownTopic)
+				return 0, errUnknownTopic(topic)
 			}
 			if !created {
 				created = true
@@ -228,10 +240,39 @@ func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
 	}
 }
 
+// cachedPartitions returns the partition count of topic from the
+// transport's metadata cache (all topics of the cluster, refreshed every
+// Config.MetadataMaxAge), without sending a request that could create the
+// topic. checkErr is why the broker did not tell whether the topic exists.
+func (a *Adapter) cachedPartitions(ctx context.Context, topic string, checkErr error) (int, error) {
+	resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{TopicNames: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: topic %q: the broker did not answer whether it exists (%v), "+
+			"and it is not created without Config.AutoCreateTopics: %w", topic, checkErr, err)
+	}
+	md, ok := resp.(*metadata.Response)
+	if !ok || len(md.Topics) != 1 {
+		return 0, fmt.Errorf("kafka: metadata for topic %q: unexpected response", topic)
+	}
+	t := md.Topics[0]
+	switch code := kafkago.Error(t.ErrorCode); {
+	case t.ErrorCode == 0 && len(t.Partitions) > 0:
+		return len(t.Partitions), nil
+	case code == kafkago.UnknownTopicOrPartition:
+		return 0, fmt.Errorf("%w (the cluster metadata does not list it; the existence check failed: %v)", errUnknownTopic(topic), checkErr)
+	case code == kafkago.InvalidTopic:
+		return 0, fmt.Errorf("kafka: topic %q: %w", topic, code)
+	case t.ErrorCode == 0:
+		return 0, fmt.Errorf("kafka: topic %q has no partitions yet", topic)
+	default:
+		return 0, fmt.Errorf("kafka: metadata for topic %q: %w", topic, code)
+	}
+}
+
 // topicExists asks the broker whether topic exists with a DescribeConfigs
 // request, which never creates it. known is false when the broker did not
-// tell (unreachable, not authorized, ...).
-func (a *Adapter) topicExists(ctx context.Context, topic string) (exists, known bool) {
+// tell (unreachable, not authorized, ...); err then says why.
+func (a *Adapter) topicExists(ctx context.Context, topic string) (exists, known bool, err error) {
 	resp, err := a.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{
 		Resources: []kafkago.DescribeConfigRequestResource{{
 			ResourceType: kafkago.ResourceTypeTopic,
@@ -239,16 +280,19 @@ func (a *Adapter) topicExists(ctx context.Context, topic string) (exists, known 
 			ConfigNames:  []string{"cleanup.policy"},
 		}},
 	})
-	if err != nil || len(resp.Resources) != 1 {
-		return false, false
+	if err != nil {
+		return false, false, err
+	}
+	if len(resp.Resources) != 1 {
+		return false, false, fmt.Errorf("kafka: describe configs of topic %q: %d resources in the response", topic, len(resp.Resources))
 	}
 	switch err := resp.Resources[0].Error; {
 	case err == nil:
-		return true, true
+		return true, true, nil
 	case errors.Is(err, kafkago.UnknownTopicOrPartition):
-		return false, true
+		return false, true, nil
 	default:
-		return false, false
+		return false, false, err
 	}
 }
 

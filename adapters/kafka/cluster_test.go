@@ -1,12 +1,17 @@
 package kafka_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -167,4 +172,119 @@ func TestPartitionsAdded(t *testing.T) {
 	waitFor(t, 20*time.Second, "messages of the new partitions", func() bool { return seen.has("new-1") && seen.has("new-2") })
 	cancel()
 	wait()
+}
+
+// TestUnknownTopicErrorSaysHowToFix: the error for a missing topic names
+// the topic and both fixes, and still wraps ErrUnknownTopic.
+func TestUnknownTopicErrorSaysHowToFix(t *testing.T) {
+	c := startCluster(t, 1, "known")
+	a := newAdapter(t, testConfig(c.Addrs()))
+	ctx := ctxT(t, 10*time.Second)
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, kafka.ErrUnknownTopic) {
+			t.Fatalf("%s: %v, want ErrUnknownTopic", what, err)
+		}
+		for _, want := range []string{`"missing"`, "create it", "Config.AutoCreateTopics"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not mention %s", what, err, want)
+			}
+		}
+	}
+	check("Publish", a.Publish(ctx, "missing", []byte("x")))
+	_, _, err := a.Subscribe(ctx, "missing", "g")
+	check("Subscribe", err)
+}
+
+// TestExistenceCheckUnansweredDoesNotCreate: on a broker that creates
+// topics on metadata requests, a topic is not created when the broker does
+// not answer the existence check (DescribeConfigs) and AutoCreateTopics is
+// off: the adapter reports the topic as missing from its cached metadata
+// instead, and existing topics still work.
+func TestExistenceCheckUnansweredDoesNotCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail func(kmsg.Request) (kmsg.Response, error, bool)
+	}{
+		{"connection closed", func(kmsg.Request) (kmsg.Response, error, bool) {
+			return nil, errors.New("injected: no answer"), true
+		}},
+		{"not authorized", func(req kmsg.Request) (kmsg.Response, error, bool) {
+			dreq := req.(*kmsg.DescribeConfigsRequest)
+			resp := dreq.ResponseKind().(*kmsg.DescribeConfigsResponse)
+			for _, r := range dreq.Resources {
+				rr := kmsg.NewDescribeConfigsResponseResource()
+				rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+				rr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Resources = append(resp.Resources, rr)
+			}
+			return resp, nil, true
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.SeedTopics(2, "known"))
+			var failed atomic.Int64
+			c.Fake.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				c.Fake.KeepControl()
+				failed.Add(1)
+				return tc.fail(req)
+			})
+			a := newAdapter(t, testConfig(c.Addrs()))
+			ctx := ctxT(t, 20*time.Second)
+			err := a.Publish(ctx, "never-created", []byte("x"))
+			if !errors.Is(err, kafka.ErrUnknownTopic) {
+				t.Fatalf("Publish: %v, want ErrUnknownTopic", err)
+			}
+			if !strings.Contains(err.Error(), "existence check failed") {
+				t.Errorf("Publish error %q does not say that the existence check failed", err)
+			}
+			if _, _, err := a.Subscribe(ctx, "never-created", "g"); !errors.Is(err, kafka.ErrUnknownTopic) {
+				t.Fatalf("Subscribe: %v, want ErrUnknownTopic", err)
+			}
+			if failed.Load() == 0 {
+				t.Fatal("the existence check was never sent")
+			}
+			if topicExists(t, c.Addrs(), "never-created") {
+				t.Fatal("the topic was created")
+			}
+			// A topic that exists is found in the cached metadata.
+			if err := a.Publish(ctx, "known", []byte("x")); err != nil {
+				t.Fatalf("Publish to an existing topic: %v", err)
+			}
+		})
+	}
+}
+
+// topicExists asks the broker, without creating it, whether topic exists.
+func topicExists(t *testing.T, brokers []string, topic string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	req.AllowAutoTopicCreation = false
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	for _, mt := range resp.Topics {
+		if mt.Topic != nil && *mt.Topic == topic {
+			switch mt.ErrorCode {
+			case 0:
+				return true
+			case kerr.UnknownTopicOrPartition.Code:
+				return false
+			default:
+				t.Fatalf("metadata of %s: error code %d", topic, mt.ErrorCode)
+			}
+		}
+	}
+	return false
 }

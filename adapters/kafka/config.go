@@ -127,10 +127,13 @@ type Config struct {
 
 	// AutoCreateTopics creates a missing topic on first use with
 	// TopicPartitions partitions and TopicReplicationFactor replicas. When
-	// false a missing topic is an error wrapping ErrUnknownTopic. (If the
-	// broker does not answer DescribeConfigs, existence is checked with a
-	// metadata request, which brokers with auto.create.topics.enable answer
-	// by creating the topic.)
+	// false a missing topic is an error wrapping ErrUnknownTopic that says
+	// how to fix it, and the adapter never sends a request that could make
+	// a broker with auto.create.topics.enable create the topic: existence
+	// is checked with DescribeConfigs, and when the broker does not answer
+	// that (an error, a timeout, no permission), only the adapter's cached
+	// cluster metadata (at most MetadataMaxAge old) is consulted, and the
+	// check's error is returned when that cache cannot be had either.
 	AutoCreateTopics bool
 	// TopicPartitions is the partition count of auto-created topics.
 	// Default 1.
@@ -184,7 +187,9 @@ type Config struct {
 }
 
 // ErrUnknownTopic is wrapped by Publish, PublishRecord and Subscribe when the
-// topic does not exist and Config.AutoCreateTopics is false.
+// topic does not exist and Config.AutoCreateTopics is false. The error's
+// text names the topic and the two fixes: create the topic, or set
+// Config.AutoCreateTopics.
 var ErrUnknownTopic = errors.New("kafka: unknown topic")
 
 // ErrInvalidTopic is wrapped by Publish, PublishRecord and Subscribe when the
