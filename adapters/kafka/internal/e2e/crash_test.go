@@ -394,11 +394,13 @@ func runCrash(t *testing.T, run crashRun) {
 		group      = crashGroup
 	)
 	// Kills happen when the number of distinct handled events passes these
-	// thresholds, from 2000 to 15000 (and the group is stable); with the
-	// window above the emitters are still running.
+	// thresholds, from 2000 to 18000 (and the group is stable); with the
+	// window above the emitters are still running, and at most 2000 events
+	// are left after the last kill, so the time until the stream is finished
+	// is mostly the failover.
 	thresholds := []int{2000}
 	for i := 1; i < run.kills; i++ {
-		thresholds = append(thresholds, 2000+i*13000/(run.kills-1))
+		thresholds = append(thresholds, 2000+i*16000/(run.kills-1))
 	}
 	dlq := eventstream.DeadLetterTopicName(topic, group)
 	start := time.Now()
@@ -474,6 +476,7 @@ func runCrash(t *testing.T, run crashRun) {
 	emitted := false
 	kills := 0
 	var lastKill time.Time
+	var regrouped time.Duration // last kill until the group was Stable with the survivors alone
 	lastStable := time.Time{}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -501,6 +504,12 @@ func runCrash(t *testing.T, run crashRun) {
 			if m.exited() {
 				dump()
 				t.Fatalf("member %d exited on its own: %v", m.id, m.waitErr)
+			}
+		}
+		if kills == len(thresholds) && regrouped == 0 && time.Since(lastStable) >= 50*time.Millisecond {
+			lastStable = time.Now()
+			if groupStable(t, ctx, admin, group, len(members)) {
+				regrouped = time.Since(lastKill)
 			}
 		}
 		if kills == len(thresholds) || led.distinct < thresholds[kills] {
@@ -539,8 +548,10 @@ func runCrash(t *testing.T, run crashRun) {
 		}
 	}
 	failover := time.Since(lastKill)
-	t.Logf("%v: all %d events handled, %v after the last kill (session timeout %v, %s config); stopping the consumers with SIGTERM",
-		time.Since(start).Round(time.Millisecond), n, failover.Round(time.Millisecond), run.session, run.config)
+	t.Logf("%v: all %d events handled, %v after the last kill; the group was Stable without the killed member after %v "+
+		"(session timeout %v, %s config); stopping the consumers with SIGTERM",
+		time.Since(start).Round(time.Millisecond), n, failover.Round(time.Millisecond), regrouped.Round(time.Millisecond),
+		run.session, run.config)
 	if limit := run.session + 5*time.Second; failover > limit {
 		dump()
 		t.Errorf("the stream was finished %v after the last kill, more than session timeout + 5s = %v", failover.Round(time.Millisecond), limit)
@@ -586,9 +597,9 @@ func runCrash(t *testing.T, run crashRun) {
 		t.Logf("member %d (slot %d, killed %v): handled %d", m.id, m.slot, m.killed, led.files[m.id].lines)
 	}
 	t.Logf("crash test: %d events, %d kills, %d handler calls, %d duplicates (%.2f%%), max handled %d times, %v; "+
-		"last kill to stream finished: %v",
+		"last kill to group Stable again: %v, to stream finished: %v",
 		n, kills, led.total, dups, 100*float64(dups)/n, maxCount, time.Since(start).Round(time.Millisecond),
-		failover.Round(time.Millisecond))
+		regrouped.Round(time.Millisecond), failover.Round(time.Millisecond))
 
 	// Nothing was dead-lettered and the graceful leave committed everything.
 	for p, off := range endOffsets(t, brokers, dlq, partitions) {
