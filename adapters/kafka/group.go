@@ -317,7 +317,9 @@ func (m *groupMember) conn(ctx context.Context, slot **brokerConn) (*brokerConn,
 		return c, nil
 	}
 	if addr == "" {
-		resp, err := m.a.client.FindCoordinator(ctx, &kafkago.FindCoordinatorRequest{Key: m.group})
+		fctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
+		resp, err := m.a.client.FindCoordinator(fctx, &kafkago.FindCoordinatorRequest{Key: m.group})
+		cancel()
 		if err == nil && resp.Error != nil {
 			err = resp.Error
 		}
@@ -421,8 +423,6 @@ func (m *groupMember) join(ctx context.Context) (memberGen, error) {
 		case code == kafkago.UnknownMemberId:
 			m.log.Info("kafka: consumer group forgot this member; joining as a new one", "member", memberID)
 			m.setMemberID("")
-			continue
-		case code == kafkago.RebalanceInProgress:
 			continue
 		case m.coordinatorError(code):
 			return memberGen{}, fmt.Errorf("%w: join group %q: %w", errCoordinator, m.group, code)
@@ -612,15 +612,15 @@ func (m *groupMember) heartbeatLoop(ctx context.Context) {
 }
 
 func (m *groupMember) heartbeat(ctx context.Context, memberID string, gen int32) error {
+	ctx, cancel := context.WithTimeout(ctx, m.a.cfg.SessionTimeout)
+	defer cancel()
 	c, err := m.conn(ctx, &m.hb)
 	if err != nil {
 		return err
 	}
 	req := kmsg.NewPtrHeartbeatRequest()
 	req.Group, req.Generation, req.MemberID = m.group, gen, memberID
-	hctx, cancel := context.WithTimeout(ctx, m.a.cfg.SessionTimeout)
-	defer cancel()
-	resp, err := c.request(hctx, req)
+	resp, err := c.request(ctx, req)
 	if err != nil {
 		return err
 	}

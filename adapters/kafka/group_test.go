@@ -1,0 +1,156 @@
+package kafka_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// groupLog records, through the embedded broker's request hooks, the
+// JoinGroup member ids and the heartbeats of a group.
+type groupLog struct {
+	mu         sync.Mutex
+	joins      []string               // member id of every JoinGroup, in order
+	heartbeats map[string][]time.Time // member id -> when it heartbeated
+}
+
+func (l *groupLog) heartbeatsBetween(id string, from, to time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, at := range l.heartbeats[id] {
+		if !at.Before(from) && !at.After(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRejoinHeldLongerThanSessionTimeout: the coordinator holds a member's
+// rejoin for longer than the session timeout (here: the broker's hook sleeps
+// it). The member keeps heartbeating meanwhile, so it is not expired, keeps
+// its member id and gets partitions again once the rebalance completes; a
+// client that stopped heartbeating while rejoining would be dropped from
+// the group and have to start over as a new member.
+func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
+	const topic, group = "held-join", "g-held-join"
+	c := startCluster(t, 2, topic)
+	cfg := testConfig(c.Addrs()) // SessionTimeout 3s, RebalanceTimeout 5s
+	hold := cfg.SessionTimeout + time.Second
+	log := &groupLog{heartbeats: make(map[string][]time.Time)}
+
+	var holdID string // the member whose next rejoin is held
+	var heldFrom, heldTo time.Time
+	c.Fake.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		jr := req.(*kmsg.JoinGroupRequest)
+		if jr.Group != group {
+			return nil, nil, false
+		}
+		log.mu.Lock()
+		log.joins = append(log.joins, jr.MemberID)
+		sleep := jr.MemberID != "" && jr.MemberID == holdID
+		if sleep {
+			holdID = "" // once
+			heldFrom = time.Now()
+		}
+		log.mu.Unlock()
+		if sleep {
+			c.Fake.SleepControl(func() { time.Sleep(hold) })
+			log.mu.Lock()
+			heldTo = time.Now()
+			log.mu.Unlock()
+		}
+		return nil, nil, false
+	})
+	c.Fake.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		hr := req.(*kmsg.HeartbeatRequest)
+		log.mu.Lock()
+		log.heartbeats[hr.MemberID] = append(log.heartbeats[hr.MemberID], time.Now())
+		log.mu.Unlock()
+		return nil, nil, false
+	})
+	ctx := ctxT(t, 60*time.Second)
+	pub := newAdapter(t, cfg)
+	publish := func(prefix string, n int) {
+		t.Helper()
+		for _, v := range vals(prefix, n) {
+			if err := pub.Publish(ctx, topic, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a1 := newAdapter(t, cfg)
+	seen1 := newCollector()
+	ch1, cancel1, err := a1.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait1 := consumeAll(t, a1, group, ch1, seen1)
+	publish("a", 20)
+	waitFor(t, 20*time.Second, "member 1 consuming", func() bool { return seen1.distinct() >= 20 })
+
+	log.mu.Lock()
+	id1 := log.joins[len(log.joins)-1]
+	holdID = id1
+	log.mu.Unlock()
+	if id1 == "" {
+		t.Fatal("member 1 joined without a member id")
+	}
+
+	// A second member makes the group rebalance; member 1's rejoin is held.
+	a2 := newAdapter(t, cfg)
+	seen2 := newCollector()
+	ch2, cancel2, err := a2.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait2 := consumeAll(t, a2, group, ch2, seen2)
+	waitFor(t, 30*time.Second, "member 1's rejoin to be held and released", func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		return !heldTo.IsZero()
+	})
+	publish("b", 200)
+	waitFor(t, 30*time.Second, "every message consumed after the rebalance", func() bool {
+		return seen1.distinct()+seen2.distinct() >= 220
+	})
+	if seen1.distinct() == 20 || seen2.distinct() == 0 {
+		t.Errorf("after the rebalance member 1 consumed %d and member 2 %d messages, want both some", seen1.distinct()-20, seen2.distinct())
+	}
+
+	log.mu.Lock()
+	from, to := heldFrom, heldTo
+	var joins1 []string
+	sawNew := 0
+	for _, id := range log.joins {
+		if id == id1 {
+			joins1 = append(joins1, id)
+		}
+		if id == "" {
+			sawNew++
+		}
+	}
+	log.mu.Unlock()
+	// Two members joined as new ones (member 1 and member 2), nobody again:
+	// a member that was expired would show up as one more JoinGroup without
+	// a member id.
+	if sawNew != 2 {
+		t.Errorf("%d JoinGroup requests without a member id, want 2 (a member was expired and started over)", sawNew)
+	}
+	if len(joins1) < 2 {
+		t.Errorf("member 1 rejoined %d times with its member id, want at least 2", len(joins1))
+	}
+	// Heartbeats went on while the rejoin was held (every 100ms; ask for a
+	// third of that to leave room for a slow machine).
+	if n, want := log.heartbeatsBetween(id1, from, to), int(hold/cfg.HeartbeatInterval/3); n < want {
+		t.Errorf("member 1 heartbeated %d times in the %v its rejoin was held, want at least %d", n, to.Sub(from).Round(time.Millisecond), want)
+	}
+	cancel1()
+	cancel2()
+	wait1()
+	wait2()
+}
