@@ -145,13 +145,21 @@ type Config struct {
 	// StartOffset is where a group without a committed offset starts.
 	// Default StartEarliest.
 	StartOffset StartOffset
-	// SessionTimeout is the consumer group session timeout. Default 10s.
+	// SessionTimeout is the consumer group session timeout: a member that
+	// died (killed, hung, cut off) is dropped from the group and its
+	// partitions move after this long without a heartbeat, so it is most of
+	// the failover time (see the package doc). The broker bounds it
+	// (group.min.session.timeout.ms, default 6s). Default 10s.
 	SessionTimeout time.Duration
-	// HeartbeatInterval is how often a member heartbeats; it bounds how fast
-	// a member notices a rebalance. Must be below SessionTimeout. Default 1s.
+	// HeartbeatInterval is how often a member heartbeats, in a generation
+	// as well as while it gives partitions up and rejoins; it bounds how
+	// fast a member notices a rebalance. Must be below SessionTimeout.
+	// Default 1s.
 	HeartbeatInterval time.Duration
 	// RebalanceTimeout is how long the coordinator waits for members to
-	// rejoin during a rebalance. Default 30s.
+	// rejoin during a rebalance. A member waits up to twice this plus
+	// SessionTimeout for the answer to a join before it gives up and
+	// retries (with the same member id). Default 30s.
 	RebalanceTimeout time.Duration
 	// RevokeTimeout bounds how long a member that is giving up its
 	// partitions in a rebalance waits for in-flight messages to be
