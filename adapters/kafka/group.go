@@ -20,8 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// This file runs the classic consumer group protocol (KIP-62 era, eager
-// rebalancing) for a subscription: FindCoordinator, JoinGroup, SyncGroup,
+// This file runs the classic consumer group protocol (eager rebalancing)
+// for a subscription: FindCoordinator, JoinGroup, SyncGroup,
 // Heartbeat, OffsetFetch, OffsetCommit and LeaveGroup, encoded with kmsg over
 // connections of its own to the group coordinator.
 //
@@ -41,23 +41,24 @@ import (
 //     was assigned nothing keeps heartbeating and so learns of the next
 //     rebalance as fast as the others.
 
-// Highest versions of the requests this file encodes; lower ones are used
-// when the broker supports no more.
-var maxVersions = map[int16]int16{
-	int16(kmsg.OffsetCommit):     8,
-	int16(kmsg.OffsetFetch):      7,
-	int16(kmsg.JoinGroup):        7,
-	int16(kmsg.Heartbeat):        4,
-	int16(kmsg.LeaveGroup):       4,
-	int16(kmsg.SyncGroup):        5,
-	int16(kmsg.SASLHandshake):    1,
-	int16(kmsg.ApiVersions):      0,
-	int16(kmsg.SASLAuthenticate): 1,
+// maxVersion is the highest version of request key this file encodes;
+// lower ones are used when the broker supports no more.
+func maxVersion(key int16) int16 {
+	switch kmsg.Key(key) {
+	case kmsg.OffsetCommit:
+		return 8
+	case kmsg.OffsetFetch, kmsg.JoinGroup:
+		return 7
+	case kmsg.SyncGroup:
+		return 5
+	case kmsg.Heartbeat, kmsg.LeaveGroup:
+		return 4
+	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		return 1
+	default: // ApiVersions
+		return 0
+	}
 }
-
-// errCoordinator marks errors after which the coordinator is looked up
-// again.
-var errCoordinator = errors.New("kafka: group coordinator unavailable")
 
 // brokerConn is a connection to one broker that carries one request at a
 // time.
@@ -172,7 +173,7 @@ func (c *brokerConn) request(ctx context.Context, req kmsg.Request) (kmsg.Respon
 		return nil, c.err
 	}
 	key := req.Key()
-	v := maxVersions[key]
+	v := maxVersion(key)
 	if c.versions != nil {
 		r, ok := c.versions[key]
 		if !ok || r[0] > v {
@@ -324,14 +325,14 @@ func (m *groupMember) conn(ctx context.Context, slot **brokerConn) (*brokerConn,
 			err = resp.Error
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: find coordinator of group %q: %w", errCoordinator, m.group, err)
+			return nil, fmt.Errorf("kafka: find coordinator of group %q: %w", m.group, err)
 		}
 		addr = net.JoinHostPort(resp.Coordinator.Host, strconv.Itoa(resp.Coordinator.Port))
 	}
 	c, err := m.a.dialBroker(ctx, addr)
 	if err != nil {
 		m.resetCoordinator()
-		return nil, fmt.Errorf("%w: %w", errCoordinator, err)
+		return nil, fmt.Errorf("kafka: connect to the coordinator of group %q: %w", m.group, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -425,7 +426,7 @@ func (m *groupMember) join(ctx context.Context) (memberGen, error) {
 			m.setMemberID("")
 			continue
 		case m.coordinatorError(code):
-			return memberGen{}, fmt.Errorf("%w: join group %q: %w", errCoordinator, m.group, code)
+			return memberGen{}, fmt.Errorf("kafka: join group %q: %w", m.group, code)
 		default:
 			return memberGen{}, fmt.Errorf("kafka: join group %q: %w", m.group, code)
 		}
@@ -459,7 +460,7 @@ func (m *groupMember) join(ctx context.Context) (memberGen, error) {
 			m.setMemberID("")
 			continue
 		case m.coordinatorError(code):
-			return memberGen{}, fmt.Errorf("%w: sync group %q: %w", errCoordinator, m.group, code)
+			return memberGen{}, fmt.Errorf("kafka: sync group %q: %w", m.group, code)
 		default:
 			return memberGen{}, fmt.Errorf("kafka: sync group %q: %w", m.group, code)
 		}
