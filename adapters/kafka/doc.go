@@ -55,11 +55,11 @@
 // Config.RevokeTimeout for in-flight messages, less when they are
 // acknowledged sooner), commit, rejoin and get the dead member's
 // partitions. Failover therefore takes about SessionTimeout +
-// HeartbeatInterval + the time to give partitions up: about 10s with the
-// defaults (measured: 10.4s from the last SIGKILL until a 20,000-event
-// stream was finished on the embedded broker), 1.2–3.6s with a 1.5s session
-// timeout and a 100ms heartbeat (embedded broker, Apache Kafka 4.x and
-// 3.9.x). A lower SessionTimeout moves partitions sooner (the broker's
+// HeartbeatInterval + the time to give partitions up: 10–12s with the
+// defaults (measured from the last SIGKILL until a 20,000-event stream was
+// finished: 10.4s and 11.8s on the embedded broker), 1.5–2.7s with a 1.5s
+// session timeout and a 100ms heartbeat (12 runs on the embedded broker;
+// 1.6s on Apache Kafka 4.x and 3.9.x). A lower SessionTimeout moves partitions sooner (the broker's
 // group.min.session.timeout.ms, 6s by default, is the floor) but lets a GC
 // pause or a network hiccup evict a healthy member; keep HeartbeatInterval
 // at a third of it or less. Config.RebalanceTimeout bounds how long the
