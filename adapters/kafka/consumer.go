@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -478,15 +476,6 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 	}
 	m.tracker.ack(m.offset)
 	return nil
-}
-
-// kafkaLogger adapts kafka-go's printf-style logger to slog at level.
-func kafkaLogger(log *slog.Logger, level slog.Level) kafkago.Logger {
-	return kafkago.LoggerFunc(func(msg string, args ...any) {
-		if log.Enabled(context.Background(), level) {
-			log.Log(context.Background(), level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(msg, args...)))
-		}
-	})
 }
 
 // controlBatchesEnd returns the offset just past the last control batch in
