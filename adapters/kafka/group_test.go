@@ -1,10 +1,14 @@
 package kafka_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -153,4 +157,144 @@ func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
 	cancel2()
 	wait1()
 	wait2()
+}
+
+// TestIdleMemberTakesOver: of two members of a one-partition group, one
+// owns the partition and the other has nothing. When the owner stops
+// heartbeating (the broker's hooks hold its heartbeats and commits, as if it
+// hung), the
+// coordinator drops it after the session timeout and the idle member, which
+// kept heartbeating, learns of the rebalance and takes the partition over
+// within the session timeout plus a few heartbeats.
+func TestIdleMemberTakesOver(t *testing.T) {
+	const topic, group = "idle-takeover", "g-idle-takeover"
+	c := startCluster(t, 1, topic)
+	cfg := testConfig(c.Addrs()) // SessionTimeout 3s, HeartbeatInterval 100ms
+	ctx := ctxT(t, 60*time.Second)
+
+	var mu sync.Mutex
+	var ids []string // member ids in the order they first joined
+	var hung string  // member whose heartbeats are held
+	release := make(chan struct{})
+	c.Fake.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		if jr := req.(*kmsg.JoinGroupRequest); jr.Group == group && jr.MemberID != "" {
+			mu.Lock()
+			if !slices.Contains(ids, jr.MemberID) {
+				ids = append(ids, jr.MemberID)
+			}
+			mu.Unlock()
+		}
+		return nil, nil, false
+	})
+	// A hung member sends neither heartbeats nor commits (the coordinator
+	// counts a commit as a sign of life too).
+	holdFrom := func(memberID func(kmsg.Request) string) func(kmsg.Request) (kmsg.Response, error, bool) {
+		return func(req kmsg.Request) (kmsg.Response, error, bool) {
+			c.Fake.KeepControl()
+			mu.Lock()
+			hold := hung != "" && memberID(req) == hung
+			mu.Unlock()
+			if hold {
+				c.Fake.SleepControl(func() { <-release })
+			}
+			return nil, nil, false
+		}
+	}
+	c.Fake.ControlKey(int16(kmsg.Heartbeat), holdFrom(func(r kmsg.Request) string { return r.(*kmsg.HeartbeatRequest).MemberID }))
+	c.Fake.ControlKey(int16(kmsg.OffsetCommit), holdFrom(func(r kmsg.Request) string { return r.(*kmsg.OffsetCommitRequest).MemberID }))
+
+	pub := newAdapter(t, cfg)
+	var seq int
+	publish := func() {
+		t.Helper()
+		seq++
+		if err := pub.Publish(ctx, topic, []byte(fmt.Sprintf("m-%d", seq))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribe := func() (*collector, func()) {
+		a := newAdapter(t, cfg)
+		ch, cancel, err := a.Subscribe(ctx, topic, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := newCollector()
+		wait := consumeAll(t, a, group, ch, col)
+		return col, func() { cancel(); wait() }
+	}
+	col1, stop1 := subscribe()
+	defer stop1()
+	publish()
+	waitFor(t, 20*time.Second, "member 1 consuming", func() bool { return col1.distinct() == 1 })
+	col2, stop2 := subscribe()
+	defer stop2()
+	defer close(release) // before the members stop
+	waitFor(t, 20*time.Second, "member 2 to join", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ids) == 2
+	})
+	// Wait for the generation with both members and ask the broker which
+	// one owns the partition.
+	var ownerID string
+	waitFor(t, 20*time.Second, "the group Stable with both members", func() bool {
+		ownerID = partitionOwner(t, c.Addrs(), group, 2)
+		return ownerID != ""
+	})
+	owner, idle := col1, col2
+	if ownerID == ids[1] {
+		owner, idle = col2, col1
+	}
+	base := idle.distinct()
+	mu.Lock()
+	hung = ownerID
+	mu.Unlock()
+	hungAt := time.Now()
+	limit := cfg.SessionTimeout + 3*time.Second
+	waitFor(t, limit, "the idle member to take the partition over", func() bool {
+		publish()
+		time.Sleep(20 * time.Millisecond) // pace the probes
+		return idle.distinct() > base
+	})
+	t.Logf("the idle member consumed %v after the owner stopped heartbeating (session timeout %v)",
+		time.Since(hungAt).Round(time.Millisecond), cfg.SessionTimeout)
+	if owner.distinct() == 0 {
+		t.Error("the owner never consumed")
+	}
+}
+
+// partitionOwner returns the member of group that is assigned partition 0
+// when the group is Stable with members members, "" otherwise.
+func partitionOwner(t *testing.T, brokers []string, group string, members int) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{group}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || len(resp.Groups) != 1 {
+		return ""
+	}
+	g := resp.Groups[0]
+	if g.State != "Stable" || len(g.Members) != members {
+		return ""
+	}
+	for _, m := range g.Members {
+		var asg kmsg.ConsumerMemberAssignment
+		if err := asg.ReadFrom(m.MemberAssignment); err != nil {
+			t.Fatalf("assignment of %s: %v", m.MemberID, err)
+		}
+		for _, at := range asg.Topics {
+			if slices.Contains(at.Partitions, 0) {
+				return m.MemberID
+			}
+		}
+	}
+	return ""
 }
