@@ -3,11 +3,15 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -297,4 +301,56 @@ func partitionOwner(t *testing.T, brokers []string, group string, members int) s
 		}
 	}
 	return ""
+}
+
+// TestCoordinatorMoves: the group's coordinator moves to another broker
+// several times while two members consume. Requests to the old coordinator
+// are answered with NOT_COORDINATOR; the members look the coordinator up
+// again and go on: every message is consumed and, once both left, the
+// committed offsets are at the end of every partition.
+func TestCoordinatorMoves(t *testing.T) {
+	const topic, group, partitions = "coord-moves", "g-coord-moves", 4
+	c := kafkatest.NewCluster(t, kfake.NumBrokers(3), kfake.SeedTopics(partitions, topic))
+	brokers := c.Addrs()
+	cfg := testConfig(brokers)
+	ctx := ctxT(t, 60*time.Second)
+	pub := newAdapter(t, cfg)
+	seen := newCollector()
+	m1 := startMember(t, brokers, topic, group, seen)
+	m2 := startMember(t, brokers, topic, group, seen)
+	if _, err := c.Fake.WaitGroupStable(ctx, group, 2); err != nil {
+		t.Fatalf("group not stable with both members: %v", err)
+	}
+	n := 0
+	publish := func(k int) {
+		t.Helper()
+		for range k {
+			r := eventstream.Record{Key: []byte(fmt.Sprintf("k%d", n%11)), Value: []byte(fmt.Sprintf("m-%d", n))}
+			if err := pub.PublishRecord(ctx, topic, r); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	for move := 0; move < 4; move++ {
+		publish(50)
+		waitFor(t, 30*time.Second, fmt.Sprintf("%d messages consumed", n), func() bool { return seen.distinct() >= n })
+		from := c.Fake.CoordinatorFor(group)
+		for c.Fake.CoordinatorFor(group) == from {
+			c.Fake.RehashCoordinators()
+		}
+		t.Logf("coordinator moved from broker %d to %d", from, c.Fake.CoordinatorFor(group))
+	}
+	publish(50)
+	waitFor(t, 30*time.Second, fmt.Sprintf("all %d messages consumed", n), func() bool { return seen.distinct() >= n })
+	if m1.got.Load() == 0 || m2.got.Load() == 0 {
+		t.Errorf("member 1 got %d and member 2 %d messages, want both some", m1.got.Load(), m2.got.Load())
+	}
+	m1.leave()
+	m2.leave()
+	want := endOffsets(t, brokers, topic, partitions)
+	maps.DeleteFunc(want, func(_ int32, end int64) bool { return end == 0 }) // nothing to commit
+	if got := committed(t, brokers, group, topic); !maps.Equal(got, want) {
+		t.Errorf("committed offsets %v after both members left, want the end offsets %v", got, want)
+	}
 }
