@@ -32,7 +32,8 @@
 //
 // Subscribe joins a consumer group with the classic group protocol (eager
 // rebalancing, the "range" and "roundrobin" assignors), which the adapter
-// runs itself on connections of its own to the group coordinator. Each
+// runs itself on connections of its own to the group coordinator (requests
+// encoded with github.com/twmb/franz-go/pkg/kmsg). Each
 // partition assigned to the member is fetched by its own goroutine, which may
 // have up to Config.MaxInFlightPerPartition messages delivered and not yet
 // acknowledged. Ack may be called in any order; per partition the adapter

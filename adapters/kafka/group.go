@@ -767,7 +767,10 @@ func (m *groupMember) leave() {
 		req.Members = append(req.Members, lm)
 		var resp kmsg.Response
 		if resp, err = c.request(ctx, req); err == nil {
-			if code := kafkago.Error(resp.(*kmsg.LeaveGroupResponse).ErrorCode); code != 0 {
+			// UNKNOWN_MEMBER_ID: the coordinator no longer knows the
+			// member (expired, or it never completed a join); nothing to
+			// leave.
+			if code := kafkago.Error(resp.(*kmsg.LeaveGroupResponse).ErrorCode); code != 0 && code != kafkago.UnknownMemberId {
 				err = code
 			}
 		}
