@@ -37,16 +37,23 @@ func (l *groupLog) heartbeatsBetween(id string, from, to time.Time) int {
 }
 
 // TestRejoinHeldLongerThanSessionTimeout: the coordinator holds a member's
-// rejoin for longer than the session timeout (here: the broker's hook sleeps
-// it). The member keeps heartbeating meanwhile, so it is not expired, keeps
-// its member id and gets partitions again once the rebalance completes; a
-// client that stopped heartbeating while rejoining would be dropped from
-// the group and have to start over as a new member.
+// rejoin for longer than the session timeout plus the connection timeout
+// (here: the broker's hook sleeps it), as it may while it waits for other
+// members. The member waits for the answer instead of timing out and
+// asking again, and keeps heartbeating meanwhile, so it is not expired,
+// keeps its member id and gets partitions again once the rebalance
+// completes; a client that stopped heartbeating while rejoining would be
+// dropped from the group and have to start over as a new member.
 func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
 	const topic, group = "held-join", "g-held-join"
 	c := startCluster(t, 2, topic)
-	cfg := testConfig(c.Addrs()) // SessionTimeout 3s, RebalanceTimeout 5s
-	hold := cfg.SessionTimeout + time.Second
+	cfg := testConfig(c.Addrs()) // SessionTimeout 3s
+	// Held longer than a client that gives a join its connection timeout
+	// plus the session timeout would wait, and within the rebalance
+	// timeout, so the coordinator still waits for the member.
+	cfg.DialTimeout = time.Second
+	cfg.RebalanceTimeout = 10 * time.Second
+	hold := cfg.SessionTimeout + cfg.DialTimeout + time.Second
 	log := &groupLog{heartbeats: make(map[string][]time.Time)}
 
 	var holdID string // the member whose next rejoin is held
@@ -149,8 +156,10 @@ func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
 	if sawNew != 2 {
 		t.Errorf("%d JoinGroup requests without a member id, want 2 (a member was expired and started over)", sawNew)
 	}
-	if len(joins1) < 2 {
-		t.Errorf("member 1 rejoined %d times with its member id, want at least 2", len(joins1))
+	// Its first join with the id and the held rejoin; one more would mean
+	// it gave up waiting and asked again.
+	if len(joins1) != 2 {
+		t.Errorf("member 1 sent %d JoinGroup requests with its member id, want 2", len(joins1))
 	}
 	// Heartbeats went on while the rejoin was held (every 100ms; ask for a
 	// third of that to leave room for a slow machine).
