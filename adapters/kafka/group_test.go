@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -361,5 +362,92 @@ func TestCoordinatorMoves(t *testing.T) {
 	maps.DeleteFunc(want, func(_ int32, end int64) bool { return end == 0 }) // nothing to commit
 	if got := committed(t, brokers, group, topic); !maps.Equal(got, want) {
 		t.Errorf("committed offsets %v after both members left, want the end offsets %v", got, want)
+	}
+}
+
+// TestJoinRetryKeepsMemberID: the connection of a member's rejoin breaks.
+// The member retries with the member id it has (it is still a member of the
+// group as far as the coordinator knows), not as a new member, which would
+// make the coordinator wait for the old one until its session expired.
+func TestJoinRetryKeepsMemberID(t *testing.T) {
+	const topic, group = "join-retry", "g-join-retry"
+	c := startCluster(t, 2, topic)
+	cfg := testConfig(c.Addrs())
+	ctx := ctxT(t, 60*time.Second)
+
+	var mu sync.Mutex
+	var joins []string // member id of every JoinGroup
+	var dropID string  // the member whose next join loses its connection
+	dropped := false
+	c.Fake.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		jr := req.(*kmsg.JoinGroupRequest)
+		if jr.Group != group {
+			return nil, nil, false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		joins = append(joins, jr.MemberID)
+		if !dropped && dropID != "" && jr.MemberID == dropID {
+			dropped = true
+			return nil, errors.New("injected: connection lost during the join"), true
+		}
+		return nil, nil, false
+	})
+	pub := newAdapter(t, cfg)
+	publish := func(prefix string, n int) {
+		t.Helper()
+		for _, v := range vals(prefix, n) {
+			if err := pub.Publish(ctx, topic, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	subscribe := func() (*collector, func()) {
+		a := newAdapter(t, cfg)
+		ch, cancel, err := a.Subscribe(ctx, topic, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := newCollector()
+		wait := consumeAll(t, a, group, ch, col)
+		return col, func() { cancel(); wait() }
+	}
+	col1, stop1 := subscribe()
+	defer stop1()
+	publish("a", 20)
+	waitFor(t, 20*time.Second, "member 1 consuming", func() bool { return col1.distinct() == 20 })
+	mu.Lock()
+	id1 := joins[len(joins)-1]
+	dropID = id1
+	mu.Unlock()
+
+	col2, stop2 := subscribe()
+	defer stop2()
+	if _, err := c.Fake.WaitGroupStable(ctx, group, 2); err != nil {
+		t.Fatalf("group not stable with both members: %v", err)
+	}
+	publish("b", 100)
+	waitFor(t, 20*time.Second, "every message consumed", func() bool { return col1.distinct()+col2.distinct() >= 120 })
+
+	mu.Lock()
+	defer mu.Unlock()
+	if !dropped {
+		t.Fatal("member 1 did not rejoin")
+	}
+	var withID1, anonymous int
+	for _, id := range joins {
+		switch id {
+		case id1:
+			withID1++
+		case "":
+			anonymous++
+		}
+	}
+	if anonymous != 2 {
+		t.Errorf("%d JoinGroup requests without a member id, want 2 (member 1 started over as a new member)", anonymous)
+	}
+	if withID1 < 3 {
+		t.Errorf("member 1 sent %d JoinGroup requests with its member id, want at least 3 (first join, dropped rejoin, retry)", withID1)
 	}
 }
