@@ -56,8 +56,10 @@ type Config struct {
 	// handled: retries exhausted, permanent errors, undecodable messages and
 	// events that were queued for a subscription that went away. It runs on
 	// the worker goroutine, so it must not block for long; a panic in it is
-	// recovered and logged. Failures are also logged and counted in Stats
-	// whether or not OnFailure is set.
+	// recovered and logged. Its ctx is that of the last handler attempt
+	// (holding the Observer's span, if any), without its cancellation.
+	// Failures are also logged and counted in Stats whether or not
+	// OnFailure is set.
 	OnFailure func(ctx context.Context, f *Failure)
 	// Observer, if set, receives hooks around every publish and every handler
 	// attempt (tracing, metrics); see Observer. Nil costs nothing. If it also

@@ -149,7 +149,7 @@ func (t *memTransport) requeue(s *subscription, ds []delivery, attempts int, rea
 				}
 			}
 		}
-		s.fail(d, attempts, reason)
+		s.fail(s.ctx, d, attempts, reason)
 	}
 }
 

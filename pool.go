@@ -1,6 +1,7 @@
 package eventstream
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type worker struct {
 	lane    chan delivery
 	cur     delivery
 	attempt int
+	actx    context.Context // the context of cur's last handler attempt
 	batch   [1]delivery
 }
 

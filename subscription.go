@@ -243,10 +243,12 @@ func (s *subscription) process(w *worker, batch []delivery) {
 // the attempt that exited, whose error is last), and settles d.
 func (s *subscription) processOne(w *worker, d delivery, attempt int, last error) {
 	if err := d.decodeErr(); err != nil {
-		s.fail(d, 0, err)
+		s.fail(s.ctx, d, 0, err)
 		return
 	}
 	attempts, err := s.handle(w, d, attempt, last)
+	actx := w.actx
+	w.actx = nil
 	if err == nil {
 		s.b.tr.ack(s, d)
 		return
@@ -255,7 +257,10 @@ func (s *subscription) processOne(w *worker, d delivery, attempt int, last error
 		s.b.tr.requeue(s, []delivery{d}, attempts, reason)
 		return
 	}
-	s.fail(d, attempts, err)
+	if actx == nil {
+		actx = s.ctx
+	}
+	s.fail(actx, d, attempts, err)
 }
 
 // stoppedReason reports whether err is a stoppedErr and its reason. It is a
@@ -281,7 +286,8 @@ func (s *subscription) handle(w *worker, d delivery, attempt int, last error) (i
 	w.cur = d
 	for ; ; attempt++ {
 		w.attempt = attempt
-		err := s.invoke(d, attempt)
+		actx, err := s.invoke(d, attempt)
+		w.actx = actx
 		if err == nil {
 			s.b.delivered.Add(1)
 			return attempt, nil
@@ -317,10 +323,12 @@ func (s *subscription) afterFailure(d delivery, attempt int, err error) (int, er
 var errGoexit = fmt.Errorf("%w: handler called runtime.Goexit", ErrPanic)
 
 // invoke runs one handler attempt inside the Observer's process hook,
-// turning a panic into an error wrapping ErrPanic. If the handler calls
-// runtime.Goexit the deferred function still reports the attempt; the
-// worker's own defer then replaces the goroutine.
-func (s *subscription) invoke(d delivery, attempt int) (err error) {
+// turning a panic into an error wrapping ErrPanic. It returns the context
+// the handler ran with (holding the Observer's span, if any) so that what
+// is logged about the attempt correlates with its trace. If the handler
+// calls runtime.Goexit the deferred function still reports the attempt;
+// the worker's own defer then replaces the goroutine.
+func (s *subscription) invoke(d delivery, attempt int) (_ context.Context, err error) {
 	b := s.b
 	ctx := s.ctx
 	var end func(error)
@@ -347,7 +355,7 @@ func (s *subscription) invoke(d delivery, attempt int) (err error) {
 	}()
 	err = callHandler(ctx, s.h, d.ev)
 	returned = true
-	return err
+	return ctx, err
 }
 
 // callHandler is the one frame through which every handler runs; inHandler
@@ -396,16 +404,19 @@ func (s *subscription) processInfo(d delivery, attempt int) ProcessInfo {
 // once that succeeded, acknowledges it. A failed dead-letter write is logged
 // and retried with backoff until it succeeds or the subscription stops; the
 // delivery is never acknowledged before, so in distributed mode the broker
-// delivers it again.
-func (s *subscription) fail(d delivery, attempts int, err error) {
+// delivers it again. actx is the context of the last handler attempt: the
+// failure log records and Config.OnFailure get it, so that they carry the
+// attempt's span.
+func (s *subscription) fail(actx context.Context, d delivery, attempts int, err error) {
 	b := s.b
 	f := &Failure{Event: d.ev, Topic: s.topic, Group: s.group, Attempts: attempts, Err: err}
 	m := d.message()
 	if m != nil {
 		f.Raw = m.Value()
 	}
+	logCtx := context.WithoutCancel(actx)
+	b.fail(logCtx, f)
 	ctx := context.WithoutCancel(s.ctx)
-	b.fail(ctx, f)
 	if d.ev == nil && m == nil {
 		return // nothing to dead-letter (an adapter sent a nil message)
 	}
@@ -416,7 +427,7 @@ func (s *subscription) fail(d delivery, attempts int, err error) {
 			b.tr.ack(s, d)
 			return
 		}
-		b.log.LogAttrs(ctx, slog.LevelError, "eventstream: dead-letter write failed; the event stays unacknowledged and the write is retried",
+		b.log.LogAttrs(logCtx, slog.LevelError, "eventstream: dead-letter write failed; the event stays unacknowledged and the write is retried",
 			slog.String("topic", s.topic), slog.String("group", s.group), slog.String("dead_letter_topic", s.dlq),
 			slog.Int("try", try), slog.Any("error", derr))
 		if !backoff.Sleep(ctx, s.stopping, deadLetterBackoff.Jittered(try)) {

@@ -56,6 +56,10 @@ var knownPackages = map[string]string{
 	"adaptertest": "github.com/eventstream-go/eventstream/adaptertest",
 	"kafka":       "github.com/eventstream-go/eventstream/adapters/kafka",
 	"memory":      "github.com/eventstream-go/eventstream/adapters/memory",
+	"rabbitmq":    "github.com/eventstream-go/eventstream/adapters/rabbitmq",
+	"nats":        "github.com/eventstream-go/eventstream/adapters/nats",
+	"natstest":    "github.com/eventstream-go/eventstream/adapters/nats/natstest",
+	"redis":       "github.com/eventstream-go/eventstream/adapters/redis",
 	"inhouse":     "github.com/eventstream-go/eventstream/examples/custom_adapter/inhouse",
 }
 
@@ -66,6 +70,8 @@ var knownPackages = map[string]string{
 var helpers = []struct{ name, src string }{
 	{"myAdapter", "var myAdapter eventstream.MQAdapter"},
 	{"kAdapter", "var kAdapter eventstream.MQAdapter"}, // from the step before
+	{"rAdapter", "var rAdapter eventstream.MQAdapter"}, // the RabbitMQ adapter of its step 1
+	{"nAdapter", "var nAdapter eventstream.MQAdapter"}, // the NATS adapter of its step 1
 	{"mySerializer", "var mySerializer eventstream.Serializer"},
 	{"payload", "var payload any"},
 	{"bus", "var bus eventstream.Bus"},

@@ -27,8 +27,11 @@
 //     a new span, with eventstream.delivery.attempt telling which. It is a
 //     child of the creation context that arrived with the event and links to
 //     it (WithLinkOnly makes it a new root with the link only). The handler's
-//     ctx holds it, so spans the handler starts are its children and log
-//     records the bus writes about the attempt carry it.
+//     ctx holds it, so spans the handler starts are its children, and the
+//     records the bus logs about the attempt (a panic, the final failure, a
+//     failed dead-letter write) and the ctx of Config.OnFailure carry it: a
+//     slog handler that reads the span from the context correlates them
+//     with the trace.
 //
 // A failed write or attempt (a handler error, or a panic) sets the span
 // status to Error with the error text and sets error.type to a short,

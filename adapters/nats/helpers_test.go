@@ -19,6 +19,7 @@ import (
 	"github.com/eventstream-go/eventstream/adapters/nats"
 	"github.com/eventstream-go/eventstream/adapters/nats/natstest"
 	"github.com/eventstream-go/eventstream/internal/brokertest"
+	"github.com/eventstream-go/eventstream/internal/crashtest"
 )
 
 // roleEnv selects what the test binary does when a test of this package
@@ -26,12 +27,13 @@ import (
 const roleEnv = "EVENTSTREAM_NATS_TEST_ROLE"
 
 func TestMain(m *testing.M) {
+	if crashtest.IsConsumer() {
+		os.Exit(crashtest.Consume(newCrashAdapter))
+	}
 	switch role := os.Getenv(roleEnv); role {
 	case "":
 	case "embedded-server":
 		os.Exit(runEmbeddedServer())
-	case "crash-consumer":
-		os.Exit(runCrashConsumer())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, role)
 		os.Exit(2)

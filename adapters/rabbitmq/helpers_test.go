@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventstream-go/eventstream/adapters/rabbitmq"
 	"github.com/eventstream-go/eventstream/internal/brokertest"
+	"github.com/eventstream-go/eventstream/internal/crashtest"
 	"go.uber.org/goleak"
 )
 
@@ -17,8 +18,8 @@ import (
 var brokers brokertest.Shared
 
 func TestMain(m *testing.M) {
-	if role := os.Getenv(roleEnv); role != "" {
-		os.Exit(runRole(role))
+	if crashtest.IsConsumer() {
+		os.Exit(crashtest.Consume(newCrashAdapter))
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		brokers.Close()

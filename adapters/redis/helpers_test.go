@@ -15,12 +15,13 @@ import (
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/redis"
 	"github.com/eventstream-go/eventstream/internal/brokertest"
+	"github.com/eventstream-go/eventstream/internal/crashtest"
 	goredis "github.com/redis/go-redis/v9"
 )
 
 func TestMain(m *testing.M) {
-	if role := os.Getenv(roleEnv); role != "" {
-		os.Exit(runRole(role))
+	if crashtest.IsConsumer() {
+		os.Exit(crashtest.Consume(newCrashAdapter))
 	}
 	code := m.Run()
 	brokers.Close()
