@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,6 +166,20 @@ type Config struct {
 	Sync bool
 	// Timeout bounds the whole run. Default 150s.
 	Timeout time.Duration
+	// AllHandled makes a kill wait until every live member, not only the
+	// victim, handled MinHandled events in its current life.
+	AllHandled bool
+	// Ready, if set, is asked whether the live members (live of them) are
+	// ready to lose one, such as whether the broker sees them all in a
+	// settled group: once a kill is due, at most every ReadyInterval,
+	// until it reports true, and after the last kill until it first
+	// reports true again (Result.ReadyAgain). An error fails the run.
+	Ready func(ctx context.Context, live int) (bool, error)
+	// ReadyInterval is how often Ready may be asked. Default 100ms.
+	ReadyInterval time.Duration
+	// SurvivorsFinish leaves the member killed last unreplaced: the other
+	// members alone finish the stream. It needs at least 2 Members.
+	SurvivorsFinish bool
 }
 
 func (c *Config) defaults() {
@@ -186,6 +201,9 @@ func (c *Config) defaults() {
 	if c.Timeout == 0 {
 		c.Timeout = 150 * time.Second
 	}
+	if c.ReadyInterval == 0 {
+		c.ReadyInterval = 100 * time.Millisecond
+	}
 }
 
 // Result is what a run measured.
@@ -198,6 +216,10 @@ type Result struct {
 	// SinceLastKill is the time from the last kill until every event was
 	// handled: how long the group took to recover and finish the stream.
 	SinceLastKill time.Duration
+	// ReadyAgain is the time from the last kill until Config.Ready first
+	// reported true after it; zero without Ready, without kills, or when
+	// the stream was finished first.
+	ReadyAgain time.Duration
 	// Stats are the bus counters of the members that left gracefully.
 	Stats []eventstream.Stats
 	// Counts holds, by event number, how many times it was handled.
@@ -216,6 +238,9 @@ func Run(t testing.TB, c Config) Result {
 	if c.Bus == nil || c.Topic == "" || c.Group == "" {
 		t.Fatal("crashtest: Config.Bus, Topic and Group are required")
 	}
+	if c.SurvivorsFinish && c.Members < 2 {
+		t.Fatal("crashtest: Config.SurvivorsFinish needs at least 2 Members")
+	}
 	if len(c.Kills) > 0 && c.Kills[len(c.Kills)-1] >= c.Events {
 		t.Fatalf("crashtest: the last kill (%d) must come before the last event (%d)", c.Kills[len(c.Kills)-1], c.Events)
 	}
@@ -232,12 +257,12 @@ func Run(t testing.TB, c Config) Result {
 	}
 
 	led := &ledger{counts: make([]int32, c.Events), files: map[int]*tailed{}}
-	members := make([]*member, c.Members)
+	var members []*member // live
 	var all []*member
 	spawn := func(slot int) {
 		m := startMember(t, dir, len(all), slot, env)
 		led.files[m.id] = &tailed{path: m.outPath}
-		members[slot] = m
+		members = append(members, m)
 		all = append(all, m)
 	}
 	for s := range c.Members {
@@ -293,6 +318,21 @@ func Run(t testing.TB, c Config) Result {
 	emitted := false
 	kills := 0
 	var lastKill time.Time
+	var readyAgain time.Duration
+	var lastReady time.Time // when Ready was last asked
+	// ready asks c.Ready, at most every c.ReadyInterval (false in
+	// between).
+	ready := func() bool {
+		if time.Since(lastReady) < c.ReadyInterval {
+			return false
+		}
+		lastReady = time.Now()
+		ok, err := c.Ready(ctx, len(members))
+		if err != nil {
+			failf("ready: %v", err)
+		}
+		return ok
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !(emitted && kills == len(c.Kills) && led.distinct == c.Events) {
@@ -320,17 +360,30 @@ func Run(t testing.TB, c Config) Result {
 				failf("member %d exited on its own: %v", m.id, m.waitErr)
 			}
 		}
+		if c.Ready != nil && kills > 0 && kills == len(c.Kills) && readyAgain == 0 {
+			if ready() {
+				readyAgain = time.Since(lastKill)
+			}
+		}
 		if kills < len(c.Kills) && led.distinct >= c.Kills[kills] {
 			// The victim is the member that handled the most in its
-			// current life, and only once it handled enough.
+			// current life, and only once it handled enough (and, with
+			// AllHandled, every member did).
 			victim := members[0]
-			for _, m := range members[1:] {
+			enough := true
+			for _, m := range members {
 				if led.files[m.id].lines > led.files[victim.id].lines {
 					victim = m
 				}
+				enough = enough && (!c.AllHandled || led.files[m.id].lines >= c.MinHandled)
 			}
-			if led.files[victim.id].lines < c.MinHandled {
+			if !enough || led.files[victim.id].lines < c.MinHandled {
 				continue
+			}
+			if c.Ready != nil {
+				if !ready() {
+					continue
+				}
 			}
 			if emitted {
 				failf("kill %d after the last event was emitted", kills+1)
@@ -345,10 +398,13 @@ func Run(t testing.TB, c Config) Result {
 			t.Logf("%v: kill %d: SIGKILL member %d (slot %d) after it handled %d; %d distinct handled, %d emitted",
 				time.Since(start).Round(time.Millisecond), kills, victim.id, victim.slot,
 				led.files[victim.id].lines, led.distinct, min(int(next.Load()), c.Events))
-			spawn(victim.slot)
+			members = slices.DeleteFunc(members, func(m *member) bool { return m == victim })
+			if kills < len(c.Kills) || !c.SurvivorsFinish {
+				spawn(victim.slot)
+			}
 		}
 	}
-	var res Result
+	res := Result{ReadyAgain: readyAgain}
 	if !lastKill.IsZero() {
 		res.SinceLastKill = time.Since(lastKill)
 	}
@@ -405,9 +461,13 @@ func Run(t testing.TB, c Config) Result {
 			t.Errorf("member %d reported a data race:\n%s", m.id, m.stderrTail())
 		}
 	}
-	t.Logf("crash test: %d events, %d kills, %d handler calls, %d duplicates (%.2f%%), max handled %d times, %v after the last kill, %v in all",
+	readyLine := ""
+	if c.Ready != nil {
+		readyLine = fmt.Sprintf(", ready again %v after the last kill", res.ReadyAgain.Round(time.Millisecond))
+	}
+	t.Logf("crash test: %d events, %d kills, %d handler calls, %d duplicates (%.2f%%), max handled %d times, %v after the last kill%s, %v in all",
 		c.Events, kills, res.HandlerCalls, res.Duplicates, 100*float64(res.Duplicates)/float64(c.Events),
-		res.MaxHandled, res.SinceLastKill.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		res.MaxHandled, res.SinceLastKill.Round(time.Millisecond), readyLine, time.Since(start).Round(time.Millisecond))
 	return res
 }
 
