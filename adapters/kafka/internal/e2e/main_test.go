@@ -12,31 +12,17 @@ import (
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
+	"github.com/eventstream-go/eventstream/internal/crashtest"
 )
 
-// roleEnv selects what the test binary does when it is started as a helper
-// process by a test of this package (see crash_test.go).
-const roleEnv = "EVENTSTREAM_E2E_ROLE"
-
 func TestMain(m *testing.M) {
-	if role := os.Getenv(roleEnv); role != "" {
-		os.Exit(runRole(role))
+	if crashtest.IsConsumer() {
+		os.Exit(crashtest.Consume(newCrashAdapter))
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		cleanupBench()
 		os.Exit(code)
 	}))
-}
-
-// runRole runs the helper process named role and returns its exit code.
-func runRole(role string) int {
-	switch role {
-	case "crash-consumer":
-		return runCrashConsumer()
-	default:
-		_, _ = io.WriteString(os.Stderr, "e2e: unknown "+roleEnv+" "+role+"\n")
-		return 2
-	}
 }
 
 // logger returns the logger of buses and adapters in this package: quiet
