@@ -10,6 +10,7 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	retrywait "github.com/eventstream-go/eventstream/internal/backoff"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 )
@@ -395,9 +396,16 @@ func (g *generation) commitLoop(ctx context.Context) {
 	}
 }
 
+// finalCommitBackoff is the wait before the second and third attempt of a
+// generation's final commit.
+var finalCommitBackoff = retrywait.Policy{Initial: 160 * time.Millisecond, Exponential: true}
+
 // commit commits every partition whose committable offset advanced. final
 // revokes the trackers first, so acks arriving later are dropped rather than
-// committed under another generation, and retries transient failures.
+// committed under another generation, and retries transient failures up to
+// three attempts in all. The waits between them end when the subscription
+// ends or the adapter closes: the remaining attempts are then made at once,
+// so that Close neither waits for a backoff nor gives the commit up.
 func (g *generation) commit(final bool) {
 	offsets := make(map[int]int64)
 	for p, tr := range g.trackers {
@@ -417,7 +425,8 @@ func (g *generation) commit(final bool) {
 	var err error
 	for i := 0; i < attempts; i++ {
 		if i > 0 {
-			time.Sleep(backoff(i + 2))
+			// false means stopped early; the attempt is made all the same.
+			_ = retrywait.Sleep(g.s.ctx, g.s.a.closing, finalCommitBackoff.Delay(i))
 		}
 		err = g.s.member.commit(g.id, g.memberID, offsets)
 		if err == nil {

@@ -11,9 +11,10 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -227,16 +228,7 @@ func TestIdleMemberTakesOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	subscribe := func() (*collector, func()) {
-		a := newAdapter(t, cfg)
-		ch, cancel, err := a.Subscribe(ctx, topic, group)
-		if err != nil {
-			t.Fatal(err)
-		}
-		col := newCollector()
-		wait := consumeAll(t, a, group, ch, col)
-		return col, func() { cancel(); wait() }
-	}
+	subscribe := func() (*collector, func()) { return subscribeMember(t, ctx, cfg, topic, group) }
 	col1, stop1 := subscribe()
 	defer stop1()
 	publish()
@@ -282,10 +274,7 @@ func TestIdleMemberTakesOver(t *testing.T) {
 // when the group is Stable with members members, "" otherwise.
 func partitionOwner(t *testing.T, brokers []string, group string, members int) string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := kgoClient(t, brokers)
 	defer cl.Close()
 	req := kmsg.NewPtrDescribeGroupsRequest()
 	req.Groups = []string{group}
@@ -403,16 +392,7 @@ func TestJoinRetryKeepsMemberID(t *testing.T) {
 			}
 		}
 	}
-	subscribe := func() (*collector, func()) {
-		a := newAdapter(t, cfg)
-		ch, cancel, err := a.Subscribe(ctx, topic, group)
-		if err != nil {
-			t.Fatal(err)
-		}
-		col := newCollector()
-		wait := consumeAll(t, a, group, ch, col)
-		return col, func() { cancel(); wait() }
-	}
+	subscribe := func() (*collector, func()) { return subscribeMember(t, ctx, cfg, topic, group) }
 	col1, stop1 := subscribe()
 	defer stop1()
 	publish("a", 20)
@@ -450,4 +430,66 @@ func TestJoinRetryKeepsMemberID(t *testing.T) {
 	if withID1 < 3 {
 		t.Errorf("member 1 sent %d JoinGroup requests with its member id, want at least 3 (first join, dropped rejoin, retry)", withID1)
 	}
+}
+
+// TestFinalCommitRetriedWhenEnding: the commit a subscription makes as it
+// ends is retried over transient errors. With periodic commits out of the
+// way, the broker answers the first two OffsetCommits with
+// COORDINATOR_LOAD_IN_PROGRESS; once cancel returned, every acknowledged
+// offset is committed all the same.
+func TestFinalCommitRetriedWhenEnding(t *testing.T) {
+	const topic, group, n = "final-commit", "g-final-commit", 20
+	c := startCluster(t, 2, topic)
+	cfg := testConfig(c.Addrs())
+	cfg.CommitInterval = time.Hour // only the final commit
+	cfg.CommitCount = 1 << 20
+	a := newAdapter(t, cfg)
+	ctx := ctxT(t, 60*time.Second)
+	for i := range n {
+		if err := a.Publish(ctx, topic, fmt.Appendf(nil, "m-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, cancel, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		select {
+		case m := <-ch:
+			if err := a.Ack(ctx, group, m); err != nil {
+				t.Fatalf("ack: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for the messages")
+		}
+	}
+	if got := committed(t, c.Addrs(), group, topic); len(got) != 0 {
+		t.Fatalf("committed %v before the subscription ended; the test needs the final commit to be the only one", got)
+	}
+	faults := c.Fake.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group,
+		Err: kerr.CoordinatorLoadInProgress, Count: 2})
+	cancel()
+	if h := faults.Hits(); h != 2 {
+		t.Fatalf("%d OffsetCommits faulted, want 2", h)
+	}
+	want := endOffsets(t, c.Addrs(), topic, 2)
+	if got := committed(t, c.Addrs(), group, topic); !maps.Equal(got, want) {
+		t.Fatalf("committed %v after the subscription ended, want the end offsets %v", got, want)
+	}
+}
+
+// subscribeMember subscribes a new adapter with cfg to topic in group and
+// acknowledges everything it receives into the returned collector; stop ends
+// the subscription and waits for the consumer.
+func subscribeMember(t *testing.T, ctx context.Context, cfg kafka.Config, topic, group string) (col *collector, stop func()) {
+	t.Helper()
+	a := newAdapter(t, cfg)
+	ch, cancel, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col = newCollector()
+	wait := consumeAll(t, a, group, ch, col)
+	return col, func() { cancel(); wait() }
 }

@@ -63,10 +63,7 @@ func uniqueName(prefix string) string {
 // factor 1) through a client of its own.
 func createTopicOn(t testing.TB, brokers []string, topic string, partitions int32) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatalf("kgo client: %v", err)
-	}
+	cl := kgoClient(t, brokers)
 	defer cl.Close()
 	req := kmsg.NewPtrCreateTopicsRequest()
 	rt := kmsg.NewCreateTopicsRequestTopic()
@@ -131,10 +128,7 @@ func startCluster(t testing.TB, partitions int32, topics ...string) *kafkatest.C
 // committed fetches the committed offsets of group on topic from the broker.
 func committed(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatalf("kgo client: %v", err)
-	}
+	cl := kgoClient(t, brokers)
 	defer cl.Close()
 	req := kmsg.NewPtrOffsetFetchRequest()
 	req.Group = group
@@ -159,6 +153,17 @@ func committed(t testing.TB, brokers []string, group, topic string) map[int32]in
 		}
 	}
 	return out
+}
+
+// kgoClient returns a franz-go client of brokers (with opts), the tests'
+// own view of the broker; the caller closes it.
+func kgoClient(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("kgo client: %v", err)
+	}
+	return cl
 }
 
 // waitFor polls cond until it holds or the timeout passes.
@@ -232,10 +237,7 @@ func vals(prefix string, n int) []string {
 // endOffsets returns the high watermark of every partition of topic.
 func endOffsets(t testing.TB, brokers []string, topic string, partitions int32) map[int32]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatalf("kgo client: %v", err)
-	}
+	cl := kgoClient(t, brokers)
 	defer cl.Close()
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1
