@@ -149,10 +149,7 @@ func TestPartitionsAdded(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "first message", func() bool { return seen.has("before") })
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := kgoClient(t, c.Addrs(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	defer cl.Close()
 	req := kmsg.NewPtrCreatePartitionsRequest()
 	rt := kmsg.NewCreatePartitionsRequestTopic()
@@ -258,10 +255,7 @@ func TestExistenceCheckUnansweredDoesNotCreate(t *testing.T) {
 // topicExists asks the broker, without creating it, whether topic exists.
 func topicExists(t *testing.T, brokers []string, topic string) bool {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := kgoClient(t, brokers)
 	defer cl.Close()
 	req := kmsg.NewPtrMetadataRequest()
 	req.AllowAutoTopicCreation = false

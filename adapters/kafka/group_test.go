@@ -92,21 +92,8 @@ func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
 	})
 	ctx := ctxT(t, 60*time.Second)
 	pub := newAdapter(t, cfg)
-	publish := func(prefix string, n int) {
-		t.Helper()
-		for _, v := range vals(prefix, n) {
-			if err := pub.Publish(ctx, topic, []byte(v)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	a1 := newAdapter(t, cfg)
-	seen1 := newCollector()
-	ch1, cancel1, err := a1.Subscribe(ctx, topic, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait1 := consumeAll(t, a1, group, ch1, seen1)
+	publish := func(prefix string, n int) { publishVals(t, ctx, pub, topic, prefix, n) }
+	seen1, stop1 := subscribeMember(t, ctx, cfg, topic, group)
 	publish("a", 20)
 	waitFor(t, 20*time.Second, "member 1 consuming", func() bool { return seen1.distinct() >= 20 })
 
@@ -119,13 +106,7 @@ func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
 	}
 
 	// A second member makes the group rebalance; member 1's rejoin is held.
-	a2 := newAdapter(t, cfg)
-	seen2 := newCollector()
-	ch2, cancel2, err := a2.Subscribe(ctx, topic, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait2 := consumeAll(t, a2, group, ch2, seen2)
+	seen2, stop2 := subscribeMember(t, ctx, cfg, topic, group)
 	waitFor(t, 30*time.Second, "member 1's rejoin to be held and released", func() bool {
 		log.mu.Lock()
 		defer log.mu.Unlock()
@@ -168,10 +149,8 @@ func TestRejoinHeldLongerThanSessionTimeout(t *testing.T) {
 	if n, want := log.heartbeatsBetween(id1, from, to), int(hold/cfg.HeartbeatInterval/3); n < want {
 		t.Errorf("member 1 heartbeated %d times in the %v its rejoin was held, want at least %d", n, to.Sub(from).Round(time.Millisecond), want)
 	}
-	cancel1()
-	cancel2()
-	wait1()
-	wait2()
+	stop1()
+	stop2()
 }
 
 // TestIdleMemberTakesOver: of two members of a one-partition group, one
@@ -384,14 +363,7 @@ func TestJoinRetryKeepsMemberID(t *testing.T) {
 		return nil, nil, false
 	})
 	pub := newAdapter(t, cfg)
-	publish := func(prefix string, n int) {
-		t.Helper()
-		for _, v := range vals(prefix, n) {
-			if err := pub.Publish(ctx, topic, []byte(v)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	publish := func(prefix string, n int) { publishVals(t, ctx, pub, topic, prefix, n) }
 	subscribe := func() (*collector, func()) { return subscribeMember(t, ctx, cfg, topic, group) }
 	col1, stop1 := subscribe()
 	defer stop1()
@@ -492,4 +464,14 @@ func subscribeMember(t *testing.T, ctx context.Context, cfg kafka.Config, topic,
 	col = newCollector()
 	wait := consumeAll(t, a, group, ch, col)
 	return col, func() { cancel(); wait() }
+}
+
+// publishVals publishes vals(prefix, n) to topic through a.
+func publishVals(t *testing.T, ctx context.Context, a *kafka.Adapter, topic, prefix string, n int) {
+	t.Helper()
+	for _, v := range vals(prefix, n) {
+		if err := a.Publish(ctx, topic, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

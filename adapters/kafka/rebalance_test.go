@@ -10,7 +10,6 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -27,10 +26,7 @@ type offsetMonitor struct {
 
 func monitorOffsets(t *testing.T, brokers []string, group, topic string) *offsetMonitor {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := kgoClient(t, brokers)
 	m := &offsetMonitor{stopCh: make(chan struct{}), done: make(chan struct{}), max: map[int32]int64{}}
 	go func() {
 		defer close(m.done)

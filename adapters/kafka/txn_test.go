@@ -17,10 +17,7 @@ func TestTransactionMarkers(t *testing.T) {
 	c := startCluster(t, 1, topic)
 	ctx := ctxT(t, 30*time.Second)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("tx-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := kgoClient(t, c.Addrs(), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("tx-1"))
 	defer cl.Close()
 	if err := cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
