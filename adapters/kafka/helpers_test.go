@@ -12,12 +12,11 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
+	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
 	"github.com/eventstream-go/eventstream/internal/brokertest"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 )
 
@@ -63,24 +62,7 @@ func uniqueName(prefix string) string {
 // factor 1) through a client of its own.
 func createTopicOn(t testing.TB, brokers []string, topic string, partitions int32) {
 	t.Helper()
-	cl := kgoClient(t, brokers)
-	defer cl.Close()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, 1
-	req.Topics = append(req.Topics, rt)
-	req.TimeoutMillis = 10000
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	for _, rt := range resp.Topics {
-		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
-			t.Fatalf("create topic %s: %v", topic, err)
-		}
-	}
+	kadmin.CreateTopic(t, brokers, topic, partitions)
 }
 
 // testConfig returns a Config tuned for fast tests against the embedded
@@ -125,45 +107,18 @@ func startCluster(t testing.TB, partitions int32, topics ...string) *kafkatest.C
 	return kafkatest.NewCluster(t, kfake.SeedTopics(partitions, topics...))
 }
 
-// committed fetches the committed offsets of group on topic from the broker.
+// committed fetches the committed offsets of group on topic (its first 64
+// partitions) from the broker.
 func committed(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
 	t.Helper()
-	cl := kgoClient(t, brokers)
-	defer cl.Close()
-	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Group = group
-	rt := kmsg.NewOffsetFetchRequestTopic()
-	rt.Topic = topic
-	for p := int32(0); p < 64; p++ {
-		rt.Partitions = append(rt.Partitions, p)
-	}
-	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatalf("offset fetch: %v", err)
-	}
-	out := make(map[int32]int64)
-	for _, tp := range resp.Topics {
-		for _, p := range tp.Partitions {
-			if p.ErrorCode == 0 && p.Offset >= 0 {
-				out[p.Partition] = p.Offset
-			}
-		}
-	}
-	return out
+	return kadmin.Committed(t, brokers, group, topic, 64)
 }
 
 // kgoClient returns a franz-go client of brokers (with opts), the tests'
 // own view of the broker; the caller closes it.
 func kgoClient(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
-	if err != nil {
-		t.Fatalf("kgo client: %v", err)
-	}
-	return cl
+	return kadmin.Client(t, brokers, opts...)
 }
 
 // waitFor polls cond until it holds or the timeout passes.
@@ -237,33 +192,5 @@ func vals(prefix string, n int) []string {
 // endOffsets returns the high watermark of every partition of topic.
 func endOffsets(t testing.TB, brokers []string, topic string, partitions int32) map[int32]int64 {
 	t.Helper()
-	cl := kgoClient(t, brokers)
-	defer cl.Close()
-	req := kmsg.NewPtrListOffsetsRequest()
-	req.ReplicaID = -1
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	for p := int32(0); p < partitions; p++ {
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Partition = p
-		rp.Timestamp = -1
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatalf("list offsets: %v", err)
-	}
-	out := make(map[int32]int64)
-	for _, tp := range resp.Topics {
-		for _, p := range tp.Partitions {
-			if p.ErrorCode != 0 {
-				t.Fatalf("list offsets %s[%d]: error code %d", topic, p.Partition, p.ErrorCode)
-			}
-			out[p.Partition] = p.Offset
-		}
-	}
-	return out
+	return kadmin.EndOffsets(t, brokers, topic, partitions)
 }

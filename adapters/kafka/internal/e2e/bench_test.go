@@ -34,6 +34,7 @@ import (
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
+	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 )
 
 const (
@@ -126,7 +127,7 @@ var topicSeq atomic.Int64
 func benchTopic(b *testing.B, brokers []string, prefix string) string {
 	b.Helper()
 	topic := fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), topicSeq.Add(1))
-	createTopic(b, brokers, topic, benchPartitions)
+	kadmin.CreateTopic(b, brokers, topic, benchPartitions)
 	return topic
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka"
+	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
 	"github.com/eventstream-go/eventstream/internal/brokertest"
 	"github.com/eventstream-go/eventstream/internal/crashtest"
@@ -118,8 +119,8 @@ func TestCrashConsumerAtLeastOnce(t *testing.T) {
 		t.Run("kafka-"+v, func(t *testing.T) {
 			b := brokertest.Kafka(t, brokertest.KafkaVersion(v))
 			brokers := []string{b.Addr()}
-			createTopic(t, brokers, crashTopic, partitions)
-			createTopic(t, brokers, eventstream.DeadLetterTopicName(crashTopic, crashGroup), partitions)
+			kadmin.CreateTopic(t, brokers, crashTopic, partitions)
+			kadmin.CreateTopic(t, brokers, eventstream.DeadLetterTopicName(crashTopic, crashGroup), partitions)
 			runCrash(t, crashRun{brokers: brokers, config: "fast", session: fastGroupConfig(nil).SessionTimeout, kills: 5})
 		})
 	}
@@ -145,7 +146,7 @@ func runCrash(t *testing.T, run crashRun) {
 		kills = append(kills, 2000+i*16000/(run.kills-1))
 	}
 	brokers := run.brokers
-	admin := adminClient(t, brokers)
+	admin := kadmin.Client(t, brokers)
 	defer admin.Close()
 
 	// Emit from this process through the bus.
@@ -175,10 +176,10 @@ func runCrash(t *testing.T, run crashRun) {
 	require.Equal(t, uint64(n), bus.Stats().Emitted)
 
 	// Nothing was dead-lettered and the graceful leave committed everything.
-	for p, off := range endOffsets(t, brokers, eventstream.DeadLetterTopicName(crashTopic, crashGroup), partitions) {
+	for p, off := range kadmin.EndOffsets(t, brokers, eventstream.DeadLetterTopicName(crashTopic, crashGroup), partitions) {
 		require.Zero(t, off, "dead-letter partition %d", p)
 	}
-	require.Equal(t, endOffsets(t, brokers, crashTopic, partitions), committedOffsets(t, brokers, crashGroup, crashTopic, partitions),
+	require.Equal(t, kadmin.EndOffsets(t, brokers, crashTopic, partitions), kadmin.Committed(t, brokers, crashGroup, crashTopic, partitions),
 		"committed offsets after the last members left")
 	if os.Getenv("E2E_DUMP") != "" {
 		logTails(t, res.Logs)

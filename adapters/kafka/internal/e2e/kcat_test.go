@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
 )
 
@@ -313,7 +314,7 @@ func TestKcatRecordsReachBus(t *testing.T) {
 	t.Logf("dead-letter record: key %q headers %q", *r.Key, r.Headers)
 
 	require.Eventually(t, func() bool {
-		return committedOffsets(t, []string{broker}, jsonGroup, topic, 3)[0] == 2
+		return kadmin.Committed(t, []string{broker}, jsonGroup, topic, 3)[0] == 2
 	}, 20*time.Second, 20*time.Millisecond, "committed offset of partition 0 past the dead-lettered and the handled record")
 
 	// RawSerializer takes any bytes: both records arrive as they are.
