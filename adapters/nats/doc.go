@@ -54,7 +54,11 @@
 // group; keep it at least the number of subscriptions times MaxInFlight.
 //
 // Ack sends a JetStream acknowledgement without waiting for an answer. When
-// a subscription ends (cancel, its context, Close) it sends a negative
+// a subscription ends (cancel, its context, Close) it stops pulling, ends
+// the subscription of its pull requests' inbox without dropping what is on
+// the way (it waits for a round trip to the server, so that every message
+// the server sent has arrived; what the server assigns after it saw the
+// unsubscription it gives to another member), and sends a negative
 // acknowledgement for every message it holds that was not acknowledged, so
 // the group gets them again at once; an Ack for such a message afterwards
 // is ignored. A member that dies without ending its subscriptions (a crash)
