@@ -343,11 +343,13 @@ var (
 // held messages (the last ones of the draining subscription) is handed back
 // here.
 func (s *subscription) onMsg(msg *natsgo.Msg) {
-	if len(msg.Data) == 0 && len(msg.Header) > 0 {
+	if !strings.HasPrefix(msg.Reply, "$JS.ACK.") {
+		// Not a stream message: a status reply (they have no reply
+		// subject), or nothing the subscription knows.
 		if code := msg.Header.Get(statusHdr); code != "" {
 			s.onStatus(msg, code)
-			return
 		}
+		return
 	}
 	m := newMessage(s, msg)
 	s.mu.Lock()
