@@ -75,7 +75,11 @@
 // consumers) changes that: one member of the group receives everything while
 // the others stand by and take over when it ends (it unpins itself) or stops
 // pulling for Config.PinnedTTL, so order holds across members too, except for
-// redeliveries around a takeover.
+// redeliveries around a takeover: the member taking over gets first what the
+// old one held (handed back in stream order, before it unpins) or had on the
+// way when it left (the server queues those for redelivery as it notices),
+// and the two groups may interleave. At most Config.MaxInFlight messages are
+// concerned; TestExclusiveBusKeyOrder checks this with two buses.
 //
 // # Failures
 //

@@ -1,11 +1,13 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -677,17 +679,37 @@ func (s *subscription) finish() {
 			drained = true
 		}
 	}
-	naks := 0
+	// The server redelivers in the order of the Naks: keep stream order,
+	// so that a member taking over (Exclusive) gets every key in order.
+	slices.SortFunc(ms, func(x, y *Message) int { return cmp.Compare(x.Sequence(), y.Sequence()) })
+	back := ms[:0]
 	for _, m := range ms {
 		if m.state.CompareAndSwap(msgPending, msgReleased) {
-			if err := m.reply(ackNak); err != nil {
-				s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
-			}
-			naks++
+			back = append(back, m)
 		}
 	}
-	if naks > 0 {
-		s.log.Debug("nats: subscription ended, handed messages back", "count", naks)
+	for i, m := range back {
+		var err error
+		if i < len(back)-1 {
+			err = m.reply(ackNak)
+		} else {
+			// The server processes a consumer's acknowledgements in
+			// order and answers one sent as a request once it is
+			// processed: when the last Nak is answered, every message
+			// is back in the group (before an Exclusive member unpins,
+			// so that the next one gets them first, in order).
+			_, err = s.a.nc.Request(m.ackTo, ackNak, min(s.a.cfg.RequestTimeout, 2*time.Second))
+			if errors.Is(err, natsgo.ErrTimeout) {
+				s.log.Debug("nats: the last Nak was not confirmed in time", "seq", m.Sequence())
+				err = nil
+			}
+		}
+		if err != nil {
+			s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
+		}
+	}
+	if len(back) > 0 {
+		s.log.Debug("nats: subscription ended, handed messages back", "count", len(back))
 	}
 	if s.a.cfg.Exclusive && gotAny {
 		// Probably pinned: let another member take over now rather than
