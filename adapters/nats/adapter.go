@@ -82,6 +82,11 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 			if p := a.pub.Load(); p != nil {
 				p.reconnected()
 			}
+			a.smu.Lock()
+			for s := range a.subs {
+				s.reconnected()
+			}
+			a.smu.Unlock()
 		}),
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
 			subj := ""

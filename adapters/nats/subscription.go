@@ -609,6 +609,22 @@ func (s *subscription) run() {
 // two heartbeat periods (a lost connection or a restarted server).
 var errNoHeartbeat = errors.New("no heartbeat from the pull request")
 
+// errReconnected: the connection was lost and is back; the server forgot
+// the pull request with the old connection.
+var errReconnected = errors.New("reconnected")
+
+// reconnected ends the outstanding pull request: the server dropped it
+// with the old connection (what still arrives for it is held all the
+// same), so run pulls again now rather than after two missed heartbeats.
+func (s *subscription) reconnected() {
+	s.mu.Lock()
+	if !s.req.over {
+		s.req.over, s.req.err = true, errReconnected
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
 // pullFailed logs a failed pull and, when the consumer or its stream may be
 // gone, creates them again.
 func (s *subscription) pullFailed(err error, failures int) {
@@ -616,8 +632,8 @@ func (s *subscription) pullFailed(err error, failures int) {
 	case errors.Is(err, errPinMismatch):
 		s.log.Debug("nats: another member is pinned (Exclusive), standing by")
 		return
-	case errors.Is(err, errNoHeartbeat):
-		s.log.Debug("nats: pull request lost (no heartbeat), pulling again", "err", err)
+	case errors.Is(err, errNoHeartbeat), errors.Is(err, errReconnected):
+		s.log.Debug("nats: pull request lost, pulling again", "err", err)
 		return
 	case errors.Is(err, errConsumerDeleted), errors.Is(err, natsgo.ErrNoResponders):
 		if e := s.ensure(s.ctx, true); e != nil {
