@@ -86,8 +86,10 @@
 // The adapter reconnects forever (the nats.go default gives up after about
 // two minutes), every Config.ReconnectWait; publishes and acks made meanwhile
 // are buffered by the client (Config.ReconnectBufSize). Pull requests lost
-// with the connection are noticed by missed idle heartbeats
-// (Config.PullHeartbeat) and sent again. A consumer or stream deleted behind
+// with the connection are sent again once it is back (and missed idle
+// heartbeats, Config.PullHeartbeat, catch requests lost otherwise);
+// publishes that were waiting for an acknowledgement when the connection
+// broke are sent again then too. A consumer or stream deleted behind
 // the adapter's back is created again (the new consumer starts at the first
 // retained message: its deliveries are at-least-once). With file storage
 // (the default) a server restart loses nothing that was acknowledged to a
