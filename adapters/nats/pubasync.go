@@ -102,10 +102,14 @@ func (p *publisher) publish(ctx context.Context, m *natsgo.Msg, gone <-chan stru
 	case err := <-res:
 		return err
 	case <-ctx.Done():
-		p.forget(id)
+		if _, ok := p.take(id); !ok {
+			return <-res // resolved meanwhile: its outcome is on the way
+		}
 		return ctx.Err()
 	case <-gone:
-		p.forget(id)
+		if _, ok := p.take(id); !ok {
+			return <-res
+		}
 		return eventstream.ErrAdapterClosed
 	}
 }
