@@ -12,6 +12,7 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/nats"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -479,5 +480,40 @@ func TestEncodedHeaders(t *testing.T) {
 	}
 	if !bytes.Equal(m.Key(), key) {
 		t.Errorf("key %q, want %q", m.Key(), key)
+	}
+}
+
+// TestCloseServerDown: with the server gone, Close does not wait for
+// round trips per subscription: it returns after about CloseTimeout (its
+// final flush) however many subscriptions holding messages it ends.
+func TestCloseServerDown(t *testing.T) {
+	b := brokertest.NATS(t)
+	cfg := testConfig(b.URL())
+	cfg.CloseTimeout = time.Second
+	a, err := nats.NewAdapter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	topic := uniq(t, "t")
+	for i := range 3 {
+		publish(t, a, topic, "", fmt.Sprint(i))
+	}
+	const subs = 4
+	for i := range subs {
+		ch, _, err := a.Subscribe(context.Background(), topic, fmt.Sprint("g", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv(t, ch) // held, not acknowledged
+	}
+	b.Kill(t)
+	waitFor(t, timeout, "the adapter to notice the server is gone", func() bool { return !a.Conn().IsConnected() })
+	start := time.Now()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d, limit := time.Since(start), cfg.CloseTimeout+cfg.RequestTimeout; d > limit {
+		t.Errorf("Close took %v with the server down; want at most %v (not a round trip timeout per subscription)", d, limit)
 	}
 }

@@ -661,6 +661,11 @@ func (s *subscription) drain() {
 	if err := s.sub.Drain(); err != nil {
 		return // the connection is closed: nothing arrives any more
 	}
+	if !s.a.nc.IsConnected() {
+		// Nothing arrives before a reconnect; the drain completes then,
+		// and onMsg hands back what arrives.
+		return
+	}
 	t := time.NewTimer(s.a.cfg.RequestTimeout)
 	defer t.Stop()
 	select {
@@ -706,8 +711,8 @@ func (s *subscription) finish() {
 	}
 	for i, m := range back {
 		var err error
-		if i < len(back)-1 {
-			err = m.reply(ackNak)
+		if i < len(back)-1 || !s.a.nc.IsConnected() {
+			err = m.reply(ackNak) // disconnected: buffered for the reconnect
 		} else {
 			// The server processes a consumer's acknowledgements in
 			// order and answers one sent as a request once it is
