@@ -732,7 +732,7 @@ func (s *subscription) finish() {
 	if len(back) > 0 {
 		s.log.Debug("nats: subscription ended, handed messages back", "count", len(back))
 	}
-	if s.a.cfg.Exclusive && gotAny {
+	if s.a.cfg.Exclusive && gotAny && s.a.nc.IsConnected() {
 		// Probably pinned: let another member take over now rather than
 		// after PinnedTTL. (Unpinning another member only makes the
 		// server pin again.)
