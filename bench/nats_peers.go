@@ -115,7 +115,9 @@ func natsAsyncPreload(env *NATSEnv, topic string, n int, msg func() (*natsgo.Msg
 		if err != nil {
 			return err
 		}
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		// A loaded machine answers slowly: wait for room rather than
+		// failing after the default 200ms stall.
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			return err
 		}
 	}

@@ -27,6 +27,7 @@ type Adapter struct {
 	log *slog.Logger
 	nc  *natsgo.Conn
 	js  jetstream.JetStream
+	pub atomic.Pointer[publisher] // set once connected
 
 	closing  chan struct{} // closed at the start of Close
 	connGone chan struct{} // closed by Close just before the connection closes
@@ -72,9 +73,20 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		natsgo.Timeout(c.ConnectTimeout),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			a.log.Warn("nats: disconnected", "err", err)
+			if p := a.pub.Load(); p != nil {
+				p.disconnected()
+			}
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			a.log.Info("nats: reconnected", "server", nc.ConnectedUrlRedacted())
+			if p := a.pub.Load(); p != nil {
+				p.reconnected()
+			}
+			a.smu.Lock()
+			for s := range a.subs {
+				s.reconnected()
+			}
+			a.smu.Unlock()
 		}),
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
 			subj := ""
@@ -106,16 +118,18 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect to %s: %w", c.URL, err)
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(c.MaxPendingPublishes),
-		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
-		jetstream.WithDefaultTimeout(c.RequestTimeout),
-	)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(c.RequestTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
+	pub, err := newPublisher(nc, c.MaxPendingPublishes, c.PublishTimeout)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
 	a.nc, a.js = nc, js
+	a.pub.Store(pub)
 	return a, nil
 }
 
@@ -299,6 +313,7 @@ func (a *Adapter) Close() error {
 		cancel()
 		close(a.connGone)
 		a.nc.Close()
+		a.pub.Load().close()
 		<-done
 	})
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/nats"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -179,39 +180,74 @@ func consumerInfo(t testing.TB, js jetstream.JetStream, a *nats.Adapter, topic, 
 }
 
 // TestNakOnCancel: messages a subscription held are delivered again at once
-// when it ends, not after AckWait.
+// when it ends, not after AckWait: the few it holds when the stream is idle,
+// and the many it holds or has on the way (in the client's buffers, on the
+// wire) when it ends while messages stream in.
 func TestNakOnCancel(t *testing.T) {
-	// Known defect (issue 11 stays open): in about one CI run in three a
-	// message the cancelled subscription had pulled is not nak'ed and comes
-	// back only after AckWait. Nothing is lost, but the prompt redelivery
-	// this test checks does not hold every time yet.
-	t.Skip("flaky: a pulled message is sometimes not nak'ed on cancel (issue 11)")
-	cfg := testConfig(sharedURL(t))
-	cfg.AckWait = time.Minute
-	a := newAdapter(t, cfg)
-	topic, group := uniq(t, "t"), "g"
-	for i := range 5 {
-		publish(t, a, topic, "", fmt.Sprint(i))
-	}
-	ch, cancel := subscribe(t, a, topic, group)
-	first := recv(t, ch)
-	ack(t, a, group, first)
-	recv(t, ch) // received, never acknowledged
-	cancel()
+	for _, tc := range []struct {
+		name      string
+		n         int
+		streaming bool // publish while the first subscription ends
+	}{
+		{"idle", 5, false},
+		{"backlog", 300, false},
+		{"streaming", 300, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(sharedURL(t))
+			cfg.AckWait = 2 * time.Minute
+			a := newAdapter(t, cfg)
+			topic, group := uniq(t, "t"), "g"
+			before := tc.n
+			if tc.streaming {
+				before = 10
+			}
+			for i := range before {
+				publish(t, a, topic, "", fmt.Sprint(i))
+			}
+			pubErr := make(chan error, 1)
+			if tc.streaming {
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					for i := before; i < tc.n; i++ {
+						if err := a.Publish(ctx, topic, []byte(fmt.Sprint(i))); err != nil {
+							pubErr <- err
+							return
+						}
+					}
+					pubErr <- nil
+				}()
+			} else {
+				pubErr <- nil
+			}
+			ch, cancel := subscribe(t, a, topic, group)
+			first := recv(t, ch)
+			ack(t, a, group, first)
+			recv(t, ch) // received, never acknowledged
+			cancel()
 
-	start := time.Now()
-	ch2, _ := subscribe(t, a, topic, group)
-	got := map[string]bool{}
-	for len(got) < 4 {
-		m := recv(t, ch2)
-		if string(m.Value()) == string(first.Value()) {
-			t.Fatalf("acknowledged message %q delivered again", m.Value())
-		}
-		got[string(m.Value())] = true
-		ack(t, a, group, m)
-	}
-	if d := time.Since(start); d > cfg.AckWait/2 {
-		t.Errorf("redelivery took %v; with a Nak it must not wait for AckWait (%v)", d, cfg.AckWait)
+			start := time.Now()
+			ch2, _ := subscribe(t, a, topic, group)
+			got := map[string]bool{}
+			for len(got) < tc.n-1 {
+				m := recv(t, ch2)
+				if string(m.Value()) == string(first.Value()) {
+					t.Fatalf("acknowledged message %q delivered again", m.Value())
+				}
+				got[string(m.Value())] = true
+				ack(t, a, group, m)
+			}
+			// A message the first subscription did not hand back would
+			// come only after AckWait (2 minutes): recv gives up after
+			// 10s, and all of them must arrive well before AckWait.
+			if d := time.Since(start); d > cfg.AckWait/4 {
+				t.Errorf("redelivery took %v; with a Nak it must not wait for AckWait (%v)", d, cfg.AckWait)
+			}
+			if err := <-pubErr; err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+		})
 	}
 }
 
@@ -444,5 +480,40 @@ func TestEncodedHeaders(t *testing.T) {
 	}
 	if !bytes.Equal(m.Key(), key) {
 		t.Errorf("key %q, want %q", m.Key(), key)
+	}
+}
+
+// TestCloseServerDown: with the server gone, Close does not wait for
+// round trips per subscription: it returns after about CloseTimeout (its
+// final flush) however many subscriptions holding messages it ends.
+func TestCloseServerDown(t *testing.T) {
+	b := brokertest.NATS(t)
+	cfg := testConfig(b.URL())
+	cfg.CloseTimeout = time.Second
+	a, err := nats.NewAdapter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	topic := uniq(t, "t")
+	for i := range 3 {
+		publish(t, a, topic, "", fmt.Sprint(i))
+	}
+	const subs = 4
+	for i := range subs {
+		ch, _, err := a.Subscribe(context.Background(), topic, fmt.Sprint("g", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv(t, ch) // held, not acknowledged
+	}
+	b.Kill(t)
+	waitFor(t, timeout, "the adapter to notice the server is gone", func() bool { return !a.Conn().IsConnected() })
+	start := time.Now()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d, limit := time.Since(start), cfg.CloseTimeout+cfg.RequestTimeout; d > limit {
+		t.Errorf("Close took %v with the server down; want at most %v (not a round trip timeout per subscription)", d, limit)
 	}
 }

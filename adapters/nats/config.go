@@ -169,9 +169,10 @@ type Config struct {
 	// acknowledgement; Publish waits (honouring its context) while the
 	// cap is reached. Default 4000.
 	MaxPendingPublishes int
-	// PublishTimeout bounds the wait for one publish acknowledgement; a
-	// publish that timed out is retried until the caller's context is
-	// done. Default 5s.
+	// PublishTimeout bounds the wait for one publish acknowledgement
+	// (checked every PublishTimeout/4, so a publish times out after 1 to
+	// 1.25 × PublishTimeout); a publish that timed out is retried until
+	// the caller's context is done. Default 5s.
 	PublishTimeout time.Duration
 	// RequestTimeout bounds JetStream API requests (creating or looking up
 	// streams and consumers). Default 5s.

@@ -54,7 +54,11 @@
 // group; keep it at least the number of subscriptions times MaxInFlight.
 //
 // Ack sends a JetStream acknowledgement without waiting for an answer. When
-// a subscription ends (cancel, its context, Close) it sends a negative
+// a subscription ends (cancel, its context, Close) it stops pulling, ends
+// the subscription of its pull requests' inbox without dropping what is on
+// the way (it waits for a round trip to the server, so that every message
+// the server sent has arrived; what the server assigns after it saw the
+// unsubscription it gives to another member), and sends a negative
 // acknowledgement for every message it holds that was not acknowledged, so
 // the group gets them again at once; an Ack for such a message afterwards
 // is ignored. A member that dies without ending its subscriptions (a crash)
@@ -71,15 +75,21 @@
 // consumers) changes that: one member of the group receives everything while
 // the others stand by and take over when it ends (it unpins itself) or stops
 // pulling for Config.PinnedTTL, so order holds across members too, except for
-// redeliveries around a takeover.
+// redeliveries around a takeover: the member taking over gets first what the
+// old one held (handed back in stream order, before it unpins) or had on the
+// way when it left (the server queues those for redelivery as it notices),
+// and the two groups may interleave. At most Config.MaxInFlight messages are
+// concerned; TestExclusiveBusKeyOrder checks this with two buses.
 //
 // # Failures
 //
 // The adapter reconnects forever (the nats.go default gives up after about
 // two minutes), every Config.ReconnectWait; publishes and acks made meanwhile
 // are buffered by the client (Config.ReconnectBufSize). Pull requests lost
-// with the connection are noticed by missed idle heartbeats
-// (Config.PullHeartbeat) and sent again. A consumer or stream deleted behind
+// with the connection are sent again once it is back (and missed idle
+// heartbeats, Config.PullHeartbeat, catch requests lost otherwise);
+// publishes that were waiting for an acknowledgement when the connection
+// broke are sent again then too. A consumer or stream deleted behind
 // the adapter's back is created again (the new consumer starts at the first
 // retained message: its deliveries are at-least-once). With file storage
 // (the default) a server restart loses nothing that was acknowledged to a

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
-	"github.com/nats-io/nats.go/jetstream"
+	natsgo "github.com/nats-io/nats.go"
 )
 
 // Message states.
@@ -37,7 +37,7 @@ type Message struct {
 
 	group string
 	sub   *subscription
-	raw   jetstream.Msg
+	ackTo string // the reply subject: $JS.ACK.<...>
 	state atomic.Int32
 }
 
@@ -46,9 +46,9 @@ var (
 	_ eventstream.HeaderCarrier = (*Message)(nil)
 )
 
-func newMessage(s *subscription, raw jetstream.Msg) *Message {
-	m := &Message{topic: s.topic, value: raw.Data(), group: s.group, sub: s, raw: raw}
-	for k, vs := range raw.Headers() {
+func newMessage(s *subscription, raw *natsgo.Msg) *Message {
+	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply}
+	for k, vs := range raw.Header {
 		if len(vs) == 0 {
 			continue
 		}
@@ -80,7 +80,7 @@ func newMessage(s *subscription, raw jetstream.Msg) *Message {
 			continue // server (Nats-*) or adapter (es-*) metadata
 		}
 		if m.headers == nil {
-			m.headers = make(map[string]string, len(raw.Headers()))
+			m.headers = make(map[string]string, len(raw.Header))
 		}
 		m.headers[k] = v
 	}
@@ -89,12 +89,66 @@ func newMessage(s *subscription, raw jetstream.Msg) *Message {
 
 func (m *Message) meta() {
 	m.metaOnce.Do(func() {
-		if md, err := m.raw.Metadata(); err == nil {
-			m.seq = md.Sequence.Stream
-			m.delivered = md.NumDelivered
-			m.storeTime = md.Timestamp
+		if md, ok := parseAckSubject(m.ackTo); ok {
+			m.seq, m.delivered, m.storeTime = md.seq, md.delivered, md.stored
 		}
 	})
+}
+
+// Acknowledgement bodies.
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+)
+
+// reply sends an acknowledgement of kind body (ackAck, ackNak,
+// ackProgress) for m, without waiting for the server's answer.
+func (m *Message) reply(body []byte) error {
+	return m.sub.a.nc.Publish(m.ackTo, body)
+}
+
+// ackMeta is what the reply subject of a JetStream message tells.
+type ackMeta struct {
+	seq, delivered uint64
+	stored         time.Time
+}
+
+// parseAckSubject reads the reply subject of a JetStream message:
+// $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+// or, from newer servers, the same with <domain>.<account hash> before the
+// stream and possibly more tokens after the pending count.
+func parseAckSubject(s string) (ackMeta, bool) {
+	const prefix = "$JS.ACK."
+	if !strings.HasPrefix(s, prefix) {
+		return ackMeta{}, false
+	}
+	var tok [12]string
+	n := 0
+	for rest := s[len(prefix):]; n < len(tok); n++ {
+		var ok bool
+		tok[n], rest, ok = strings.Cut(rest, ".")
+		if !ok {
+			n++
+			break
+		}
+	}
+	var t []string // <stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>
+	switch {
+	case n == 7:
+		t = tok[:7]
+	case n >= 9:
+		t = tok[2:9]
+	default:
+		return ackMeta{}, false
+	}
+	delivered, err1 := strconv.ParseUint(t[2], 10, 64)
+	seq, err2 := strconv.ParseUint(t[3], 10, 64)
+	ns, err3 := strconv.ParseInt(t[5], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return ackMeta{}, false
+	}
+	return ackMeta{seq: seq, delivered: delivered, stored: time.Unix(0, ns)}, true
 }
 
 // Topic returns the topic the message was read from.

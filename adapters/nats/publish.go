@@ -64,12 +64,12 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nats: publish to %q: %w", topic, err)
 	}
-	hdr, err := buildHeader(r)
+	hdr, hsize, err := buildHeader(r)
 	if err != nil {
 		return fmt.Errorf("nats: publish to %q: %w", topic, err)
 	}
 	if max := a.nc.MaxPayload(); max > 0 {
-		if n := int64(len(r.Value) + headerSize(hdr)); n > max {
+		if n := int64(len(r.Value) + hsize); n > max {
 			return fmt.Errorf("nats: publish to %q: %d bytes with headers, the server allows %d: %w", topic, n, max, ErrMessageTooLarge)
 		}
 	}
@@ -91,14 +91,12 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if ctx.Err() != nil || permanent(err) {
 			return fmt.Errorf("nats: publish to %q: %w", topic, err)
 		}
-		if errors.Is(err, natsgo.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if errors.Is(err, natsgo.ErrNoResponders) {
 			a.forgetStream(topic) // deleted behind our back? look again
 		}
 		a.log.Debug("nats: publish failed, retrying", "topic", topic, "attempt", attempt+1, "err", err)
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			if err := a.pause(ctx, backoff(attempt)); err != nil {
-				return fmt.Errorf("nats: publish to %q: %w", topic, err)
-			}
+		if err := a.pause(ctx, backoff(attempt)); err != nil {
+			return fmt.Errorf("nats: publish to %q: %w", topic, err)
 		}
 	}
 }
@@ -121,20 +119,7 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, m *natsgo.Msg, 
 	if err := a.ensureStream(ctx, topic, recheck && !a.knownStream(topic)); err != nil {
 		return err
 	}
-	f, err := a.js.PublishMsgAsync(m)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-f.Ok():
-		return nil
-	case err := <-f.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-a.connGone:
-		return eventstream.ErrAdapterClosed
-	}
+	return a.pub.Load().publish(ctx, m, a.connGone)
 }
 
 func (a *Adapter) knownStream(topic string) bool {
@@ -159,7 +144,9 @@ func permanent(err error) bool {
 	return false
 }
 
-func buildHeader(r eventstream.Record) (natsgo.Header, error) {
+// buildHeader returns the headers of r and their encoded size:
+// "NATS/1.0\r\n", one "k: v\r\n" line per header and a blank line.
+func buildHeader(r eventstream.Record) (natsgo.Header, int, error) {
 	n := len(r.Headers)
 	if r.Key != nil {
 		n++
@@ -168,49 +155,57 @@ func buildHeader(r eventstream.Record) (natsgo.Header, error) {
 		n++
 	}
 	if n == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	h := make(natsgo.Header, n)
+	// One value per name: share one backing array.
+	vals := make([]string, 0, n)
+	size := len("NATS/1.0\r\n\r\n")
+	put := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		size += len(k) + len(v) + 4
+	}
 	for k, v := range r.Headers {
-		if err := putHeader(h, k, v); err != nil {
-			return nil, err
+		k, v, err := wireHeader(k, v)
+		if err != nil {
+			return nil, 0, err
 		}
+		put(k, v)
 	}
 	if r.Key != nil {
 		if printable(r.Key) {
-			h[HeaderKey] = []string{string(r.Key)}
+			put(HeaderKey, string(r.Key))
 		} else {
-			h[HeaderKeyBase64] = []string{base64.StdEncoding.EncodeToString(r.Key)}
+			put(HeaderKeyBase64, base64.StdEncoding.EncodeToString(r.Key))
 		}
 	}
 	if !r.Time.IsZero() {
-		h[HeaderTime] = []string{strconv.FormatInt(r.Time.UnixNano(), 10)}
+		put(HeaderTime, strconv.FormatInt(r.Time.UnixNano(), 10))
 	}
-	return h, nil
+	return h, size, nil
 }
 
 func reservedHeader(k string) bool {
 	return len(k) >= 5 && strings.EqualFold(k[:5], "nats-") || len(k) >= 3 && strings.EqualFold(k[:3], "es-")
 }
 
-// putHeader adds user header k: v to h. Names of printable ASCII (no ':')
-// with values the protocol carries unchanged (no CR, LF or surrounding
-// blanks) travel as they are; any other header travels as
+// wireHeader returns how user header k: v travels. Names of printable
+// ASCII (no ':') with values the protocol carries unchanged (no CR, LF or
+// surrounding blanks) travel as they are; any other header travels as
 // HeaderEncodedPrefix + base64url(name) with the base64 value, and the
 // receiving adapter decodes it.
-func putHeader(h natsgo.Header, k, v string) error {
+func wireHeader(k, v string) (string, string, error) {
 	if k == "" {
-		return fmt.Errorf("%w: empty name", ErrInvalidHeader)
+		return "", "", fmt.Errorf("%w: empty name", ErrInvalidHeader)
 	}
 	if reservedHeader(k) {
-		return fmt.Errorf("%w: name %q is reserved (prefixes Nats- and es-)", ErrInvalidHeader, k)
+		return "", "", fmt.Errorf("%w: name %q is reserved (prefixes Nats- and es-)", ErrInvalidHeader, k)
 	}
 	if plainName(k) && plainValue(v) {
-		h[k] = []string{v}
-		return nil
+		return k, v, nil
 	}
-	h[HeaderEncodedPrefix+base64.RawURLEncoding.EncodeToString([]byte(k))] = []string{base64.StdEncoding.EncodeToString([]byte(v))}
-	return nil
+	return HeaderEncodedPrefix + base64.RawURLEncoding.EncodeToString([]byte(k)), base64.StdEncoding.EncodeToString([]byte(v)), nil
 }
 
 func plainName(k string) bool {
@@ -236,19 +231,4 @@ func printable(b []byte) bool {
 		}
 	}
 	return len(b) == 0 || (b[0] != ' ' && b[len(b)-1] != ' ')
-}
-
-// headerSize is the encoded size of h: "NATS/1.0\r\n", one "k: v\r\n" line
-// per value and a blank line.
-func headerSize(h natsgo.Header) int {
-	if len(h) == 0 {
-		return 0
-	}
-	n := len("NATS/1.0\r\n\r\n")
-	for k, vs := range h {
-		for _, v := range vs {
-			n += len(k) + len(v) + 4
-		}
-	}
-	return n
 }

@@ -1,10 +1,13 @@
 package nats
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,13 +33,26 @@ type subscription struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 
-	cons jetstream.Consumer // used by run only
+	cons jetstream.Consumer // the group's consumer, for its configuration
 
-	mu       sync.Mutex
-	held     map[*Message]struct{} // fetched, not acknowledged, not released
-	freed    chan struct{}         // signalled (capacity 1) when held shrinks while run waits for room
-	wantRoom atomic.Bool           // run waits for room
-	gotAny   bool                  // run received a message (set by run, read by finish)
+	// Pull requests are sent to nextSubject with reply subjects
+	// inbox.<n>; sub receives their messages and status replies (onMsg).
+	inbox       string
+	nextSubject string
+	sub         *natsgo.Subscription
+	reqSeq      uint64        // used by run only
+	wake        chan struct{} // capacity 1: onMsg has news for run
+
+	freed    chan struct{} // signalled (capacity 1) when held shrinks while run waits for room
+	wantRoom atomic.Bool   // run waits for room
+
+	mu     sync.Mutex
+	held   map[*Message]struct{} // arrived, not acknowledged, not handed back
+	ready  []*Message            // held, not yet taken by run
+	req    pull                  // the outstanding pull request
+	pinID  string                // Exclusive: the pin the server gave this member
+	gotAny bool                  // a message arrived
+	ended  bool                  // finish took the held messages; later arrivals are handed back at once
 }
 
 // Subscribe joins consumer group groupID on topic: it creates the topic's
@@ -53,10 +69,11 @@ type subscription struct {
 // subscription lives, however slow its handler. The channel is unbuffered.
 //
 // The subscription ends when cancel is called, ctx is done or the adapter is
-// closed: it stops pulling, hands every message it holds and that was not
-// acknowledged back to the group with a negative acknowledgement (the group
-// gets them again at once), and closes the channel once its goroutine
-// returned. cancel waits for that and is idempotent. An Ack after that is
+// closed: it stops pulling, ends its inbox subscription and waits (one round
+// trip to the server) until every message the server sent to it has
+// arrived, hands every message it holds and that was not acknowledged back
+// to the group with a negative acknowledgement (the group gets them again
+// at once), and closes the channel once its goroutine returned. cancel waits for that and is idempotent. An Ack after that is
 // ignored and returns nil. A consumer deleted behind the adapter's back is
 // created again; connection losses and server restarts are ridden out by
 // reconnecting.
@@ -93,6 +110,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		done:     make(chan struct{}),
 		held:     make(map[*Message]struct{}),
 		freed:    make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
 	}
 	if a.cfg.Exclusive && !a.serverAtLeast(2, 11) {
 		return nil, nil, fmt.Errorf("nats: subscribe to %q: Exclusive needs pinned consumers of nats-server 2.11+, the server is %s: %w",
@@ -111,6 +129,20 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 	if a.closed {
 		return nil, nil, fmt.Errorf("nats: subscribe to %q: %w", topic, eventstream.ErrAdapterClosed)
 	}
+	s.inbox = a.nc.NewInbox()
+	s.nextSubject = "$JS.API.CONSUMER.MSG.NEXT." + s.stream + "." + s.consumer
+	sub, err := a.nc.Subscribe(s.inbox+".*", s.onMsg)
+	if err == nil {
+		// Pull requests bound what arrives: never drop a message.
+		err = sub.SetPendingLimits(-1, -1)
+		if err != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: inbox: %w", topic, err)
+	}
+	s.sub = sub
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	a.smu.Lock()
 	a.subs[s] = struct{}{}
@@ -233,12 +265,6 @@ func (s *subscription) heldCount() int {
 	return len(s.held)
 }
 
-func (s *subscription) hold(m *Message) {
-	s.mu.Lock()
-	s.held[m] = struct{}{}
-	s.mu.Unlock()
-}
-
 // release forgets m (acknowledged or handed back) and, when run waits for
 // room, wakes it.
 func (s *subscription) release(m *Message) {
@@ -263,7 +289,7 @@ func (s *subscription) inProgress() {
 	s.mu.Unlock()
 	for _, m := range ms {
 		if m.state.Load() == msgPending {
-			_ = m.raw.InProgress() // fails only for acknowledged messages or a closed connection
+			_ = m.reply(ackProgress) // fails only with a closed connection
 		}
 	}
 }
@@ -278,9 +304,158 @@ func outBuffer(maxInFlight int) int { return min(64, max(1, maxInFlight/8)) }
 // room before it pulls for what it has.
 const linger = 20 * time.Millisecond
 
-// run pulls batches from the consumer, one pull request at a time so that
-// messages arrive in stream order, and hands them to the channel. It never
-// asks for more than the room left under MaxInFlight.
+// pullRequest is the body of a JetStream pull request
+// ($JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>).
+type pullRequest struct {
+	Batch     int    `json:"batch"`
+	Expires   int64  `json:"expires"`        // nanoseconds
+	Heartbeat int64  `json:"idle_heartbeat"` // nanoseconds
+	Group     string `json:"group,omitempty"`
+	PinID     string `json:"id,omitempty"`
+}
+
+// pull is the state of the subscription's outstanding pull request.
+type pull struct {
+	subject string // its reply subject; "" when none is outstanding
+	left    int    // messages the server may still deliver for it
+	beat    bool   // a message or heartbeat arrived since the last check
+	over    bool   // it ended: batch filled, expired, or an error status
+	err     error  // why it ended, when that is an error
+}
+
+// Headers of the server's status replies.
+const (
+	statusHdr = "Status"
+	descrHdr  = "Description"
+)
+
+// Errors of pull requests, from the status replies of the server.
+var (
+	errPinMismatch     = errors.New("pinned to another member")
+	errConsumerDeleted = errors.New("consumer deleted")
+)
+
+// onMsg receives every message on the subscription's inbox: the messages
+// its pull requests asked for and the server's status replies to them. It
+// runs on the client's delivery goroutine for the subscription, one call at
+// a time, and never blocks.
+//
+// Every message that arrives is held until it is acknowledged or handed
+// back. Nothing is dropped: a message that arrives after finish took the
+// held messages (the last ones of the draining subscription) is handed back
+// here.
+func (s *subscription) onMsg(msg *natsgo.Msg) {
+	if !strings.HasPrefix(msg.Reply, "$JS.ACK.") {
+		// Not a stream message: a status reply (they have no reply
+		// subject), or nothing the subscription knows.
+		if code := msg.Header.Get(statusHdr); code != "" {
+			s.onStatus(msg, code)
+		}
+		return
+	}
+	m := newMessage(s, msg)
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		if m.state.CompareAndSwap(msgPending, msgReleased) {
+			if err := m.reply(ackNak); err != nil {
+				s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
+			}
+		}
+		return
+	}
+	s.held[m] = struct{}{}
+	s.ready = append(s.ready, m)
+	s.gotAny = true
+	// Messages carry their stream subject, not the request's: count them
+	// against the outstanding request (only one is).
+	if !s.req.over {
+		s.req.beat = true
+		if s.req.left--; s.req.left <= 0 {
+			s.req.over = true
+		}
+	}
+	if s.a.cfg.Exclusive {
+		if id := msg.Header.Get("Nats-Pin-Id"); id != "" {
+			s.pinID = id
+		}
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// onStatus handles a status reply of the server to a pull request.
+func (s *subscription) onStatus(msg *natsgo.Msg, code string) {
+	desc := strings.ToLower(msg.Header.Get(descrHdr))
+	s.mu.Lock()
+	if code == "423" {
+		s.pinID = "" // another member is pinned now
+	}
+	if msg.Subject != s.req.subject || s.req.over {
+		s.mu.Unlock()
+		return // a request that ended before
+	}
+	s.req.beat = true
+	var err error
+	switch code {
+	case "100": // idle heartbeat
+		s.mu.Unlock()
+		return
+	case "404", "408": // no messages, request expired
+	case "409":
+		switch {
+		case strings.Contains(desc, "consumer deleted"):
+			err = errConsumerDeleted
+		case strings.Contains(desc, "leadership change"), strings.Contains(desc, "batch completed"),
+			strings.Contains(desc, "server shutdown"), strings.Contains(desc, "max bytes"):
+		default:
+			err = fmt.Errorf("pull request refused: %s %s", code, msg.Header.Get(descrHdr))
+		}
+	case "423":
+		err = errPinMismatch
+	case "503":
+		err = natsgo.ErrNoResponders
+	default:
+		err = fmt.Errorf("pull request failed: %s %s", code, msg.Header.Get(descrHdr))
+	}
+	s.req.over, s.req.err = true, err
+	s.mu.Unlock()
+	s.signal()
+}
+
+// signal wakes run.
+func (s *subscription) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendPull sends a pull request for n messages.
+func (s *subscription) sendPull(n int) error {
+	s.reqSeq++
+	subject := s.inbox + "." + strconv.FormatUint(s.reqSeq, 10)
+	req := pullRequest{
+		Batch:     n,
+		Expires:   int64(s.a.cfg.PullExpiry),
+		Heartbeat: int64(s.a.cfg.PullHeartbeat),
+	}
+	s.mu.Lock()
+	if s.a.cfg.Exclusive {
+		req.Group, req.PinID = priorityGroup, s.pinID
+	}
+	s.req = pull{subject: subject, left: n, beat: true}
+	s.mu.Unlock()
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return s.a.nc.PublishRequest(s.nextSubject, subject, body)
+}
+
+// run pulls from the consumer, one pull request at a time, and hands the
+// messages to the channel. It never asks for more than the room left under
+// MaxInFlight.
 func (s *subscription) run() {
 	defer s.finish()
 	maxInFlight := s.a.cfg.MaxInFlight
@@ -288,9 +463,8 @@ func (s *subscription) run() {
 
 	var (
 		queue    []*Message // held, not yet handed to the channel
-		batch    jetstream.MessageBatch
-		batchCh  <-chan jetstream.Msg
-		endBatch context.CancelFunc
+		pulling  bool       // a pull request is outstanding
+		missed   int        // heartbeat periods without news from it
 		failures int
 		retry    *time.Timer // pause after a failed pull
 		retryC   <-chan time.Time
@@ -299,13 +473,6 @@ func (s *subscription) run() {
 		lingered bool
 	)
 	defer func() {
-		if batch != nil {
-			endBatch()
-			for raw := range batchCh {
-				m := newMessage(s, raw)
-				s.hold(m)
-			}
-		}
 		for _, t := range []*time.Timer{retry, lingerT} {
 			if t != nil {
 				t.Stop()
@@ -314,6 +481,8 @@ func (s *subscription) run() {
 	}()
 	tick := time.NewTicker(s.a.cfg.InProgressInterval)
 	defer tick.Stop()
+	beat := time.NewTicker(s.a.cfg.PullHeartbeat)
+	defer beat.Stop()
 	setRetry := func(d time.Duration) {
 		if retry == nil {
 			retry = time.NewTimer(d)
@@ -322,9 +491,14 @@ func (s *subscription) run() {
 		}
 		retryC = retry.C
 	}
+	failed := func(err error) {
+		failures++
+		s.pullFailed(err, failures)
+		setRetry(backoff(failures))
+	}
 
 	for {
-		if batch == nil && retryC == nil {
+		if !pulling && retryC == nil {
 			// Announce the wait for room before counting, so that no
 			// release between the count and the select goes unnoticed.
 			s.wantRoom.Store(true)
@@ -337,18 +511,13 @@ func (s *subscription) run() {
 					lingerC = nil
 				}
 				s.wantRoom.Store(false)
-				fctx, cancel := context.WithTimeout(s.ctx, s.a.cfg.PullExpiry+time.Second)
-				b, err := s.cons.Fetch(free, s.fetchOpts(fctx)...)
-				if err != nil {
-					cancel()
+				if err := s.sendPull(free); err != nil {
 					if s.ctx.Err() != nil {
 						return
 					}
-					failures++
-					s.pullFailed(err, failures)
-					setRetry(backoff(failures))
+					failed(err)
 				} else {
-					batch, batchCh, endBatch = b, b.Messages(), cancel
+					pulling, missed = true, 0
 				}
 			case free > 0 && lingerC == nil:
 				if lingerT == nil {
@@ -368,27 +537,25 @@ func (s *subscription) run() {
 			sendCh, head = s.out, queue[0]
 		}
 		select {
-		case raw, ok := <-batchCh:
-			if !ok {
-				err := batch.Error()
-				endBatch()
-				batch, batchCh, endBatch = nil, nil, nil
-				if s.ctx.Err() != nil {
-					return
-				}
-				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-					failures++
-					s.pullFailed(err, failures)
-					setRetry(backoff(failures))
+		case <-s.wake:
+			s.mu.Lock()
+			if len(queue) == 0 {
+				queue, s.ready = s.ready, queue[:0]
+			} else {
+				queue = append(queue, s.ready...)
+				clear(s.ready)
+				s.ready = s.ready[:0]
+			}
+			over, err := s.req.over, s.req.err
+			s.mu.Unlock()
+			if pulling && over {
+				pulling = false
+				if err != nil {
+					failed(err)
 				} else {
 					failures = 0
 				}
-				continue
 			}
-			m := newMessage(s, raw)
-			s.hold(m)
-			queue = append(queue, m)
-			s.gotAny = true
 		case sendCh <- head:
 			queue[0] = nil
 			queue = queue[1:]
@@ -410,6 +577,26 @@ func (s *subscription) run() {
 		case <-lingerC:
 			lingerC = nil
 			lingered = true
+		case <-beat.C:
+			if !pulling {
+				break
+			}
+			s.mu.Lock()
+			if s.req.beat {
+				missed = 0
+			} else {
+				missed++
+			}
+			s.req.beat = false
+			lost := missed >= 2
+			if lost {
+				s.req.over = true // what still comes for it is held all the same
+			}
+			s.mu.Unlock()
+			if lost {
+				pulling = false
+				failed(errNoHeartbeat)
+			}
 		case <-tick.C:
 			s.inProgress()
 		case <-s.ctx.Done():
@@ -418,26 +605,37 @@ func (s *subscription) run() {
 	}
 }
 
-func (s *subscription) fetchOpts(ctx context.Context) []jetstream.FetchOpt {
-	opts := []jetstream.FetchOpt{jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(s.a.cfg.PullHeartbeat)}
-	if s.a.cfg.Exclusive {
-		opts = append(opts, jetstream.FetchPriorityGroup(priorityGroup))
+// errNoHeartbeat: a pull request got neither messages nor heartbeats for
+// two heartbeat periods (a lost connection or a restarted server).
+var errNoHeartbeat = errors.New("no heartbeat from the pull request")
+
+// errReconnected: the connection was lost and is back; the server forgot
+// the pull request with the old connection.
+var errReconnected = errors.New("reconnected")
+
+// reconnected ends the outstanding pull request: the server dropped it
+// with the old connection (what still arrives for it is held all the
+// same), so run pulls again now rather than after two missed heartbeats.
+func (s *subscription) reconnected() {
+	s.mu.Lock()
+	if !s.req.over {
+		s.req.over, s.req.err = true, errReconnected
 	}
-	return opts
+	s.mu.Unlock()
+	s.signal()
 }
 
 // pullFailed logs a failed pull and, when the consumer or its stream may be
 // gone, creates them again.
 func (s *subscription) pullFailed(err error, failures int) {
 	switch {
-	case errors.Is(err, jetstream.ErrPinIDMismatch):
+	case errors.Is(err, errPinMismatch):
 		s.log.Debug("nats: another member is pinned (Exclusive), standing by")
 		return
-	case errors.Is(err, jetstream.ErrNoHeartbeat):
-		s.log.Debug("nats: pull request lost (no heartbeat), pulling again", "err", err)
+	case errors.Is(err, errNoHeartbeat), errors.Is(err, errReconnected):
+		s.log.Debug("nats: pull request lost, pulling again", "err", err)
 		return
-	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
-		errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, natsgo.ErrNoResponders):
+	case errors.Is(err, errConsumerDeleted), errors.Is(err, natsgo.ErrNoResponders):
 		if e := s.ensure(s.ctx, true); e != nil {
 			if s.ctx.Err() == nil {
 				s.log.Warn("nats: consumer gone and cannot be created again yet", "err", e, "failures", failures)
@@ -452,9 +650,47 @@ func (s *subscription) pullFailed(err error, failures int) {
 	}
 }
 
+// drain ends the inbox subscription without losing a message: it tells the
+// server to stop sending and waits until everything the server sent before
+// has been received (nats.go's Drain: unsubscribe, then a round trip).
+// Messages the server assigns to a pull request after it saw the
+// unsubscription are not delivered, and the server gives them to another
+// pull request at once.
+func (s *subscription) drain() {
+	closed := s.sub.StatusChanged(natsgo.SubscriptionClosed)
+	if err := s.sub.Drain(); err != nil {
+		return // the connection is closed: nothing arrives any more
+	}
+	if !s.a.nc.IsConnected() {
+		// Nothing arrives before a reconnect; the drain completes then,
+		// and onMsg hands back what arrives.
+		return
+	}
+	t := time.NewTimer(s.a.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		// Disconnected, probably. What arrives later is handed back by
+		// onMsg.
+		s.log.Debug("nats: subscription still draining at its end", "timeout", s.a.cfg.RequestTimeout)
+	}
+}
+
 // finish hands back every held message that was not acknowledged and
 // closes the channel.
 func (s *subscription) finish() {
+	s.drain()
+	s.mu.Lock()
+	s.ended = true
+	ms := make([]*Message, 0, len(s.held))
+	for m := range s.held {
+		ms = append(ms, m)
+	}
+	s.held = make(map[*Message]struct{})
+	s.ready = nil
+	gotAny := s.gotAny
+	s.mu.Unlock()
 	// Messages still in the channel's buffer are not handed to the reader
 	// any more: they are handed back below with the rest.
 	for drained := false; !drained; {
@@ -464,26 +700,39 @@ func (s *subscription) finish() {
 			drained = true
 		}
 	}
-	s.mu.Lock()
-	ms := make([]*Message, 0, len(s.held))
-	for m := range s.held {
-		ms = append(ms, m)
-	}
-	s.held = make(map[*Message]struct{})
-	s.mu.Unlock()
-	naks := 0
+	// The server redelivers in the order of the Naks: keep stream order,
+	// so that a member taking over (Exclusive) gets every key in order.
+	slices.SortFunc(ms, func(x, y *Message) int { return cmp.Compare(x.Sequence(), y.Sequence()) })
+	back := ms[:0]
 	for _, m := range ms {
 		if m.state.CompareAndSwap(msgPending, msgReleased) {
-			if err := m.raw.Nak(); err != nil {
-				s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
-			}
-			naks++
+			back = append(back, m)
 		}
 	}
-	if naks > 0 {
-		s.log.Debug("nats: subscription ended, handed messages back", "count", naks)
+	for i, m := range back {
+		var err error
+		if i < len(back)-1 || !s.a.nc.IsConnected() {
+			err = m.reply(ackNak) // disconnected: buffered for the reconnect
+		} else {
+			// The server processes a consumer's acknowledgements in
+			// order and answers one sent as a request once it is
+			// processed: when the last Nak is answered, every message
+			// is back in the group (before an Exclusive member unpins,
+			// so that the next one gets them first, in order).
+			_, err = s.a.nc.Request(m.ackTo, ackNak, min(s.a.cfg.RequestTimeout, 2*time.Second))
+			if errors.Is(err, natsgo.ErrTimeout) {
+				s.log.Debug("nats: the last Nak was not confirmed in time", "seq", m.Sequence())
+				err = nil
+			}
+		}
+		if err != nil {
+			s.log.Warn("nats: handing a message back failed; it is redelivered after AckWait", "seq", m.Sequence(), "err", err)
+		}
 	}
-	if s.a.cfg.Exclusive && s.gotAny {
+	if len(back) > 0 {
+		s.log.Debug("nats: subscription ended, handed messages back", "count", len(back))
+	}
+	if s.a.cfg.Exclusive && gotAny && s.a.nc.IsConnected() {
 		// Probably pinned: let another member take over now rather than
 		// after PinnedTTL. (Unpinning another member only makes the
 		// server pin again.)
@@ -528,9 +777,9 @@ func (a *Adapter) Ack(ctx context.Context, groupID string, msg eventstream.Messa
 	if !m.state.CompareAndSwap(msgPending, msgAcked) {
 		return nil
 	}
-	err := m.raw.Ack()
+	err := m.reply(ackAck)
 	m.sub.release(m)
-	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+	if err != nil {
 		return fmt.Errorf("nats: ack of message %d on %q: %w", m.Sequence(), m.topic, err)
 	}
 	return nil

@@ -1,0 +1,87 @@
+package nats_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	eventstream "github.com/eventstream-go/eventstream"
+)
+
+// The benchmarks run against the embedded server in its helper process (or
+// NATS: see sharedURL), so the server's CPU is not counted here. The bench
+// module compares the adapter with raw nats.go and Watermill.
+
+// BenchmarkPublishParallel measures 64 goroutines publishing 100-byte
+// records, each waiting for its acknowledgement: plain values, and records
+// shaped like the bus's (a content-type header and a time).
+func BenchmarkPublishParallel(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		rec  eventstream.Record
+	}{
+		{"plain", eventstream.Record{Value: make([]byte, 100)}},
+		{"bus-shaped", eventstream.Record{Value: make([]byte, 100), Key: []byte("customer-7"),
+			Headers: map[string]string{"content-type": "application/cloudevents+json"}, Time: time.Now()}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			a := newAdapter(b, testConfig(sharedURL(b)))
+			ctx := context.Background()
+			topic := uniq(b, "t")
+			if err := a.PublishRecord(ctx, topic, tc.rec); err != nil {
+				b.Fatal(err)
+			}
+			b.SetParallelism(64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := a.PublishRecord(ctx, topic, tc.rec); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkConsume measures receiving and acknowledging b.N preloaded
+// 100-byte messages with one subscription.
+func BenchmarkConsume(b *testing.B) {
+	a := newAdapter(b, testConfig(sharedURL(b)))
+	ctx := context.Background()
+	topic := uniq(b, "t")
+	msg := make([]byte, 100)
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < b.N; i += 32 {
+				if err := a.Publish(ctx, topic, msg); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	ch, cancel, err := a.Subscribe(ctx, topic, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cancel()
+	for range b.N {
+		m, ok := <-ch
+		if !ok {
+			b.Fatal("channel closed")
+		}
+		if err := a.Ack(ctx, "bench", m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
