@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,7 +145,10 @@ func (a *Adapter) isClosing() bool {
 
 type topicInfo struct {
 	partitions int
-	fetched    time.Time
+	// maxBytes is the topic's max.message.bytes, the largest record batch
+	// the broker accepts (0: unknown).
+	maxBytes int
+	fetched  time.Time
 }
 
 const topicInfoTTL = 5 * time.Second
@@ -153,39 +157,70 @@ const topicInfoTTL = 5 * time.Second
 // Config.AutoCreateTopics is set. A missing topic is reported with an error
 // wrapping ErrUnknownTopic.
 func (a *Adapter) partitions(ctx context.Context, topic string) (int, error) {
+	ti, err := a.topic(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	return ti.partitions, nil
+}
+
+// topic returns what the adapter knows about topic (cached for
+// topicInfoTTL), creating the topic when Config.AutoCreateTopics is set. A
+// missing topic is reported with an error wrapping ErrUnknownTopic.
+func (a *Adapter) topic(ctx context.Context, topic string) (topicInfo, error) {
 	a.pmu.Lock()
 	ti := a.topics[topic]
 	a.pmu.Unlock()
 	if ti != nil && time.Since(ti.fetched) < topicInfoTTL {
-		return ti.partitions, nil
+		return *ti, nil
 	}
-	n, err := a.lookupTopic(ctx, topic)
+	n, maxBytes, err := a.lookupTopic(ctx, topic)
 	if err != nil {
 		if ti != nil && !errors.Is(err, ErrUnknownTopic) {
 			// Keep using what we knew while the cluster is unreachable.
-			return ti.partitions, nil
+			return *ti, nil
 		}
-		return 0, err
+		return topicInfo{}, err
 	}
+	if maxBytes == 0 && ti != nil {
+		maxBytes = ti.maxBytes
+	}
+	nti := &topicInfo{partitions: n, maxBytes: maxBytes, fetched: time.Now()}
 	a.pmu.Lock()
-	a.topics[topic] = &topicInfo{partitions: n, fetched: time.Now()}
+	a.topics[topic] = nti
 	a.pmu.Unlock()
-	return n, nil
+	return *nti, nil
 }
 
-func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
+// lookupTopic returns the partition count of topic and its
+// max.message.bytes (0 when the broker did not tell).
+func (a *Adapter) lookupTopic(ctx context.Context, topic string) (partitions, maxBytes int, err error) {
 	// Ask the broker first, without side effects, whether the topic exists:
 	// the transport answers metadata requests from its cache, and one that
 	// bypasses the cache may make brokers with auto.create.topics.enable
 	// create the topic.
-	switch exists, known := a.topicExists(ctx, topic); {
+	exists, known, maxBytes := a.describeTopic(ctx, topic)
+	switch {
 	case known && !exists && !a.cfg.AutoCreateTopics:
-		return 0, fmt.Errorf("kafka: topic %q: %w", topic, ErrUnknownTopic)
+		return 0, 0, fmt.Errorf("kafka: topic %q: %w", topic, ErrUnknownTopic)
 	case known && !exists:
 		if err := a.createTopic(ctx, topic); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
+	n, err := a.waitPartitions(ctx, topic)
+	if err == nil && maxBytes == 0 && known && !exists {
+		// Created just now: its configuration is readable once it has
+		// partitions.
+		_, _, maxBytes = a.describeTopic(ctx, topic)
+	}
+	return n, maxBytes, err
+}
+
+// waitPartitions returns the partition count of topic once the metadata
+// lists its partitions, creating the topic if it is missing and
+// Config.AutoCreateTopics is set.
+func (a *Adapter) waitPartitions(ctx context.Context, topic string) (int, error) {
 	created := false
 	for attempt := 0; ; attempt++ {
 		// A metadata request for a topic missing from the transport's cache
@@ -233,27 +268,36 @@ func (a *Adapter) lookupTopic(ctx context.Context, topic string) (int, error) {
 	}
 }
 
-// topicExists asks the broker whether topic exists with a DescribeConfigs
-// request, which never creates it. known is false when the broker did not
-// tell (unreachable, not authorized, ...).
-func (a *Adapter) topicExists(ctx context.Context, topic string) (exists, known bool) {
+// describeTopic asks the broker whether topic exists with a
+// DescribeConfigs request, which never creates it, and reads the topic's
+// max.message.bytes (0 when not listed). known is false when the broker did
+// not tell (unreachable, not authorized, ...).
+func (a *Adapter) describeTopic(ctx context.Context, topic string) (exists, known bool, maxBytes int) {
 	resp, err := a.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{
 		Resources: []kafkago.DescribeConfigRequestResource{{
 			ResourceType: kafkago.ResourceTypeTopic,
 			ResourceName: topic,
-			ConfigNames:  []string{"cleanup.policy"},
+			ConfigNames:  []string{"max.message.bytes"},
 		}},
 	})
 	if err != nil || len(resp.Resources) != 1 {
-		return false, false
+		return false, false, 0
 	}
-	switch err := resp.Resources[0].Error; {
-	case err == nil:
-		return true, true
-	case errors.Is(err, kafkago.UnknownTopicOrPartition):
-		return false, true
+	res := resp.Resources[0]
+	switch {
+	case res.Error == nil:
+		for _, e := range res.ConfigEntries {
+			if e.ConfigName == "max.message.bytes" {
+				if n, err := strconv.Atoi(e.ConfigValue); err == nil && n > 0 {
+					maxBytes = n
+				}
+			}
+		}
+		return true, true, maxBytes
+	case errors.Is(res.Error, kafkago.UnknownTopicOrPartition):
+		return false, true, 0
 	default:
-		return false, false
+		return false, false, 0
 	}
 }
 
@@ -298,7 +342,8 @@ func backoff(n int) time.Duration {
 
 // permanent reports whether a produce error cannot succeed on retry.
 func permanent(err error) bool {
-	if errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrInvalidTopic) || errors.Is(err, eventstream.ErrAdapterClosed) {
+	if errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrInvalidTopic) || errors.Is(err, ErrMessageTooLarge) ||
+		errors.Is(err, eventstream.ErrAdapterClosed) {
 		return true
 	}
 	for _, e := range []kafkago.Error{
