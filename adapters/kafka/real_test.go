@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,8 +30,28 @@ func realKafka(t testing.TB, version string) *brokertest.Broker {
 	})
 }
 
+// realStarted is set once the first test started the shared brokers.
+var realStarted atomic.Bool
+
+// startRealKafka starts the shared broker of every release in parallel
+// (each takes seconds), once per test binary.
+func startRealKafka(t *testing.T) {
+	if realStarted.Swap(true) {
+		return
+	}
+	t.Run("start", func(t *testing.T) {
+		for _, v := range kafkaVersions {
+			t.Run("kafka"+v, func(t *testing.T) {
+				t.Parallel()
+				realKafka(t, v)
+			})
+		}
+	})
+}
+
 // forEachKafka runs f as a subtest per Kafka release on the shared broker.
 func forEachKafka(t *testing.T, f func(t *testing.T, b *brokertest.Broker)) {
+	startRealKafka(t)
 	for _, v := range kafkaVersions {
 		t.Run("kafka"+v, func(t *testing.T) {
 			f(t, realKafka(t, v))
