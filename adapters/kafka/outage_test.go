@@ -167,12 +167,15 @@ func testOutage(t *testing.T, b *brokertest.Broker) {
 	}
 	// outage takes the broker down with fault, probes, keeps it down for at
 	// least minDown and restarts it; nothing may be acknowledged meanwhile.
-	outage := func(phase string, fault func(testing.TB), minDown time.Duration) {
+	outage := func(phase string, fault func(testing.TB), minDown time.Duration, during func()) {
 		t.Helper()
 		down.Store(true)
 		fault(t)
 		downAt := time.Now()
 		probe(phase)
+		if during != nil {
+			during()
+		}
 		// Every write begun before the fault was answered or failed by now.
 		before := l.ackedCount()
 		if wait := time.Until(downAt.Add(minDown)); wait > 0 {
@@ -188,10 +191,26 @@ func testOutage(t *testing.T, b *brokertest.Broker) {
 			restartAt.Sub(downAt).Round(time.Millisecond), b.StartTime().Round(time.Millisecond))
 	}
 
+	// An adapter created while the broker is down (an application that
+	// starts before Kafka): its first Publish waits for the broker.
+	lateTopic := topic + "-late"
+	lateErr := make(chan error, 1)
+	startLate := func() {
+		late := newAdapter(t, cfg)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			lateErr <- late.Publish(ctx, lateTopic, []byte("late"))
+		}()
+	}
+
 	progress("events before the outage", perPhase)
-	outage("stop", b.Stop, downFor)
+	outage("stop", b.Stop, downFor, startLate)
+	if err := <-lateErr; err != nil {
+		t.Fatalf("first Publish of an adapter created during the outage: %v", err)
+	}
 	progress("events after the restart", l.ackedCount()+perPhase)
-	outage("kill -9", b.Kill, 0)
+	outage("kill -9", b.Kill, 0, nil)
 	progress("events after the restart from SIGKILL", l.ackedCount()+perPhase)
 	stopPublishers()
 	select {
@@ -210,6 +229,14 @@ func testOutage(t *testing.T, b *brokertest.Broker) {
 	for _, c := range l.received {
 		dups += c - 1
 	}
+	lctx := ctxT(t, time.Minute)
+	lch, lcancel, err := a.Subscribe(lctx, lateTopic, "g-late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lcancel()
+	receiveValues(t, lctx, a, "g-late", lch, []string{"late"})
+
 	t.Logf("%d events acknowledged, all handled (%d redeliveries); %d Emits begun during an outage succeeded after the restart; longest Emit %v",
 		len(l.acked), dups, l.spanned, l.maxWait.Round(time.Millisecond))
 	if l.spanned == 0 {
