@@ -1,6 +1,8 @@
 package kafka_test
 
 import (
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,5 +97,82 @@ func TestRealBusContract(t *testing.T) {
 			}
 			return a
 		}, bustest.WithTimeout(30*time.Second), bustest.WithDrainTimeout(time.Second))
+	})
+}
+
+// TestRealProduceOptions publishes keyed records with headers through every
+// compression codec and both acknowledgement levels that wait for the
+// broker, and reads them back: real Kafka validates and decompresses every
+// batch (the embedded broker does not).
+func TestRealProduceOptions(t *testing.T) {
+	forEachKafka(t, func(t *testing.T, b *brokertest.Broker) {
+		for _, tc := range []struct {
+			name string
+			c    kafka.Compression
+			acks kafka.RequiredAcks
+		}{
+			{"gzip", kafka.CompressionGzip, kafka.AcksAll},
+			{"snappy", kafka.CompressionSnappy, kafka.AcksAll},
+			{"lz4", kafka.CompressionLZ4, kafka.AcksAll},
+			{"zstd", kafka.CompressionZstd, kafka.AcksAll},
+			{"leader-acks", kafka.CompressionNone, kafka.AcksLeader},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg := realConfig(b)
+				cfg.Compression, cfg.RequiredAcks = tc.c, tc.acks
+				a := newAdapter(t, cfg)
+				ctx := ctxT(t, time.Minute)
+				topic := uniqueTopic(t, "options-"+tc.name)
+				want := vals(tc.name, 40)
+				var wg sync.WaitGroup
+				errs := make(chan error, len(want))
+				for i, v := range want {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						errs <- a.PublishRecord(ctx, topic, eventstream.Record{
+							Key:     []byte(fmt.Sprintf("key-%d", i%7)),
+							Value:   []byte(v),
+							Headers: map[string]string{"n": v, "codec": tc.name},
+						})
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("publish: %v", err)
+					}
+				}
+				group := "g-" + topic
+				ch, cancel, err := a.Subscribe(ctx, topic, group)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cancel()
+				seen := map[string]bool{}
+				for len(seen) < len(want) {
+					select {
+					case m := <-ch:
+						km := m.(*kafka.Message)
+						v := string(km.Value())
+						h := km.Headers()
+						if h["n"] != v || h["codec"] != tc.name {
+							t.Fatalf("record %q has headers %v", v, h)
+						}
+						var i int
+						if _, err := fmt.Sscanf(v, tc.name+"-%d", &i); err != nil || string(km.Key()) != fmt.Sprintf("key-%d", i%7) {
+							t.Fatalf("record %q has key %q", v, km.Key())
+						}
+						seen[v] = true
+						if err := a.Ack(ctx, group, m); err != nil {
+							t.Fatal(err)
+						}
+					case <-ctx.Done():
+						t.Fatalf("received %d of %d records", len(seen), len(want))
+					}
+				}
+			})
+		}
 	})
 }
