@@ -387,3 +387,41 @@ func TestRealOversizedMessage(t *testing.T) {
 		}
 	})
 }
+
+// TestRealPartitionsAdded adds partitions to a topic that is being
+// published to: within the adapter's metadata refresh, unkeyed records
+// reach the new partitions too (which real Kafka lists before they have
+// leaders), and no publish fails meanwhile.
+func TestRealPartitionsAdded(t *testing.T) {
+	forEachKafka(t, func(t *testing.T, b *brokertest.Broker) {
+		topic := uniqueTopic(t, "grown")
+		createTopicOn(t, b, topic, 2)
+		a := newAdapter(t, testConfig([]string{b.Addr()}))
+		ctx := ctxT(t, time.Minute)
+		if err := a.Publish(ctx, topic, []byte("before")); err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = topic, 4
+		req.Topics = append(req.Topics, rt)
+		req.TimeoutMillis = 20000
+		resp := admin[*kmsg.CreatePartitionsResponse](t, b, req)
+		if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+			t.Fatalf("adding partitions: %v", err)
+		}
+		begin := time.Now()
+		n := 0
+		waitFor(t, 45*time.Second, "records on the added partitions", func() bool {
+			for range 8 {
+				if err := a.Publish(ctx, topic, []byte(fmt.Sprint(n))); err != nil {
+					t.Fatalf("publish while partitions are added: %v", err)
+				}
+				n++
+			}
+			ends := endOffsets(t, []string{b.Addr()}, topic, 4)
+			return ends[2] > 0 && ends[3] > 0
+		})
+		t.Logf("the added partitions got records %v after they were created (%d publishes)", time.Since(begin).Round(time.Millisecond), n)
+	})
+}
