@@ -2,6 +2,8 @@ package kafka_test
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,13 +26,21 @@ var kafkaVersions = []string{"4.x", "3.9.x"}
 
 // realKafka returns the shared real Kafka broker of version, with a SASL
 // listener for the SASL tests. Tests on it use topic and group names of
-// their own and never stop it.
+// their own and never stop it. With KAFKA_BROKERS set it is that cluster,
+// with a SASL listener only when KAFKA_SASL_BROKERS names one.
 func realKafka(t testing.TB, version string) *brokertest.Broker {
 	t.Helper()
 	return realBrokers.Get(t, "kafka-"+version, func(tb testing.TB) *brokertest.Broker {
-		return brokertest.Kafka(tb, brokertest.KafkaVersion(version), brokertest.KafkaSASL())
+		opts := []brokertest.KafkaOption{brokertest.KafkaVersion(version)}
+		if os.Getenv("KAFKA_BROKERS") == "" || os.Getenv("KAFKA_SASL_BROKERS") != "" {
+			opts = append(opts, brokertest.KafkaSASL())
+		}
+		return brokertest.Kafka(tb, opts...)
 	})
 }
+
+// addrs splits a broker address list ("host:port,host:port").
+func addrs(list string) []string { return strings.Split(list, ",") }
 
 // realStarted is set once the first test started the shared brokers.
 var realStarted atomic.Bool
@@ -51,8 +61,13 @@ func startRealKafka(t *testing.T) {
 	})
 }
 
-// forEachKafka runs f as a subtest per Kafka release on the shared broker.
+// forEachKafka runs f as a subtest per Kafka release on the shared broker
+// (once, on the cluster KAFKA_BROKERS names, when it is set).
 func forEachKafka(t *testing.T, f func(t *testing.T, b *brokertest.Broker)) {
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		t.Run("external", func(t *testing.T) { f(t, realKafka(t, kafkaVersions[0])) })
+		return
+	}
 	startRealKafka(t)
 	for _, v := range kafkaVersions {
 		t.Run("kafka"+v, func(t *testing.T) {
@@ -64,7 +79,7 @@ func forEachKafka(t *testing.T, f func(t *testing.T, b *brokertest.Broker)) {
 // realConfig is testConfig for a real broker: auto-created topics with 3
 // partitions, as the suites expect.
 func realConfig(b *brokertest.Broker) kafka.Config {
-	cfg := testConfig([]string{b.Addr()})
+	cfg := testConfig(addrs(b.Addr()))
 	cfg.AutoCreateTopics = true
 	cfg.TopicPartitions = 3
 	return cfg

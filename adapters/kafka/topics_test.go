@@ -23,7 +23,7 @@ import (
 // admin sends one admin request to b with a franz-go client.
 func admin[R kmsg.Response](t testing.TB, b *brokertest.Broker, req kmsg.Request) R {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs(b.Addr())...))
 	if err != nil {
 		t.Fatalf("kgo client: %v", err)
 	}
@@ -193,7 +193,7 @@ func TestRealAutoCreateTopic(t *testing.T) {
 			// ago is published to and subscribed at once.
 			topic := uniqueTopic(t, "admin-created")
 			createTopicOn(t, b, topic, 2)
-			plain := newAdapter(t, testConfig([]string{b.Addr()}))
+			plain := newAdapter(t, testConfig(addrs(b.Addr())))
 			if err := plain.Publish(ctx, topic, []byte("a")); err != nil {
 				t.Fatalf("publish right after the topic was created: %v", err)
 			}
@@ -226,7 +226,7 @@ func TestRealTopicDeleted(t *testing.T) {
 			group := "g-" + topic
 			createTopicOn(t, b, topic, 3)
 			warns := &warnCounter{}
-			cfg := testConfig([]string{b.Addr()})
+			cfg := testConfig(addrs(b.Addr()))
 			cfg.Logger = slog.New(warns)
 			a := newAdapter(t, cfg)
 			ctx := ctxT(t, time.Minute)
@@ -396,7 +396,7 @@ func TestRealPartitionsAdded(t *testing.T) {
 	forEachKafka(t, func(t *testing.T, b *brokertest.Broker) {
 		topic := uniqueTopic(t, "grown")
 		createTopicOn(t, b, topic, 2)
-		a := newAdapter(t, testConfig([]string{b.Addr()}))
+		a := newAdapter(t, testConfig(addrs(b.Addr())))
 		ctx := ctxT(t, time.Minute)
 		if err := a.Publish(ctx, topic, []byte("before")); err != nil {
 			t.Fatal(err)
@@ -419,7 +419,7 @@ func TestRealPartitionsAdded(t *testing.T) {
 				}
 				n++
 			}
-			ends := endOffsets(t, []string{b.Addr()}, topic, 4)
+			ends := endOffsets(t, addrs(b.Addr()), topic, 4)
 			return ends[2] > 0 && ends[3] > 0
 		})
 		t.Logf("the added partitions got records %v after they were created (%d publishes)", time.Since(begin).Round(time.Millisecond), n)

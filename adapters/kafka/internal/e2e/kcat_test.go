@@ -49,7 +49,7 @@ func (kb kcatBroker) name(base string) string { return base + kb.suffix }
 func (kb kcatBroker) create(t *testing.T, partitions int32, topics ...string) {
 	t.Helper()
 	for _, topic := range topics {
-		createTopic(t, []string{kb.addr}, topic, partitions)
+		createTopic(t, strings.Split(kb.addr, ","), topic, partitions)
 	}
 }
 
@@ -59,10 +59,15 @@ func embeddedBroker(t *testing.T) kcatBroker {
 }
 
 // TestKcatRealKafka runs the kcat interop tests on real Apache Kafka 4.x
-// and 3.9.x, one broker per release started in parallel.
+// and 3.9.x, one broker per release started in parallel (or on the cluster
+// KAFKA_BROKERS names).
 func TestKcatRealKafka(t *testing.T) {
 	bin := kcatPath(t)
-	for _, v := range []string{"4.x", "3.9.x"} {
+	versions := []string{"4.x", "3.9.x"}
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		versions = versions[:1] // the cluster the variable names, once
+	}
+	for _, v := range versions {
 		t.Run("kafka"+v, func(t *testing.T) {
 			t.Parallel()
 			b := brokertest.Kafka(t, brokertest.KafkaVersion(v))
@@ -145,7 +150,7 @@ func testKcatReadsBusEvents(t *testing.T, bin string, kb kcatBroker) {
 	kb.create(t, 3, topic)
 	broker := kb.addr
 	ctx := testContext(t, 30*time.Second)
-	bus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), func(c *eventstream.Config) {
+	bus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), func(c *eventstream.Config) {
 		c.Source = "e2e/kcat"
 	})
 	want := map[string]order{}
@@ -209,7 +214,7 @@ func testKcatPartitionerMatchesBus(t *testing.T, bin string, kb kcatBroker) {
 	kb.create(t, partitions, topic, other)
 	broker := kb.addr
 	ctx := testContext(t, 30*time.Second)
-	bus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), nil)
+	bus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), nil)
 	var keys []string
 	var lines strings.Builder
 	for i := range 40 {
@@ -302,7 +307,7 @@ func testKcatRecordsReachBus(t *testing.T, bin string, kb kcatBroker) {
 		fmu      sync.Mutex
 		failures []*eventstream.Failure
 	)
-	jsonBus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), func(c *eventstream.Config) {
+	jsonBus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), func(c *eventstream.Config) {
 		c.OnFailure = func(_ context.Context, f *eventstream.Failure) {
 			fmu.Lock()
 			failures = append(failures, f)
@@ -365,11 +370,11 @@ func testKcatRecordsReachBus(t *testing.T, bin string, kb kcatBroker) {
 	t.Logf("dead-letter record: key %q headers %q", *r.Key, r.Headers)
 
 	require.Eventually(t, func() bool {
-		return committedOffsets(t, []string{broker}, jsonGroup, topic, 3)[0] == 2
+		return committedOffsets(t, strings.Split(broker, ","), jsonGroup, topic, 3)[0] == 2
 	}, 20*time.Second, 20*time.Millisecond, "committed offset of partition 0 past the dead-lettered and the handled record")
 
 	// RawSerializer takes any bytes: both records arrive as they are.
-	rawBus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), func(c *eventstream.Config) {
+	rawBus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), func(c *eventstream.Config) {
 		c.Distributed.Serializer = eventstream.RawSerializer{}
 	})
 	rawCh := collect(rawBus, rawGroup, func(e *eventstream.Event) (any, error) {
