@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,5 +150,41 @@ func TestPublishTooLarge(t *testing.T) {
 	}
 	if err := a.Publish(ctx, topic, []byte("next")); err != nil {
 		t.Fatalf("publish after the refused record: %v", err)
+	}
+}
+
+// TestCloseEndsRetryingPublish: a Publish retrying because no broker
+// answers ends with ErrAdapterClosed when the adapter is closed, not when
+// its own context ends.
+func TestCloseEndsRetryingPublish(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	a, err := kafka.NewAdapter(testConfig([]string{addr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attempts atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		attempts.Add(1)
+		done <- a.Publish(ctx, "unreachable", []byte("x"))
+	}()
+	waitFor(t, 10*time.Second, "the publish to start", func() bool { return attempts.Load() == 1 })
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, eventstream.ErrAdapterClosed) {
+			t.Fatalf("retrying publish after Close: %v, want an error wrapping ErrAdapterClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a retrying publish did not end within 10s of Close")
 	}
 }

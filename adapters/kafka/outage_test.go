@@ -10,6 +10,7 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/internal/brokertest"
 )
 
@@ -169,13 +170,17 @@ func testOutage(t *testing.T, b *brokertest.Broker) {
 			t.Errorf("%s: Emit returned %v after its %v deadline", phase, took-probeTimeout, probeTimeout)
 		}
 	}
-	// outage takes the broker down with fault, probes, keeps it down for at
-	// least minDown and restarts it; nothing may be acknowledged meanwhile.
-	outage := func(phase string, fault func(testing.TB), minDown time.Duration, during func()) {
+	// outage takes the broker down with fault, calls down, probes, calls
+	// during, keeps the broker down for at least minDown and restarts it;
+	// nothing may be acknowledged meanwhile.
+	outage := func(phase string, fault func(testing.TB), minDown time.Duration, onDown, during func()) {
 		t.Helper()
 		down.Store(true)
 		fault(t)
 		downAt := time.Now()
+		if onDown != nil {
+			onDown()
+		}
 		probe(phase)
 		if during != nil {
 			during()
@@ -208,13 +213,48 @@ func testOutage(t *testing.T, b *brokertest.Broker) {
 		}()
 	}
 
+	// An adapter closed while the broker is down, with a Publish waiting
+	// (begun before the probe, so it is retrying by then): Close returns
+	// promptly and the Publish fails with ErrAdapterClosed.
+	var closing *kafka.Adapter
+	closingErr := make(chan error, 1)
+	startClosing := func() {
+		closing = newAdapter(t, cfg)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			closingErr <- closing.Publish(ctx, topic+"-closing", []byte("never acknowledged"))
+		}()
+	}
+	closeDuringOutage := func() {
+		begin := time.Now()
+		if err := closing.Close(); err != nil {
+			t.Errorf("Close during the outage: %v", err)
+		}
+		took := time.Since(begin)
+		var err error
+		select {
+		case err = <-closingErr:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a Publish waiting when the adapter was closed did not return within 10s")
+		}
+		t.Logf("Close during the outage took %v; the waiting Publish returned after %v: %v",
+			took.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), err)
+		if !errors.Is(err, eventstream.ErrAdapterClosed) {
+			t.Errorf("Publish waiting when the adapter was closed: %v, want an error wrapping ErrAdapterClosed", err)
+		}
+		if took > 10*time.Second {
+			t.Errorf("Close during the outage took %v", took)
+		}
+	}
+
 	progress("events before the outage", perPhase)
-	outage("stop", b.Stop, downFor, startLate)
+	outage("stop", b.Stop, downFor, startClosing, func() { closeDuringOutage(); startLate() })
 	if err := <-lateErr; err != nil {
 		t.Fatalf("first Publish of an adapter created during the outage: %v", err)
 	}
 	progress("events after the restart", l.ackedCount()+perPhase)
-	outage("kill -9", b.Kill, 0, nil)
+	outage("kill -9", b.Kill, 0, nil, nil)
 	progress("events after the restart from SIGKILL", l.ackedCount()+perPhase)
 	stopPublishers()
 	select {

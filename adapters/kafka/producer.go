@@ -76,6 +76,10 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if ctx.Err() != nil {
 			return publishCtxErr(topic, ctx.Err(), err, last)
 		}
+		if a.isClosing() {
+			// Close cancels the transport: the failure may be that.
+			return closedErr(topic, err)
+		}
 		last = err
 		if attempt == 0 || attempt%20 == 0 {
 			a.log.Debug("kafka: publish failed, retrying", "topic", topic, "attempt", attempt, "error", err)
@@ -83,10 +87,23 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
 			a.forgetTopic(topic) // deleted, or partitions changed
 		}
-		if serr := sleepCtx(ctx, backoff(attempt)); serr != nil {
-			return publishCtxErr(topic, serr, err, last)
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return publishCtxErr(topic, ctx.Err(), err, last)
+		case <-a.closing:
+			t.Stop()
+			return closedErr(topic, err)
+		case <-t.C:
 		}
 	}
+}
+
+// closedErr is the error of a publish that Close ended while it was
+// retrying after err.
+func closedErr(topic string, err error) error {
+	return fmt.Errorf("kafka: publish to %s: %w (last error: %w)", topic, eventstream.ErrAdapterClosed, err)
 }
 
 func publishCtxErr(topic string, ctxErr, err, last error) error {
