@@ -137,7 +137,7 @@ func TestRealProduceOptions(t *testing.T) {
 				cfg.Compression, cfg.RequiredAcks = tc.c, tc.acks
 				a := newAdapter(t, cfg)
 				ctx := ctxT(t, time.Minute)
-				topic := uniqueTopic(t, "options-"+tc.name)
+				topic := uniqueTopic("options-" + tc.name)
 				want := vals(tc.name, 40)
 				var wg sync.WaitGroup
 				errs := make(chan error, len(want))

@@ -26,7 +26,7 @@ func TestRealSASL(t *testing.T) {
 				cfg := realConfig(b)
 				cfg.Brokers = addrs(b.SASLAddr())
 				cfg.SASL = &kafka.SASL{Mechanism: mech, Username: brokertest.KafkaSASLUser, Password: brokertest.KafkaSASLPassword}
-				roundTrip(t, cfg, uniqueTopic(t, "sasl"))
+				roundTrip(t, cfg, uniqueTopic("sasl"))
 
 				bad := cfg
 				bad.SASL = &kafka.SASL{Mechanism: mech, Username: brokertest.KafkaSASLUser, Password: "wrong"}

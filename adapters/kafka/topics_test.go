@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,7 +83,7 @@ func partitionCount(t testing.TB, b *brokertest.Broker, topic string) int {
 }
 
 // uniqueTopic returns a topic name of this test run.
-func uniqueTopic(t testing.TB, kind string) string {
+func uniqueTopic(kind string) string {
 	return fmt.Sprintf("%s-%d", kind, time.Now().UnixNano())
 }
 
@@ -101,7 +102,7 @@ func receiveValues(t testing.TB, ctx context.Context, a eventstream.MQAdapter, g
 				t.Fatalf("subscription ended with %d of %d values missing", len(left), len(want))
 			}
 			v := string(m.Value())
-			if !slicesContains(want, v) {
+			if !slices.Contains(want, v) {
 				t.Fatalf("unexpected value %.40q", v)
 			}
 			delete(left, v)
@@ -112,15 +113,6 @@ func receiveValues(t testing.TB, ctx context.Context, a eventstream.MQAdapter, g
 			t.Fatalf("%d of %d values not received: %v", len(left), len(want), ctx.Err())
 		}
 	}
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestRealAutoCreateTopic: with AutoCreateTopics, the first publishes to a
@@ -136,7 +128,7 @@ func TestRealAutoCreateTopic(t *testing.T) {
 		ctx := ctxT(t, time.Minute)
 
 		t.Run("PublishFirst", func(t *testing.T) {
-			topic := uniqueTopic(t, "autocreate-pub")
+			topic := uniqueTopic("autocreate-pub")
 			want := vals("first", 16)
 			begin := time.Now()
 			var wg sync.WaitGroup
@@ -168,7 +160,7 @@ func TestRealAutoCreateTopic(t *testing.T) {
 		})
 
 		t.Run("SubscribeFirst", func(t *testing.T) {
-			topic := uniqueTopic(t, "autocreate-sub")
+			topic := uniqueTopic("autocreate-sub")
 			begin := time.Now()
 			ch, cancel, err := a.Subscribe(ctx, topic, "g-"+topic)
 			if err != nil {
@@ -191,7 +183,7 @@ func TestRealAutoCreateTopic(t *testing.T) {
 		t.Run("CreatedElsewhere", func(t *testing.T) {
 			// Without AutoCreateTopics, a topic an admin created a moment
 			// ago is published to and subscribed at once.
-			topic := uniqueTopic(t, "admin-created")
+			topic := uniqueTopic("admin-created")
 			createTopicOn(t, b, topic, 2)
 			plain := newAdapter(t, testConfig(addrs(b.Addr())))
 			if err := plain.Publish(ctx, topic, []byte("a")); err != nil {
@@ -222,7 +214,7 @@ func (w *warnCounter) WithGroup(string) slog.Handler                { return w }
 func TestRealTopicDeleted(t *testing.T) {
 	forEachKafka(t, func(t *testing.T, b *brokertest.Broker) {
 		t.Run("NoAutoCreate", func(t *testing.T) {
-			topic := uniqueTopic(t, "deleted")
+			topic := uniqueTopic("deleted")
 			group := "g-" + topic
 			createTopicOn(t, b, topic, 3)
 			warns := &warnCounter{}
@@ -293,7 +285,7 @@ func TestRealTopicDeleted(t *testing.T) {
 		})
 
 		t.Run("AutoCreate", func(t *testing.T) {
-			topic := uniqueTopic(t, "recreated")
+			topic := uniqueTopic("recreated")
 			a := newAdapter(t, realConfig(b))
 			ctx := ctxT(t, time.Minute)
 			if err := a.Publish(ctx, topic, []byte("before")); err != nil {
@@ -331,7 +323,7 @@ func TestRealOversizedMessage(t *testing.T) {
 			{"Gzip", kafka.CompressionGzip, true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				topic := uniqueTopic(t, "oversized")
+				topic := uniqueTopic("oversized")
 				cfg := realConfig(b)
 				cfg.Compression = tc.compression
 				a := newAdapter(t, cfg)
@@ -394,7 +386,7 @@ func TestRealOversizedMessage(t *testing.T) {
 // leaders), and no publish fails meanwhile.
 func TestRealPartitionsAdded(t *testing.T) {
 	forEachKafka(t, func(t *testing.T, b *brokertest.Broker) {
-		topic := uniqueTopic(t, "grown")
+		topic := uniqueTopic("grown")
 		createTopicOn(t, b, topic, 2)
 		a := newAdapter(t, testConfig(addrs(b.Addr())))
 		ctx := ctxT(t, time.Minute)
