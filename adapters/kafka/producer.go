@@ -51,7 +51,8 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 //
 // Transient failures (broker unreachable, leadership changes, ...) are
 // retried until ctx is done, and the error then wraps both ctx.Err() and
-// the last failure. A missing topic fails at once with an error wrapping
+// the last failure. A missing topic fails within a second (a topic created
+// a moment ago may still be unknown to the broker) with an error wrapping
 // ErrUnknownTopic unless Config.AutoCreateTopics is set, a record larger
 // than the topic accepts with an error wrapping ErrMessageTooLarge. When the
 // partition's buffer (Config.MaxBufferedRecords) is full PublishRecord
