@@ -14,15 +14,10 @@ import (
 	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
-	"github.com/eventstream-go/eventstream/internal/brokertest"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 )
-
-// realBrokers are the Apache Kafka brokers shared by the tests of this
-// package that also run on real Kafka (see realKafka).
-var realBrokers brokertest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -34,20 +29,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// realKafkaVersions are the Apache Kafka releases tests run against besides
-// the embedded broker.
-var realKafkaVersions = []string{"4.x", "3.9.x"}
-
-// realKafka returns the shared private Apache Kafka broker of version
-// (skipped without Java or the jars unless brokertest.RequireEnv is set).
-// Tests sharing it use unique topic and group names (uniqueName).
-func realKafka(t *testing.T, version string) *brokertest.Broker {
-	t.Helper()
-	return realBrokers.Get(t, "kafka-"+version, func(tb testing.TB) *brokertest.Broker {
-		return brokertest.Kafka(tb, brokertest.KafkaVersion(version))
-	})
 }
 
 var nameSeq atomic.Int64

@@ -3,12 +3,14 @@ package kafka_test
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/kafka"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -115,5 +117,74 @@ func TestMaxInFlightPerPartition(t *testing.T) {
 	}
 	for i := 3; i < 10; i++ {
 		recv()
+	}
+}
+
+// TestPublishTooLarge: a record larger than the topic's max.message.bytes
+// fails at once with ErrMessageTooLarge, is never sent, and does not hold
+// up the partition. (Real Kafka: TestRealOversizedMessage.)
+func TestPublishTooLarge(t *testing.T) {
+	const topic = "too-large"
+	c := startCluster(t, 1, topic)
+	var produced atomic.Int64
+	c.Fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		produced.Add(1)
+		return nil, nil, false
+	})
+	a := newAdapter(t, testConfig(c.Addrs()))
+	ctx := ctxT(t, 30*time.Second)
+	if err := a.Publish(ctx, topic, []byte("warm-up")); err != nil { // learns the limit
+		t.Fatal(err)
+	}
+	before := produced.Load()
+	if before == 0 {
+		t.Fatal("the produce request of the warm-up record was not seen")
+	}
+	err := a.Publish(ctx, topic, make([]byte, 2<<20))
+	if !errors.Is(err, kafka.ErrMessageTooLarge) {
+		t.Fatalf("publish of 2 MiB: %v, want an error wrapping ErrMessageTooLarge", err)
+	}
+	if n := produced.Load() - before; n != 0 {
+		t.Errorf("%d produce requests for a record the adapter knew to be too large", n)
+	}
+	if err := a.Publish(ctx, topic, []byte("next")); err != nil {
+		t.Fatalf("publish after the refused record: %v", err)
+	}
+}
+
+// TestCloseEndsRetryingPublish: a Publish retrying because no broker
+// answers ends with ErrAdapterClosed when the adapter is closed, not when
+// its own context ends.
+func TestCloseEndsRetryingPublish(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	a, err := kafka.NewAdapter(testConfig([]string{addr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attempts atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		attempts.Add(1)
+		done <- a.Publish(ctx, "unreachable", []byte("x"))
+	}()
+	waitFor(t, 10*time.Second, "the publish to start", func() bool { return attempts.Load() == 1 })
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, eventstream.ErrAdapterClosed) {
+			t.Fatalf("retrying publish after Close: %v, want an error wrapping ErrAdapterClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a retrying publish did not end within 10s of Close")
 	}
 }

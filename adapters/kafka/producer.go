@@ -51,8 +51,10 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 //
 // Transient failures (broker unreachable, leadership changes, ...) are
 // retried until ctx is done, and the error then wraps both ctx.Err() and
-// the last failure. A missing topic fails at once with an error wrapping
-// ErrUnknownTopic unless Config.AutoCreateTopics is set. When the
+// the last failure. A missing topic fails within a second (a topic created
+// a moment ago may still be unknown to the broker) with an error wrapping
+// ErrUnknownTopic unless Config.AutoCreateTopics is set, a record larger
+// than the topic accepts with an error wrapping ErrMessageTooLarge. When the
 // partition's buffer (Config.MaxBufferedRecords) is full PublishRecord
 // blocks until there is room or ctx is done. After Close it returns an
 // error wrapping eventstream.ErrAdapterClosed.
@@ -75,6 +77,10 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if ctx.Err() != nil {
 			return publishCtxErr(topic, ctx.Err(), err, last)
 		}
+		if a.isClosing() {
+			// Close cancels the transport: the failure may be that.
+			return closedErr(topic, err)
+		}
 		last = err
 		if attempt == 0 || attempt%20 == 0 {
 			a.log.Debug("kafka: publish failed, retrying", "topic", topic, "attempt", attempt, "error", err)
@@ -82,10 +88,23 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
 			a.forgetTopic(topic) // deleted, or partitions changed
 		}
-		if serr := sleepCtx(ctx, backoff(attempt)); serr != nil {
-			return publishCtxErr(topic, serr, err, last)
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return publishCtxErr(topic, ctx.Err(), err, last)
+		case <-a.closing:
+			t.Stop()
+			return closedErr(topic, err)
+		case <-t.C:
 		}
 	}
+}
+
+// closedErr is the error of a publish that Close ended while it was
+// retrying after err.
+func closedErr(topic string, err error) error {
+	return fmt.Errorf("kafka: publish to %s: %w (last error: %w)", topic, eventstream.ErrAdapterClosed, err)
 }
 
 func publishCtxErr(topic string, ctxErr, err, last error) error {
@@ -105,10 +124,23 @@ func (a *Adapter) forgetTopic(topic string) {
 }
 
 func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.Record) error {
-	n, err := a.partitions(ctx, topic)
+	ti, err := a.topic(ctx, topic)
 	if err != nil {
 		return err
 	}
+	// A record the broker would refuse is refused here. Besides saving a
+	// round trip, this matters for records larger than the broker's
+	// socket.request.max.bytes: the broker closes the connection instead of
+	// answering, which looks like a network failure and would be retried
+	// until ctx ends. (Compressed batches may be smaller than the record:
+	// the broker decides.)
+	if ti.maxBytes > 0 && a.cfg.Compression == CompressionNone {
+		if size := batchSize(r); size > ti.maxBytes {
+			return fmt.Errorf("kafka: publish to %s: a record batch of at least %d bytes, the topic's max.message.bytes is %d: %w",
+				topic, size, ti.maxBytes, ErrMessageTooLarge)
+		}
+	}
+	n := ti.partitions
 	var p int
 	if r.Key != nil {
 		p = keyPartition(r.Key, n)
@@ -193,6 +225,28 @@ func (a *Adapter) newWriter(tp topicPartition, leader int32) *partitionWriter {
 	w.bw.Store(b)
 	a.writers[tp] = w
 	return w
+}
+
+// ErrMessageTooLarge is wrapped by Publish and PublishRecord when a record
+// is larger than its topic accepts (the topic's max.message.bytes, which
+// defaults to the broker's message.max.bytes). The record was not written.
+// The adapter checks uncompressed records before sending them when the
+// broker told it the limit; otherwise the error comes from the broker
+// (MESSAGE_TOO_LARGE) and wraps that too.
+var ErrMessageTooLarge = errors.New("kafka: message too large")
+
+// batchSize returns a lower bound of the size of a record batch holding only
+// r, as the broker compares it with max.message.bytes: the batch header
+// (61 bytes) and the record with varint lengths of at least one byte.
+func batchSize(r eventstream.Record) int {
+	const batchHeader = 61
+	// length, attributes, timestamp delta, offset delta, key length,
+	// value length, header count.
+	n := batchHeader + 7 + len(r.Key) + len(r.Value)
+	for k, v := range r.Headers {
+		n += 2 + len(k) + len(v)
+	}
+	return n
 }
 
 func recordSize(r eventstream.Record) int {

@@ -290,9 +290,12 @@ func (b *brokerWriter) produce(batches []partBatch) []error {
 		if e == nil {
 			continue
 		}
-		if a.isClosing() {
+		switch {
+		case a.isClosing():
 			errs[i] = fmt.Errorf("kafka: publish to %s: %w (%w)", pb.w.topic, eventstream.ErrAdapterClosed, e)
-		} else {
+		case tooLarge(e):
+			errs[i] = fmt.Errorf("kafka: produce to %s[%d]: %w: %w", pb.w.topic, pb.w.partition, ErrMessageTooLarge, e)
+		default:
 			errs[i] = fmt.Errorf("kafka: produce to %s[%d]: %w", pb.w.topic, pb.w.partition, e)
 		}
 	}

@@ -135,7 +135,7 @@ func TestRebalanceNoLoss(t *testing.T) {
 	t.Run("kfake", func(t *testing.T) {
 		testRebalanceNoLoss(t, startCluster(t, partitions, topic).Addrs(), topic, "g-rebalance")
 	})
-	for _, v := range realKafkaVersions {
+	for _, v := range kafkaVersions {
 		t.Run("kafka-"+v, func(t *testing.T) {
 			brokers := []string{realKafka(t, v).Addr()}
 			topic := uniqueName("rebalance")

@@ -340,3 +340,35 @@ func TestFailedStartShowsLog(t *testing.T) {
 		t.Error("Running after a failed start")
 	}
 }
+
+// TestSharedStartsNamesConcurrently: parallel tests asking for brokers under
+// different names start them at the same time; a later Get reuses them.
+func TestSharedStartsNamesConcurrently(t *testing.T) {
+	var s Shared
+	defer s.Close()
+	begun := make(chan struct{}, 2)
+	start := func(tb testing.TB) *Broker {
+		begun <- struct{}{}
+		deadline := time.After(30 * time.Second)
+		for len(begun) < 2 {
+			select {
+			case <-deadline:
+				tb.Fatal("the other start did not begin while this one ran: starts are serialized")
+			case <-time.After(pollInterval):
+			}
+		}
+		return &Broker{kind: "fake"}
+	}
+	var a, b *Broker
+	t.Run("group", func(t *testing.T) {
+		t.Run("a", func(t *testing.T) { t.Parallel(); a = s.Get(t, "a", start) })
+		t.Run("b", func(t *testing.T) { t.Parallel(); b = s.Get(t, "b", start) })
+	})
+	if a == nil || b == nil || a == b {
+		t.Fatalf("brokers %p and %p, want two distinct ones", a, b)
+	}
+	again := s.Get(t, "a", func(testing.TB) *Broker { t.Error("a started twice"); return nil })
+	if again != a {
+		t.Fatalf("second Get of a: %p, want %p", again, a)
+	}
+}

@@ -10,7 +10,9 @@ import (
 // asks for a broker under a name starts it, later tests get the same one,
 // and Close (called from TestMain after m.Run) stops them all. If the first
 // start skipped or failed, every later Get under that name skips or fails
-// the same way without trying again. The zero value is ready to use.
+// the same way without trying again. Brokers under different names start
+// concurrently when parallel tests ask for them; a Get for a name whose
+// start is under way waits for it. The zero value is ready to use.
 //
 //	var brokers brokertest.Shared
 //
@@ -34,6 +36,7 @@ type Shared struct {
 }
 
 type sharedEntry struct {
+	ready   chan struct{} // closed when the first start returned or ended its test
 	b       *Broker
 	skipped string // the first start skipped with this message
 	failed  string // the first start failed with this message
@@ -47,8 +50,9 @@ type sharedEntry struct {
 func (s *Shared) Get(t testing.TB, name string, start func(testing.TB) *Broker) *Broker {
 	t.Helper()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e, ok := s.entries[name]; ok {
+		s.mu.Unlock()
+		<-e.ready
 		switch {
 		case e.skipped != "":
 			t.Skip(e.skipped)
@@ -60,8 +64,9 @@ func (s *Shared) Get(t testing.TB, name string, start func(testing.TB) *Broker) 
 	if s.entries == nil {
 		s.entries = make(map[string]*sharedEntry)
 	}
-	e := &sharedEntry{}
+	e := &sharedEntry{ready: make(chan struct{})}
 	s.entries[name] = e
+	s.mu.Unlock()
 	st := &sharedTB{TB: t, s: s, e: e}
 	done := false
 	defer func() {
@@ -69,6 +74,7 @@ func (s *Shared) Get(t testing.TB, name string, start func(testing.TB) *Broker) 
 		if !done && e.skipped == "" && e.failed == "" {
 			e.failed = "start did not return"
 		}
+		close(e.ready)
 	}()
 	e.b = start(st)
 	done = true
@@ -95,7 +101,11 @@ type sharedTB struct {
 	e *sharedEntry
 }
 
-func (st *sharedTB) Cleanup(f func()) { st.s.cleanups = append(st.s.cleanups, f) }
+func (st *sharedTB) Cleanup(f func()) {
+	st.s.mu.Lock()
+	st.s.cleanups = append(st.s.cleanups, f)
+	st.s.mu.Unlock()
+}
 
 func (st *sharedTB) Skip(args ...any) {
 	st.TB.Helper()

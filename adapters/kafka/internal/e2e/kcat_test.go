@@ -14,11 +14,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 )
 
 // kcatPath returns the kcat binary. Without one the test fails when CI=true
@@ -34,6 +34,50 @@ func kcatPath(t *testing.T) string {
 	}
 	t.Skipf("kcat is not on PATH (%v); install it (apt-get install -y kcat) to run the kcat interop tests", err)
 	return ""
+}
+
+// kcatBroker is the broker a kcat test runs on: the embedded one or a real
+// Apache Kafka.
+type kcatBroker struct {
+	addr   string
+	suffix string // makes topic names unique on a broker shared by several tests
+}
+
+// name returns the topic name for base on this broker.
+func (kb kcatBroker) name(base string) string { return base + kb.suffix }
+
+// create creates topics with partitions partitions each.
+func (kb kcatBroker) create(t *testing.T, partitions int32, topics ...string) {
+	t.Helper()
+	for _, topic := range topics {
+		kadmin.CreateTopic(t, strings.Split(kb.addr, ","), topic, partitions)
+	}
+}
+
+// embeddedBroker starts an embedded broker for one kcat test.
+func embeddedBroker(t *testing.T) kcatBroker {
+	return kcatBroker{addr: kafkatest.NewCluster(t).Addrs()[0]}
+}
+
+// TestKcatRealKafka runs the kcat interop tests on real Apache Kafka 4.x
+// and 3.9.x, one broker per release started in parallel (or on the cluster
+// KAFKA_BROKERS names).
+func TestKcatRealKafka(t *testing.T) {
+	bin := kcatPath(t)
+	versions := []string{"4.x", "3.9.x"}
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		versions = versions[:1] // the cluster the variable names, once
+	}
+	for _, v := range versions {
+		t.Run("kafka"+v, func(t *testing.T) {
+			t.Parallel()
+			b := brokertest.Kafka(t, brokertest.KafkaVersion(v))
+			kb := kcatBroker{addr: b.Addr(), suffix: fmt.Sprintf("-%d", time.Now().UnixNano())}
+			t.Run("ReadsBusEvents", func(t *testing.T) { testKcatReadsBusEvents(t, bin, kb) })
+			t.Run("PartitionerMatchesBus", func(t *testing.T) { testKcatPartitionerMatchesBus(t, bin, kb) })
+			t.Run("RecordsReachBus", func(t *testing.T) { testKcatRecordsReachBus(t, bin, kb) })
+		})
+	}
 }
 
 // kcat runs kcat with args and stdin and returns its standard output.
@@ -99,11 +143,15 @@ type order struct {
 // structured CloudEvent as the value, whose extension attributes carry the
 // event headers and whose data is the payload.
 func TestKcatReadsBusEvents(t *testing.T) {
-	bin := kcatPath(t)
-	const topic = "bus-to-kcat"
-	broker := kafkatest.NewCluster(t, kfake.SeedTopics(3, topic)).Addrs()[0]
+	testKcatReadsBusEvents(t, kcatPath(t), embeddedBroker(t))
+}
+
+func testKcatReadsBusEvents(t *testing.T, bin string, kb kcatBroker) {
+	topic := kb.name("bus-to-kcat")
+	kb.create(t, 3, topic)
+	broker := kb.addr
 	ctx := testContext(t, 30*time.Second)
-	bus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), func(c *eventstream.Config) {
+	bus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), func(c *eventstream.Config) {
 		c.Source = "e2e/kcat"
 	})
 	want := map[string]order{}
@@ -158,11 +206,16 @@ func TestKcatReadsBusEvents(t *testing.T) {
 // (consistent_random, CRC32) differs; with partitioner=murmur2_random kcat
 // and the bus agree, so per-key order holds across the two producers.
 func TestKcatPartitionerMatchesBus(t *testing.T) {
-	bin := kcatPath(t)
-	const topic, other, partitions = "partitioner", "partitioner-default", 6
-	broker := kafkatest.NewCluster(t, kfake.SeedTopics(partitions, topic, other)).Addrs()[0]
+	testKcatPartitionerMatchesBus(t, kcatPath(t), embeddedBroker(t))
+}
+
+func testKcatPartitionerMatchesBus(t *testing.T, bin string, kb kcatBroker) {
+	const partitions = 6
+	topic, other := kb.name("partitioner"), kb.name("partitioner-default")
+	kb.create(t, partitions, topic, other)
+	broker := kb.addr
 	ctx := testContext(t, 30*time.Second)
-	bus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), nil)
+	bus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), nil)
 	var keys []string
 	var lines strings.Builder
 	for i := range 40 {
@@ -204,16 +257,20 @@ func TestKcatPartitionerMatchesBus(t *testing.T) {
 // CloudEvents, reach bus handlers as raw events; a payload the subscriber's
 // Serializer cannot read is dead-lettered without blocking its partition.
 func TestKcatRecordsReachBus(t *testing.T) {
-	bin := kcatPath(t)
+	testKcatRecordsReachBus(t, kcatPath(t), embeddedBroker(t))
+}
+
+func testKcatRecordsReachBus(t *testing.T, bin string, kb kcatBroker) {
+	topic := kb.name("kcat-to-bus")
 	const (
-		topic     = "kcat-to-bus"
 		jsonGroup = "json-readers"
 		rawGroup  = "raw-readers"
 		notJSON   = "this is not JSON {"
 		goodJSON  = `{"id":7,"customer":"kcat","amount":12.5}`
 	)
 	dlq := eventstream.DeadLetterTopicName(topic, jsonGroup)
-	broker := kafkatest.NewCluster(t, kfake.SeedTopics(3, topic, dlq, eventstream.DeadLetterTopicName(topic, rawGroup))).Addrs()[0]
+	kb.create(t, 3, topic, dlq, eventstream.DeadLetterTopicName(topic, rawGroup))
+	broker := kb.addr
 	ctx := testContext(t, 60*time.Second)
 
 	// Both records on partition 0, the undecodable one first: the JSON one
@@ -251,7 +308,7 @@ func TestKcatRecordsReachBus(t *testing.T) {
 		fmu      sync.Mutex
 		failures []*eventstream.Failure
 	)
-	jsonBus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), func(c *eventstream.Config) {
+	jsonBus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), func(c *eventstream.Config) {
 		c.OnFailure = func(_ context.Context, f *eventstream.Failure) {
 			fmu.Lock()
 			failures = append(failures, f)
@@ -314,11 +371,11 @@ func TestKcatRecordsReachBus(t *testing.T) {
 	t.Logf("dead-letter record: key %q headers %q", *r.Key, r.Headers)
 
 	require.Eventually(t, func() bool {
-		return kadmin.Committed(t, []string{broker}, jsonGroup, topic, 3)[0] == 2
+		return kadmin.Committed(t, strings.Split(broker, ","), jsonGroup, topic, 3)[0] == 2
 	}, 20*time.Second, 20*time.Millisecond, "committed offset of partition 0 past the dead-lettered and the handled record")
 
 	// RawSerializer takes any bytes: both records arrive as they are.
-	rawBus := newBus(t, newAdapter(t, fastGroupConfig([]string{broker})), func(c *eventstream.Config) {
+	rawBus := newBus(t, newAdapter(t, fastGroupConfig(strings.Split(broker, ","))), func(c *eventstream.Config) {
 		c.Distributed.Serializer = eventstream.RawSerializer{}
 	})
 	rawCh := collect(rawBus, rawGroup, func(e *eventstream.Event) (any, error) {
