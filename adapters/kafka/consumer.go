@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
@@ -332,17 +333,28 @@ fetching:
 	}
 }
 
+// newMessage copies a fetched record into a Message: key and value share
+// one allocation, and the header values, which kafka-go decodes into bytes
+// of their own for each record, become the map's strings without a copy.
 func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message, error) {
-	key, err := readBytes(rec.Key)
-	if err != nil {
-		return nil, err
+	klen, vlen := 0, 0
+	if rec.Key != nil {
+		klen = rec.Key.Len()
 	}
-	value, err := readBytes(rec.Value)
-	if err != nil {
-		return nil, err
+	if rec.Value != nil {
+		vlen = rec.Value.Len()
 	}
-	if value == nil {
-		value = []byte{}
+	buf := make([]byte, klen+vlen)
+	var key []byte
+	if rec.Key != nil {
+		key = buf[:klen:klen]
+		if err := readBytes(rec.Key, key); err != nil {
+			return nil, err
+		}
+	}
+	value := buf[klen:]
+	if err := readBytes(rec.Value, value); err != nil {
+		return nil, err
 	}
 	m := &Message{
 		topic:     g.s.topic,
@@ -357,22 +369,25 @@ func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message,
 	if len(rec.Headers) > 0 {
 		m.headers = make(map[string]string, len(rec.Headers))
 		for _, h := range rec.Headers {
-			m.headers[h.Key] = string(h.Value)
+			// h.Value was allocated for this record by kafka-go and is
+			// referenced by nothing else, so the string may share it.
+			m.headers[h.Key] = unsafe.String(unsafe.SliceData(h.Value), len(h.Value))
 		}
 	}
 	return m, nil
 }
 
-func readBytes(b kafkago.Bytes) ([]byte, error) {
+// readBytes reads b, which holds exactly len(dst) bytes, into dst and
+// closes it. A nil b is an empty key or value.
+func readBytes(b kafkago.Bytes, dst []byte) error {
 	if b == nil {
-		return nil, nil
+		return nil
 	}
 	defer b.Close()
-	buf := make([]byte, b.Len())
-	if _, err := io.ReadFull(b, buf); err != nil {
-		return nil, err
+	if _, err := io.ReadFull(b, dst); err != nil {
+		return err
 	}
-	return buf, nil
+	return nil
 }
 
 func (g *generation) commitLoop(ctx context.Context) {
