@@ -140,14 +140,20 @@ func (t *mqTransport) attach(s *subscription) error {
 		return fmt.Errorf("%w: %T.Subscribe returned a nil channel or a nil cancel func without an error", ErrAdapterContract, t.ad)
 	}
 	s.unsubscribe = cancel
+	if s.cfg.Concurrency == 1 {
+		// One worker keeps the adapter's order by itself: it reads and
+		// decodes the messages, without a reader goroutine in between.
+		s.p.direct(msgs, t.decode)
+		return nil
+	}
 	s.readDone = make(chan struct{})
 	go t.read(s, msgs)
 	return nil
 }
 
 // read moves messages from the adapter into s's queue, decoding them first
-// (so that keys carried only in the envelope route to the right worker, and
-// so that with one worker decoding and handling overlap).
+// so that keys carried only in the envelope route to the right worker. (With
+// one worker there is no reader: see pool.direct.)
 func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 	defer close(s.readDone)
 	for {

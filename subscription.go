@@ -119,6 +119,7 @@ func newSubscription(b *bus, topic string, cfg SubscribeConfig, h Handler) *subs
 
 // abandon ends a subscription whose attach failed.
 func (s *subscription) abandon() {
+	s.p.start()
 	s.stop(false)
 	s.p.close()
 	<-s.p.done
