@@ -189,41 +189,50 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 	if isNil(m) {
 		return delivery{msg: &undecodable{err: fmt.Errorf("%w: %T sent a nil Message", ErrAdapterContract, t.ad)}}
 	}
-	d.msg = m
-	bad := func(err error) delivery { return delivery{msg: &undecodable{Message: m, err: err}} }
 	defer func() { // a Message implementation that panics is the adapter's bug, not ours to crash on
 		if r := recover(); r != nil {
-			d = bad(fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r))
+			d = delivery{msg: &undecodable{Message: m, err: fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r)}}
 		}
 	}()
+	ev, err := t.decodeEvent(m)
+	if err != nil {
+		return delivery{msg: &undecodable{Message: m, err: err}}
+	}
+	return delivery{ev: ev, msg: m}
+}
+
+// decodeEvent returns the event of m.
+func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	v := m.Value()
 	var native map[string]string
 	if hc, ok := m.(HeaderCarrier); ok {
 		native = hc.Headers()
 	}
-	w, isEnvelope, err := wire.Decode(native, v)
+	var w wire.Event
+	isEnvelope, err := wire.DecodeInto(&w, native, v)
 	if err != nil {
-		return bad(fmt.Errorf("%w: %w", ErrDecode, err))
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	if isEnvelope {
 		if !wire.SameContentType(w.ContentType, t.ser.ContentType()) {
-			return bad(fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
-				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType()))
+			return nil, fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
+				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType())
 		}
 		e := &Event{ID: w.ID, Source: w.Source, Type: w.Type, Time: w.Time, Key: w.Key, Headers: w.Headers,
 			ContentType: w.ContentType, Data: w.Data, Topic: m.Topic(), ser: t.ser, trace: fieldsOf(w.TraceParent, w.TraceState)}
-		if e.Key == "" && len(m.Key()) > 0 {
-			e.Key = string(m.Key())
+		if e.Key == "" {
+			if k := m.Key(); len(k) > 0 {
+				e.Key = string(k)
+			}
 		}
 		if e.Time.IsZero() {
 			e.Time = m.Timestamp()
 		}
-		d.ev = e
-		return d
+		return e, nil
 	}
 	// A bare payload written by another producer.
 	if vd, ok := t.ser.(Validator); ok && !vd.Valid(v) {
-		return bad(fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType()))
+		return nil, fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType())
 	}
 	e := &Event{Topic: m.Topic(), Time: m.Timestamp(), Key: string(m.Key()), ContentType: t.ser.ContentType(),
 		Data: v, ser: t.ser, Headers: wire.MergeHeaders(native, nil), trace: fieldsOf(native[wire.TraceParent], native[wire.TraceState])}
@@ -235,8 +244,7 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	d.ev = e
-	return d
+	return e, nil
 }
 
 // detach stops the reader and waits for it.

@@ -162,3 +162,22 @@ func BenchmarkDecodeStructured(b *testing.B) {
 		}
 	})
 }
+
+// TestBaseMediaType: the shortcut for plain media types agrees with
+// mime.ParseMediaType.
+func TestBaseMediaType(t *testing.T) {
+	for in, want := range map[string]string{
+		"application/json":                "application/json",
+		"application/cloudevents+json":    "application/cloudevents+json",
+		"Application/JSON":                "application/json",
+		"application/json; charset=utf-8": "application/json",
+		" text/plain ":                    "text/plain",
+		"application/octet-stream":        "application/octet-stream",
+		"/json":                           "/json",
+		"":                                "",
+	} {
+		if got := BaseMediaType(in); got != want {
+			t.Errorf("BaseMediaType(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
