@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
@@ -334,8 +333,7 @@ fetching:
 }
 
 // newMessage copies a fetched record into a Message: key and value share
-// one allocation, and the header values, which kafka-go decodes into bytes
-// of their own for each record, become the map's strings without a copy.
+// one allocation; the headers map comes from the partition's headerCache.
 func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message, error) {
 	klen, vlen := 0, 0
 	if rec.Key != nil {
@@ -366,14 +364,7 @@ func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message,
 		group:     g.s.group,
 		tracker:   tr,
 	}
-	if len(rec.Headers) > 0 {
-		m.headers = make(map[string]string, len(rec.Headers))
-		for _, h := range rec.Headers {
-			// h.Value was allocated for this record by kafka-go and is
-			// referenced by nothing else, so the string may share it.
-			m.headers[h.Key] = unsafe.String(unsafe.SliceData(h.Value), len(h.Value))
-		}
-	}
+	m.headers = tr.hdrs.headers(rec.Headers)
 	return m, nil
 }
 

@@ -272,13 +272,18 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 		return fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
 	}
 	*e = Event{Data: v, ContentType: h["content-type"], TraceParent: h[TraceParent], TraceState: h[TraceState]}
-	for _, a := range [...]struct {
-		name string
-		dst  *string
-	}{{"ce_id", &e.ID}, {"ce_source", &e.Source}, {"ce_type", &e.Type}} {
-		if *a.dst = h[a.name]; *a.dst == "" {
-			return fmt.Errorf("%w: binary-mode CloudEvent without %s header", ErrDecode, a.name)
-		}
+	e.ID, e.Source, e.Type = h["ce_id"], h["ce_source"], h["ce_type"]
+	missing := ""
+	switch {
+	case e.ID == "":
+		missing = "ce_id"
+	case e.Source == "":
+		missing = "ce_source"
+	case e.Type == "":
+		missing = "ce_type"
+	}
+	if missing != "" {
+		return fmt.Errorf("%w: binary-mode CloudEvent without %s header", ErrDecode, missing)
 	}
 	if e.ContentType == "" {
 		e.ContentType = "application/json"
