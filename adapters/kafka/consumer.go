@@ -98,7 +98,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		a:      a,
 		topic:  topic,
 		group:  groupID,
-		out:    make(chan eventstream.Message),
+		out:    make(chan eventstream.Message, outBuffer),
 		ctx:    sctx,
 		cancel: cancel,
 		cg:     cg,

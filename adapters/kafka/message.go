@@ -89,3 +89,9 @@ func (c *headerCache) headers(hs []kafkago.Header) map[string]string {
 	c.last = m
 	return m
 }
+
+// outBuffer is the capacity of a subscription's channel. A buffer lets a
+// partition's fetch goroutine hand over a fetched batch without a goroutine
+// switch per message; the messages in it count as in flight, so it does not
+// raise the read-ahead bound (Config.MaxInFlightPerPartition).
+const outBuffer = 128
