@@ -1,6 +1,7 @@
 package eventstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -140,10 +141,11 @@ func (t *mqTransport) attach(s *subscription) error {
 		return fmt.Errorf("%w: %T.Subscribe returned a nil channel or a nil cancel func without an error", ErrAdapterContract, t.ad)
 	}
 	s.unsubscribe = cancel
+	s.p.decode = t.decode
 	if s.cfg.Concurrency == 1 {
 		// One worker keeps the adapter's order by itself: it reads and
 		// decodes the messages, without a reader goroutine in between.
-		s.p.direct(msgs, t.decode)
+		s.p.src = msgs
 		return nil
 	}
 	s.readDone = make(chan struct{})
@@ -151,9 +153,11 @@ func (t *mqTransport) attach(s *subscription) error {
 	return nil
 }
 
-// read moves messages from the adapter into s's queue, decoding them first
-// so that keys carried only in the envelope route to the right worker. (With
-// one worker there is no reader: see pool.direct.)
+// read moves messages from the adapter into s's queue. A message that may
+// carry a key is decoded first, so that it routes to its key's worker; one
+// that cannot (see keyless) goes to the shared queue as it is and is decoded
+// by the worker that takes it, so that decoding runs in parallel. (With one
+// worker there is no reader: see pool.src.)
 func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 	defer close(s.readDone)
 	for {
@@ -172,15 +176,39 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 			}
 			return
 		}
-		d := t.decode(m)
+		d := delivery{msg: m}
 		key := ""
-		if d.ev != nil {
-			key = d.ev.Key
+		if !keyless(m) {
+			if d = t.decode(m); d.ev != nil {
+				key = d.ev.Key
+			}
 		}
 		if ok, _ := s.enqueue(context.Background(), d, key); !ok {
 			return // stopping; the message stays unacknowledged
 		}
 	}
+}
+
+// keyless reports whether m's event certainly has no key: m is not nil and
+// has no broker key, no binary-mode key header, and its value does not
+// contain the text "partitionkey" nor an escape that could spell it in an
+// envelope. A message for which it reports false is decoded to find out.
+func keyless(m Message) (ok bool) {
+	defer func() { // the adapter's bug; decode reports it
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if isNil(m) || len(m.Key()) > 0 {
+		return false
+	}
+	if hc, isHC := m.(HeaderCarrier); isHC {
+		if _, has := hc.Headers()["ce_partitionkey"]; has {
+			return false
+		}
+	}
+	v := m.Value()
+	return !bytes.Contains(v, []byte("partitionkey")) && !bytes.Contains(v, []byte(`\u`))
 }
 
 // decode turns a message into a delivery: the event its handler sees, or an

@@ -258,7 +258,16 @@ func TestDistributedDeadLetterWriteIsRetried(t *testing.T) {
 	assert.Equal(t, int64(1), failures.Load(), "the failure is reported once, not once per write")
 }
 
+// TestDistributedMalformedMessages: whatever the concurrency (with more
+// than one worker, keyless messages are decoded by the workers), messages
+// that do not decode are dead-lettered and the good ones handled.
 func TestDistributedMalformedMessages(t *testing.T) {
+	for _, conc := range []int{1, 8} {
+		t.Run(fmt.Sprintf("concurrency=%d", conc), func(t *testing.T) { testDistributedMalformedMessages(t, conc) })
+	}
+}
+
+func testDistributedMalformedMessages(t *testing.T, conc int) {
 	ad := newAdapter(t)
 	bus := newDistBus(t, ad, nil)
 	var good []int
@@ -272,7 +281,7 @@ func TestDistributedMalformedMessages(t *testing.T) {
 			close(done)
 		}
 		return nil
-	}), eventstream.WithConsumerGroup("g"))
+	}), eventstream.WithConsumerGroup("g"), eventstream.WithConcurrency(conc))
 	require.NoError(t, err)
 	rawBus := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })
 	ctx := context.Background()

@@ -22,9 +22,9 @@ import (
 // queued and exit. After setAside they put what they receive aside for
 // leftovers instead of handling it.
 //
-// With one worker the transport may instead hand the pool a source (see
-// direct): the worker then takes messages straight from the adapter's
-// channel and decodes them itself, one goroutine hand-off per message fewer,
+// With one worker the transport may instead hand the pool a source (src):
+// the worker then takes messages straight from the adapter's channel and
+// decodes them itself, one goroutine hand-off per message fewer,
 // and nothing is queued in the pool (the adapter bounds what it reads
 // ahead). It stops taking messages when the subscription stops; what the
 // adapter still holds stays unacknowledged and is redelivered.
@@ -34,7 +34,11 @@ type pool struct {
 	seed   maphash.Seed
 	s      *subscription // the workers call s.process
 
-	// src and decode are the source of direct mode; src is nil otherwise.
+	// src is the adapter's channel when the single worker reads it
+	// itself; nil otherwise. decode turns an adapter's message into a
+	// delivery: the workers decode what the reader queued undecoded (a
+	// delivery with neither event nor undecodable). Both are set by the
+	// transport's attach, before start.
 	src    <-chan Message
 	decode func(Message) delivery
 	n      int // workers
@@ -73,13 +77,6 @@ func newPool(s *subscription, workers, buffer int) *pool {
 		}
 	}
 	return p
-}
-
-// direct makes the single worker of p take the adapter's messages from src
-// and turn them into deliveries with decode, instead of reading its lane.
-// Call it before start.
-func (p *pool) direct(src <-chan Message, decode func(Message) delivery) {
-	p.src, p.decode = src, decode
 }
 
 // start starts the workers. Call it once.
