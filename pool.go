@@ -159,10 +159,14 @@ func (w *worker) runDirect() {
 	for {
 		var m Message
 		var ok bool
-		select {
+		select { // without a message waiting this is a cheap poll, the blocking select follows
 		case m, ok = <-p.src:
-		case <-s.stopping:
-			return
+		default:
+			select {
+			case m, ok = <-p.src:
+			case <-s.stopping:
+				return
+			}
 		}
 		if !ok {
 			select {
@@ -172,12 +176,22 @@ func (w *worker) runDirect() {
 			}
 			return
 		}
-		if p.aside.Load() {
+		if p.aside.Load() || isClosed(s.stopping) {
 			return // stopping: m stays unacknowledged and is redelivered
 		}
 		w.batch[0] = p.decode(m)
 		s.process(w, w.batch[:])
 		w.batch[0] = delivery{}
+	}
+}
+
+// isClosed reports whether ch is closed; it does not block.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -310,15 +310,18 @@ fetching:
 				log.Warn("kafka: reading fetched record failed", "offset", rec.Offset, "error", err)
 				break
 			}
-			if !tr.waitCapacity(ctx) {
+			if !tr.reserve(ctx, m.offset) {
 				break fetching
 			}
-			tr.add(m.offset)
 			select {
 			case s.out <- m:
-			case <-ctx.Done():
-				tr.abandon(m.offset)
-				break fetching
+			default: // the channel is full: wait, or give up when the generation ends
+				select {
+				case s.out <- m:
+				case <-ctx.Done():
+					tr.abandon(m.offset)
+					break fetching
+				}
 			}
 			offset = rec.Offset + 1
 		}

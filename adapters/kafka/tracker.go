@@ -94,11 +94,37 @@ func (t *partTracker) waitCapacity(ctx context.Context) bool {
 	}
 }
 
+// reserve waits for capacity like waitCapacity and then registers offset
+// like add, under one lock acquisition when there is capacity. It returns
+// false, registering nothing, when ctx is done first.
+func (t *partTracker) reserve(ctx context.Context, offset int64) bool {
+	for {
+		t.mu.Lock()
+		if t.unacked < t.max {
+			t.addLocked(offset)
+			t.mu.Unlock()
+			return true
+		}
+		ch := t.waitLocked()
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // add registers offset, which is above every offset added before, as
 // delivered (before it is handed to the consumer, so that an immediate ack
 // finds it).
 func (t *partTracker) add(offset int64) {
 	t.mu.Lock()
+	t.addLocked(offset)
+	t.mu.Unlock()
+}
+
+func (t *partTracker) addLocked(offset int64) {
 	if t.head == len(t.window) {
 		t.window, t.head = t.window[:0], 0
 	} else if t.head >= 64 && t.head >= len(t.window)/2 {
@@ -108,7 +134,6 @@ func (t *partTracker) add(offset int64) {
 	t.window = append(t.window, slot{offset: offset})
 	t.unacked++
 	t.next = offset + 1
-	t.mu.Unlock()
 }
 
 // findLocked returns the slot of offset, or nil. t.mu must be held.
