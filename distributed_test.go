@@ -315,6 +315,26 @@ func testDistributedMalformedMessages(t *testing.T, conc int) {
 	require.Eventually(t, func() bool { return bus.Stats().DeadLettered == uint64(len(bad)+1) }, 10*time.Second, time.Millisecond)
 }
 
+// TestDistributedBadJSONPayloadDeadLettered: the envelope decoder leaves
+// the payload to the handler's Unmarshal; a payload that is not JSON fails
+// it with ErrDecode, which is not retried: the event is dead-lettered.
+func TestDistributedBadJSONPayloadDeadLettered(t *testing.T) {
+	ad := newAdapter(t)
+	failures := make(chan *eventstream.Failure, 1)
+	bus := newDistBus(t, ad, func(c *eventstream.Config) {
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failures <- f }
+	})
+	_, err := bus.On("t", eventstream.Typed(func(context.Context, *eventstream.Event, order) error { return nil }),
+		eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	env := `{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"application/json","data":{"id":}}`
+	require.NoError(t, ad.Publish(context.Background(), "t", []byte(env)))
+	f := recv(t, failures)
+	require.ErrorIs(t, f.Err, eventstream.ErrDecode)
+	assert.Equal(t, 1, f.Attempts)
+	require.Eventually(t, func() bool { return bus.Stats().DeadLettered == 1 }, 10*time.Second, time.Millisecond)
+}
+
 func TestDistributedContentTypeMismatchNamesBoth(t *testing.T) {
 	ad := newAdapter(t)
 	pub := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })

@@ -22,7 +22,8 @@ import (
 // broken envelope. Errors wrap ErrDecode.
 //
 // One pass of a small scanner splits the object into its top-level members,
-// checking the JSON grammar as it goes (nested values with json.Valid) and
+// checking the JSON grammar as it goes (nested values with json.Valid, but
+// not the payload in "data", see split) and
 // sorting the CloudEvents attributes into their places (the last of several
 // members of one name wins). Attribute values are substrings of b, which
 // the Message contract says never changes, and "data" is a sub-slice of b:
@@ -130,11 +131,7 @@ func (env *envelope) split(b []byte, ext []member) ([]member, bool) {
 		return ext, skipSpace(s, i+1) == len(s)
 	}
 	for {
-		end := endOfString(s, i)
-		if end < 0 {
-			return nil, false
-		}
-		name, ok := jsonString(s[i:end])
+		end, name, ok := scanString(s, i)
 		if !ok {
 			return nil, false
 		}
@@ -143,27 +140,37 @@ func (env *envelope) split(b []byte, ext []member) ([]member, bool) {
 			return nil, false
 		}
 		i = skipSpace(s, i+1)
-		vend := endOfValue(s, i)
-		if vend <= i {
-			return nil, false
-		}
-		v := value{raw: s[i:vend], off: i, found: true}
-		if v.raw[0] == '"' {
-			if v.val, ok = jsonString(v.raw); !ok {
+		a := attrIndex(name)
+		var v value
+		if i < len(s) && s[i] == '"' {
+			end, val, ok := scanString(s, i)
+			if !ok {
 				return nil, false
 			}
-			v.str = true
-		} else if !json.Valid(b[i:vend]) { // objects, arrays, literals
-			return nil, false
+			v = value{raw: s[i:end], val: val, off: i, str: true, found: true}
+		} else {
+			vend := endOfValue(s, i)
+			if vend <= i {
+				return nil, false
+			}
+			// Nested values are checked with json.Valid, except the
+			// payload: whoever reads it parses it anyway (Unmarshal fails
+			// with ErrDecode on bad JSON, and the bus dead-letters the
+			// event), so it is not parsed twice. Its extent is still
+			// found with strings and brackets respected.
+			if a != attrData && !json.Valid(b[i:vend]) {
+				return nil, false
+			}
+			v = value{raw: s[i:vend], off: i, found: true}
 		}
-		switch a := attrIndex(name); a {
+		switch a {
 		case -1:
 			ext = append(ext, member{name: name, v: v})
 		case -2:
 		default:
 			env.str[a] = v
 		}
-		i = skipSpace(s, vend)
+		i = skipSpace(s, v.off+len(v.raw))
 		switch {
 		case i < len(s) && s[i] == ',':
 			i = skipSpace(s, i+1)
@@ -173,6 +180,31 @@ func (env *envelope) split(b []byte, ext []member) ([]member, bool) {
 			return nil, false
 		}
 	}
+}
+
+// scanString reads the JSON string starting at s[i]: it returns the index
+// just past it and its decoded value, or ok false when there is no valid
+// string at i. A string without escapes, the usual case, is checked and
+// delimited in one pass and its value is a substring of s.
+func scanString(s string, i int) (end int, val string, ok bool) {
+	if i >= len(s) || s[i] != '"' {
+		return 0, "", false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			return j + 1, s[i+1 : j], true
+		case c == '\\':
+			if end = endOfString(s, i); end < 0 {
+				return 0, "", false
+			}
+			val, ok = jsonString(s[i:end])
+			return end, val, ok
+		case c < 0x20: // control characters must be escaped
+			return 0, "", false
+		}
+	}
+	return 0, "", false
 }
 
 func skipSpace(s string, i int) int {
