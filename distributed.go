@@ -1,6 +1,7 @@
 package eventstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -140,14 +141,23 @@ func (t *mqTransport) attach(s *subscription) error {
 		return fmt.Errorf("%w: %T.Subscribe returned a nil channel or a nil cancel func without an error", ErrAdapterContract, t.ad)
 	}
 	s.unsubscribe = cancel
+	s.p.decode = t.decode
+	if s.cfg.Concurrency == 1 {
+		// One worker keeps the adapter's order by itself: it reads and
+		// decodes the messages, without a reader goroutine in between.
+		s.p.src = msgs
+		return nil
+	}
 	s.readDone = make(chan struct{})
 	go t.read(s, msgs)
 	return nil
 }
 
-// read moves messages from the adapter into s's queue, decoding them first
-// (so that keys carried only in the envelope route to the right worker, and
-// so that with one worker decoding and handling overlap).
+// read moves messages from the adapter into s's queue. A message that may
+// carry a key is decoded first, so that it routes to its key's worker; one
+// that cannot (see keyless) goes to the shared queue as it is and is decoded
+// by the worker that takes it, so that decoding runs in parallel. (With one
+// worker there is no reader: see pool.src.)
 func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 	defer close(s.readDone)
 	for {
@@ -166,15 +176,39 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 			}
 			return
 		}
-		d := t.decode(m)
+		d := delivery{msg: m}
 		key := ""
-		if d.ev != nil {
-			key = d.ev.Key
+		if !keyless(m) {
+			if d = t.decode(m); d.ev != nil {
+				key = d.ev.Key
+			}
 		}
 		if ok, _ := s.enqueue(context.Background(), d, key); !ok {
 			return // stopping; the message stays unacknowledged
 		}
 	}
+}
+
+// keyless reports whether m's event certainly has no key: m is not nil and
+// has no broker key, no binary-mode key header, and its value does not
+// contain the text "partitionkey" nor an escape that could spell it in an
+// envelope. A message for which it reports false is decoded to find out.
+func keyless(m Message) (ok bool) {
+	defer func() { // the adapter's bug; decode reports it
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if isNil(m) || len(m.Key()) > 0 {
+		return false
+	}
+	if hc, isHC := m.(HeaderCarrier); isHC {
+		if _, has := hc.Headers()["ce_partitionkey"]; has {
+			return false
+		}
+	}
+	v := m.Value()
+	return !bytes.Contains(v, []byte("partitionkey")) && !bytes.Contains(v, []byte(`\u`))
 }
 
 // decode turns a message into a delivery: the event its handler sees, or an
@@ -183,41 +217,50 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 	if isNil(m) {
 		return delivery{msg: &undecodable{err: fmt.Errorf("%w: %T sent a nil Message", ErrAdapterContract, t.ad)}}
 	}
-	d.msg = m
-	bad := func(err error) delivery { return delivery{msg: &undecodable{Message: m, err: err}} }
 	defer func() { // a Message implementation that panics is the adapter's bug, not ours to crash on
 		if r := recover(); r != nil {
-			d = bad(fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r))
+			d = delivery{msg: &undecodable{Message: m, err: fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r)}}
 		}
 	}()
+	ev, err := t.decodeEvent(m)
+	if err != nil {
+		return delivery{msg: &undecodable{Message: m, err: err}}
+	}
+	return delivery{ev: ev, msg: m}
+}
+
+// decodeEvent returns the event of m.
+func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	v := m.Value()
 	var native map[string]string
 	if hc, ok := m.(HeaderCarrier); ok {
 		native = hc.Headers()
 	}
-	w, isEnvelope, err := wire.Decode(native, v)
+	var w wire.Event
+	isEnvelope, err := wire.DecodeInto(&w, native, v)
 	if err != nil {
-		return bad(fmt.Errorf("%w: %w", ErrDecode, err))
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	if isEnvelope {
 		if !wire.SameContentType(w.ContentType, t.ser.ContentType()) {
-			return bad(fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
-				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType()))
+			return nil, fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
+				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType())
 		}
 		e := &Event{ID: w.ID, Source: w.Source, Type: w.Type, Time: w.Time, Key: w.Key, Headers: w.Headers,
 			ContentType: w.ContentType, Data: w.Data, Topic: m.Topic(), ser: t.ser, trace: fieldsOf(w.TraceParent, w.TraceState)}
-		if e.Key == "" && len(m.Key()) > 0 {
-			e.Key = string(m.Key())
+		if e.Key == "" {
+			if k := m.Key(); len(k) > 0 {
+				e.Key = string(k)
+			}
 		}
 		if e.Time.IsZero() {
 			e.Time = m.Timestamp()
 		}
-		d.ev = e
-		return d
+		return e, nil
 	}
 	// A bare payload written by another producer.
 	if vd, ok := t.ser.(Validator); ok && !vd.Valid(v) {
-		return bad(fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType()))
+		return nil, fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType())
 	}
 	e := &Event{Topic: m.Topic(), Time: m.Timestamp(), Key: string(m.Key()), ContentType: t.ser.ContentType(),
 		Data: v, ser: t.ser, Headers: wire.MergeHeaders(native, nil), trace: fieldsOf(native[wire.TraceParent], native[wire.TraceState])}
@@ -229,8 +272,7 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	d.ev = e
-	return d
+	return e, nil
 }
 
 // detach stops the reader and waits for it.

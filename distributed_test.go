@@ -258,7 +258,16 @@ func TestDistributedDeadLetterWriteIsRetried(t *testing.T) {
 	assert.Equal(t, int64(1), failures.Load(), "the failure is reported once, not once per write")
 }
 
+// TestDistributedMalformedMessages: whatever the concurrency (with more
+// than one worker, keyless messages are decoded by the workers), messages
+// that do not decode are dead-lettered and the good ones handled.
 func TestDistributedMalformedMessages(t *testing.T) {
+	for _, conc := range []int{1, 8} {
+		t.Run(fmt.Sprintf("concurrency=%d", conc), func(t *testing.T) { testDistributedMalformedMessages(t, conc) })
+	}
+}
+
+func testDistributedMalformedMessages(t *testing.T, conc int) {
 	ad := newAdapter(t)
 	bus := newDistBus(t, ad, nil)
 	var good []int
@@ -272,7 +281,7 @@ func TestDistributedMalformedMessages(t *testing.T) {
 			close(done)
 		}
 		return nil
-	}), eventstream.WithConsumerGroup("g"))
+	}), eventstream.WithConsumerGroup("g"), eventstream.WithConcurrency(conc))
 	require.NoError(t, err)
 	rawBus := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })
 	ctx := context.Background()
@@ -304,6 +313,26 @@ func TestDistributedMalformedMessages(t *testing.T) {
 	assert.Contains(t, joined, "application/octet-stream")
 	assert.Contains(t, joined, "specversion")
 	require.Eventually(t, func() bool { return bus.Stats().DeadLettered == uint64(len(bad)+1) }, 10*time.Second, time.Millisecond)
+}
+
+// TestDistributedBadJSONPayloadDeadLettered: the envelope decoder leaves
+// the payload to the handler's Unmarshal; a payload that is not JSON fails
+// it with ErrDecode, which is not retried: the event is dead-lettered.
+func TestDistributedBadJSONPayloadDeadLettered(t *testing.T) {
+	ad := newAdapter(t)
+	failures := make(chan *eventstream.Failure, 1)
+	bus := newDistBus(t, ad, func(c *eventstream.Config) {
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failures <- f }
+	})
+	_, err := bus.On("t", eventstream.Typed(func(context.Context, *eventstream.Event, order) error { return nil }),
+		eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	env := `{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"application/json","data":{"id":}}`
+	require.NoError(t, ad.Publish(context.Background(), "t", []byte(env)))
+	f := recv(t, failures)
+	require.ErrorIs(t, f.Err, eventstream.ErrDecode)
+	assert.Equal(t, 1, f.Attempts)
+	require.Eventually(t, func() bool { return bus.Stats().DeadLettered == 1 }, 10*time.Second, time.Millisecond)
 }
 
 func TestDistributedContentTypeMismatchNamesBoth(t *testing.T) {

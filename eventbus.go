@@ -371,6 +371,7 @@ func (b *bus) On(topic string, h Handler, opts ...SubscribeOption) (Subscription
 		s.abandon()
 		return nil, err
 	}
+	s.p.start()
 	b.live[s] = struct{}{}
 	b.subs.Add(1)
 	return s, nil

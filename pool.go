@@ -22,11 +22,27 @@ import (
 // The owner stops input, then calls close: the workers handle what is
 // queued and exit. After setAside they put what they receive aside for
 // leftovers instead of handling it.
+//
+// With one worker the transport may instead hand the pool a source (src):
+// the worker then takes messages straight from the adapter's channel and
+// decodes them itself, one goroutine hand-off per message fewer,
+// and nothing is queued in the pool (the adapter bounds what it reads
+// ahead). It stops taking messages when the subscription stops; what the
+// adapter still holds stays unacknowledged and is redelivered.
 type pool struct {
 	lanes  []chan delivery
 	shared chan delivery // nil with one worker
 	seed   maphash.Seed
 	s      *subscription // the workers call s.process
+
+	// src is the adapter's channel when the single worker reads it
+	// itself; nil otherwise. decode turns an adapter's message into a
+	// delivery: the workers decode what the reader queued undecoded (a
+	// delivery with neither event nor undecodable). Both are set by the
+	// transport's attach, before start.
+	src    <-chan Message
+	decode func(Message) delivery
+	n      int // workers
 
 	aside     atomic.Bool
 	closeOnce sync.Once
@@ -49,9 +65,10 @@ type worker struct {
 	batch   [1]delivery
 }
 
-// newPool starts workers goroutines that call s.process for what is queued.
+// newPool returns the pool of workers goroutines that call s.process for
+// what is queued, once start has started them.
 func newPool(s *subscription, workers, buffer int) *pool {
-	p := &pool{lanes: make([]chan delivery, workers), seed: maphash.MakeSeed(), s: s, done: make(chan struct{})}
+	p := &pool{lanes: make([]chan delivery, workers), seed: maphash.MakeSeed(), s: s, n: workers, done: make(chan struct{})}
 	if workers == 1 {
 		p.lanes[0] = make(chan delivery, buffer)
 	} else {
@@ -61,12 +78,16 @@ func newPool(s *subscription, workers, buffer int) *pool {
 			p.lanes[i] = make(chan delivery, laneCap)
 		}
 	}
-	p.wg.Add(workers)
-	for i := range workers {
+	return p
+}
+
+// start starts the workers. Call it once.
+func (p *pool) start() {
+	p.wg.Add(p.n)
+	for i := range p.n {
 		go (&worker{p: p, lane: p.lanes[i]}).run(nil)
 	}
 	go func() { p.wg.Wait(); close(p.done) }()
-	return p
 }
 
 // resume is what a replacement worker continues with.
@@ -92,6 +113,11 @@ func (w *worker) run(r *resume) {
 	s := w.p
 	if r != nil { // continue the delivery whose handler attempt called Goexit
 		s.s.processOne(w, r.d, r.attempt+1, errGoexit)
+	}
+	if s.src != nil {
+		w.runDirect()
+		returned = true
+		return
 	}
 	lane, shared := w.lane, s.shared
 	for lane != nil || shared != nil {
@@ -126,6 +152,49 @@ func (w *worker) run(r *resume) {
 		w.batch[0] = delivery{}
 	}
 	returned = true
+}
+
+// runDirect is the loop of the single worker of direct mode. When the
+// adapter closes its channel on its own the subscription is ended.
+func (w *worker) runDirect() {
+	p, s := w.p, w.p.s
+	for {
+		var m Message
+		var ok bool
+		select { // without a message waiting this is a cheap poll, the blocking select follows
+		case m, ok = <-p.src:
+		default:
+			select {
+			case m, ok = <-p.src:
+			case <-s.stopping:
+				return
+			}
+		}
+		if !ok {
+			select {
+			case <-s.stopping:
+			default:
+				go s.endedByAdapter() // it waits for this worker
+			}
+			return
+		}
+		if p.aside.Load() || isClosed(s.stopping) {
+			return // stopping: m stays unacknowledged and is redelivered
+		}
+		w.batch[0] = p.decode(m)
+		s.process(w, w.batch[:])
+		w.batch[0] = delivery{}
+	}
+}
+
+// isClosed reports whether ch is closed; it does not block.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // queue returns the queue for a delivery with the given key.

@@ -30,7 +30,7 @@ import (
 // in distributed mode, the message it came from. It travels through the
 // queues by value, so it is kept to two words plus an interface.
 type delivery struct {
-	ev  *Event  // nil when the message could not be decoded: msg is then an *undecodable
+	ev  *Event  // nil when the message could not be decoded (msg is then an *undecodable) or is not decoded yet
 	msg Message // nil in memory mode
 }
 
@@ -119,6 +119,7 @@ func newSubscription(b *bus, topic string, cfg SubscribeConfig, h Handler) *subs
 
 // abandon ends a subscription whose attach failed.
 func (s *subscription) abandon() {
+	s.p.start()
 	s.stop(false)
 	s.p.close()
 	<-s.p.done
@@ -242,6 +243,11 @@ func (s *subscription) process(w *worker, batch []delivery) {
 // worker replacing one whose handler called runtime.Goexit resumes after
 // the attempt that exited, whose error is last), and settles d.
 func (s *subscription) processOne(w *worker, d delivery, attempt int, last error) {
+	if d.ev == nil && d.msg != nil && s.p.decode != nil {
+		if _, bad := d.msg.(*undecodable); !bad {
+			d = s.p.decode(d.msg) // queued undecoded by the reader
+		}
+	}
 	if err := d.decodeErr(); err != nil {
 		s.fail(s.ctx, d, 0, err)
 		return

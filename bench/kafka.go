@@ -22,6 +22,12 @@ const (
 	PeerKafkaGo        = "kafka-go"
 	PeerFranzGo        = "franz-go"
 	PeerWatermillKafka = "Watermill-kafka (Sarama)"
+	// PeerKafkaGoBusRecords and PeerKafkaGoBinaryRecords are kafka-go's
+	// Reader draining the records the bus writes (structured and binary
+	// CloudEvents): the reference for consumption through the bus, since
+	// every other peer drains records in its own, smaller format.
+	PeerKafkaGoBusRecords    = "kafka-go on the bus's records"
+	PeerKafkaGoBinaryRecords = "kafka-go on the bus's binary-mode records"
 )
 
 // kProducer publishes one message and returns once the broker acknowledged
@@ -53,6 +59,9 @@ type KafkaPeer struct {
 	// this peer's consumer expects.
 	preload func(env *KafkaEnv, topic string, n, size int) error
 }
+
+// Produces reports whether p publishes; consume-only peers have no producer.
+func (p KafkaPeer) Produces() bool { return p.newProducer != nil }
 
 // KafkaPeers returns the Kafka peers, eventstream first.
 func KafkaPeers() []KafkaPeer {
@@ -96,6 +105,19 @@ func KafkaPeers() []KafkaPeer {
 			newProducer: franzProducer,
 			newConsumer: franzConsumer,
 			preload:     rawPreload,
+		},
+		{
+			Name: PeerKafkaGoBusRecords,
+			Config: "the kafka-go Reader above draining the bus's own records (structured CloudEvents preloaded by the bus peer); " +
+				"consumption only",
+			newConsumer: kafkaGoConsumer,
+			preload:     busPreload,
+		},
+		{
+			Name:        PeerKafkaGoBinaryRecords,
+			Config:      "the same on the binary-mode bus's records; consumption only",
+			newConsumer: kafkaGoConsumer,
+			preload:     func(env *KafkaEnv, topic string, n, size int) error { return busPreloadMode(env, topic, n, size, true) },
 		},
 		{
 			Name: PeerWatermillKafka,

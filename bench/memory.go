@@ -79,7 +79,8 @@ func MemoryThroughput(p MemoryPeer, sc Scenario) (Sample, error) {
 	// Warm up (goroutines, queues, pools), then time a fresh counter.
 	warm := min(max(sc.Events/10, sc.Producers), 20000)
 	cur.Store(newCounter(int64(warm * sc.Groups)))
-	if err := runProducers(sc.Producers, warm, emit); err == nil {
+	err = runProducers(sc.Producers, warm, emit)
+	if err == nil {
 		err = cur.Load().wait(time.Minute)
 	}
 	if err != nil {

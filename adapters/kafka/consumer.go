@@ -76,7 +76,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		a:      a,
 		topic:  topic,
 		group:  groupID,
-		out:    make(chan eventstream.Message),
+		out:    make(chan eventstream.Message, outBuffer),
 		ctx:    sctx,
 		cancel: cancel,
 		member: newGroupMember(a, groupID, topic, a.log.With("topic", topic, "group", groupID)),
@@ -314,15 +314,18 @@ fetching:
 				log.Warn("kafka: reading fetched record failed", "offset", rec.Offset, "error", err)
 				break
 			}
-			if !tr.waitCapacity(ctx) {
+			if !tr.reserve(ctx, m.offset) {
 				break fetching
 			}
-			tr.add(m.offset)
 			select {
 			case s.out <- m:
-			case <-ctx.Done():
-				tr.abandon(m.offset)
-				break fetching
+			default: // the channel is full: wait, or give up when the generation ends
+				select {
+				case s.out <- m:
+				case <-ctx.Done():
+					tr.abandon(m.offset)
+					break fetching
+				}
 			}
 			offset = rec.Offset + 1
 		}
@@ -336,17 +339,27 @@ fetching:
 	}
 }
 
+// newMessage copies a fetched record into a Message: key and value share
+// one allocation; the headers map comes from the partition's headerCache.
 func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message, error) {
-	key, err := readBytes(rec.Key)
-	if err != nil {
-		return nil, err
+	klen, vlen := 0, 0
+	if rec.Key != nil {
+		klen = rec.Key.Len()
 	}
-	value, err := readBytes(rec.Value)
-	if err != nil {
-		return nil, err
+	if rec.Value != nil {
+		vlen = rec.Value.Len()
 	}
-	if value == nil {
-		value = []byte{}
+	buf := make([]byte, klen+vlen)
+	var key []byte
+	if rec.Key != nil {
+		key = buf[:klen:klen]
+		if err := readBytes(rec.Key, key); err != nil {
+			return nil, err
+		}
+	}
+	value := buf[klen:]
+	if err := readBytes(rec.Value, value); err != nil {
+		return nil, err
 	}
 	m := &Message{
 		topic:     g.s.topic,
@@ -358,25 +371,21 @@ func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message,
 		group:     g.s.group,
 		tracker:   tr,
 	}
-	if len(rec.Headers) > 0 {
-		m.headers = make(map[string]string, len(rec.Headers))
-		for _, h := range rec.Headers {
-			m.headers[h.Key] = string(h.Value)
-		}
-	}
+	m.headers = tr.hdrs.headers(rec.Headers)
 	return m, nil
 }
 
-func readBytes(b kafkago.Bytes) ([]byte, error) {
+// readBytes reads b, which holds exactly len(dst) bytes, into dst and
+// closes it. A nil b is an empty key or value.
+func readBytes(b kafkago.Bytes, dst []byte) error {
 	if b == nil {
-		return nil, nil
+		return nil
 	}
 	defer b.Close()
-	buf := make([]byte, b.Len())
-	if _, err := io.ReadFull(b, buf); err != nil {
-		return nil, err
+	if _, err := io.ReadFull(b, dst); err != nil {
+		return err
 	}
-	return buf, nil
+	return nil
 }
 
 func (g *generation) commitLoop(ctx context.Context) {

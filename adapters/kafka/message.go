@@ -2,8 +2,10 @@ package kafka
 
 import (
 	"time"
+	"unsafe"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Message is a record delivered by an Adapter subscription. It implements
@@ -51,3 +53,45 @@ func (m *Message) Partition() int { return m.partition }
 
 // Offset returns the record's offset within its partition.
 func (m *Message) Offset() int64 { return m.offset }
+
+// headerCache turns record headers into the map Message.Headers returns,
+// reusing the previous record's map when the headers are the same (records
+// written by one producer usually carry the same few headers, such as the
+// content-type of a structured CloudEvent). The maps are never modified
+// once built. It belongs to one goroutine.
+type headerCache struct {
+	last map[string]string
+}
+
+// headers returns the map of hs, nil when hs is empty.
+func (c *headerCache) headers(hs []kafkago.Header) map[string]string {
+	if len(hs) == 0 {
+		return nil
+	}
+	if m := c.last; len(m) == len(hs) {
+		same := true
+		for _, h := range hs {
+			if v, ok := m[h.Key]; !ok || v != string(h.Value) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return m
+		}
+	}
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		// h.Value was allocated for this record by kafka-go and is
+		// referenced by nothing else, so the string may share it.
+		m[h.Key] = unsafe.String(unsafe.SliceData(h.Value), len(h.Value))
+	}
+	c.last = m
+	return m
+}
+
+// outBuffer is the capacity of a subscription's channel. A buffer lets a
+// partition's fetch goroutine hand over a fetched batch without a goroutine
+// switch per message; the messages in it count as in flight, so it does not
+// raise the read-ahead bound (Config.MaxInFlightPerPartition).
+const outBuffer = 128

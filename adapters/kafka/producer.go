@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
@@ -292,7 +293,13 @@ func toKafkaRecord(r eventstream.Record) kafkago.Record {
 	if len(r.Headers) > 0 {
 		kr.Headers = make([]kafkago.Header, 0, len(r.Headers))
 		for k, v := range r.Headers {
-			kr.Headers = append(kr.Headers, kafkago.Header{Key: k, Value: []byte(v)})
+			// kafka-go only reads header values (to encode them), so the
+			// string's bytes are used without a copy.
+			value := []byte{} // empty, not null, like []byte("")
+			if v != "" {
+				value = unsafe.Slice(unsafe.StringData(v), len(v))
+			}
+			kr.Headers = append(kr.Headers, kafkago.Header{Key: k, Value: value})
 		}
 	}
 	return kr

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 )
@@ -10,21 +11,41 @@ import (
 // generation and computes the offset that may be committed: just past the
 // highest offset below which every delivered message was acknowledged.
 // Acks may arrive in any order; the committable offset only moves forward.
+//
+// Delivered offsets ascend, so the window of offsets not yet passed by the
+// committable offset is a slice searched by binary search: an ack costs a
+// lock, a search and no allocation, and waiters are only woken when there
+// are any.
 type partTracker struct {
 	partition int
 	start     int64 // assigned start offset; may be kafka-go's FirstOffset/LastOffset
 	max       int   // max unacknowledged messages
 	onAck     func()
+	hdrs      headerCache // used by the partition's fetch goroutine only
 
 	mu        sync.Mutex
-	order     []int64        // delivered offsets, ascending, not yet passed by the committable offset
-	acked     map[int64]bool // offset in order -> acknowledged
-	next      int64          // offset after the last delivered message; -1 before any
-	unacked   int            // delivered, not acknowledged, not abandoned
-	committed int64          // last offset committed for this partition; -1 if none
-	revoked   bool           // generation over: acks are ignored
-	changed   chan struct{}  // closed and replaced whenever unacked drops
+	window    []slot        // delivered offsets, ascending, from the first not acknowledged (window[head:])
+	head      int           // index of the first live slot in window
+	next      int64         // offset after the last delivered message; -1 before any
+	unacked   int           // delivered, not acknowledged, not abandoned
+	committed int64         // last offset committed for this partition; -1 if none
+	revoked   bool          // generation over: acks are ignored
+	changed   chan struct{} // closed and replaced when unacked drops while someone waits; nil when nobody does
 }
+
+// slot is one delivered offset and what became of it.
+type slot struct {
+	offset int64
+	state  slotState
+}
+
+type slotState uint8
+
+const (
+	inFlight  slotState = iota // delivered, not acknowledged
+	acked                      // acknowledged
+	abandoned                  // never handed over: a barrier that no ack lifts
+)
 
 func newPartTracker(partition int, start int64, max int, onAck func()) *partTracker {
 	return &partTracker{
@@ -32,10 +53,25 @@ func newPartTracker(partition int, start int64, max int, onAck func()) *partTrac
 		start:     start,
 		max:       max,
 		onAck:     onAck,
-		acked:     make(map[int64]bool),
 		next:      -1,
 		committed: -1,
-		changed:   make(chan struct{}),
+	}
+}
+
+// waitLocked returns the channel closed when unacked next drops. t.mu must
+// be held.
+func (t *partTracker) waitLocked() chan struct{} {
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
+}
+
+// signalLocked wakes the waiters, if any. t.mu must be held.
+func (t *partTracker) signalLocked() {
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
 	}
 }
 
@@ -48,7 +84,7 @@ func (t *partTracker) waitCapacity(ctx context.Context) bool {
 			t.mu.Unlock()
 			return true
 		}
-		ch := t.changed
+		ch := t.waitLocked()
 		t.mu.Unlock()
 		select {
 		case <-ch:
@@ -58,15 +94,56 @@ func (t *partTracker) waitCapacity(ctx context.Context) bool {
 	}
 }
 
-// add registers offset as delivered (before it is handed to the consumer,
-// so that an immediate ack finds it).
+// reserve waits for capacity like waitCapacity and then registers offset
+// like add, under one lock acquisition when there is capacity. It returns
+// false, registering nothing, when ctx is done first.
+func (t *partTracker) reserve(ctx context.Context, offset int64) bool {
+	for {
+		t.mu.Lock()
+		if t.unacked < t.max {
+			t.addLocked(offset)
+			t.mu.Unlock()
+			return true
+		}
+		ch := t.waitLocked()
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// add registers offset, which is above every offset added before, as
+// delivered (before it is handed to the consumer, so that an immediate ack
+// finds it).
 func (t *partTracker) add(offset int64) {
 	t.mu.Lock()
-	t.order = append(t.order, offset)
-	t.acked[offset] = false
+	t.addLocked(offset)
+	t.mu.Unlock()
+}
+
+func (t *partTracker) addLocked(offset int64) {
+	if t.head == len(t.window) {
+		t.window, t.head = t.window[:0], 0
+	} else if t.head >= 64 && t.head >= len(t.window)/2 {
+		n := copy(t.window, t.window[t.head:])
+		t.window, t.head = t.window[:n], 0
+	}
+	t.window = append(t.window, slot{offset: offset})
 	t.unacked++
 	t.next = offset + 1
-	t.mu.Unlock()
+}
+
+// findLocked returns the slot of offset, or nil. t.mu must be held.
+func (t *partTracker) findLocked(offset int64) *slot {
+	live := t.window[t.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
+	if i == len(live) || live[i].offset != offset {
+		return nil
+	}
+	return &live[i]
 }
 
 // abandon is called when a registered message could not be handed over
@@ -74,16 +151,12 @@ func (t *partTracker) add(offset int64) {
 // processed) but no longer counts as in flight.
 func (t *partTracker) abandon(offset int64) {
 	t.mu.Lock()
-	if acked, ok := t.acked[offset]; ok && !acked {
+	if sl := t.findLocked(offset); sl != nil && sl.state == inFlight {
+		sl.state = abandoned
 		t.unacked--
 		t.signalLocked()
 	}
 	t.mu.Unlock()
-}
-
-func (t *partTracker) signalLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
 }
 
 // ack records that offset was processed. It reports whether the ack counted:
@@ -94,16 +167,15 @@ func (t *partTracker) ack(offset int64) bool {
 		t.mu.Unlock()
 		return false
 	}
-	acked, ok := t.acked[offset]
-	if !ok || acked {
+	sl := t.findLocked(offset)
+	if sl == nil || sl.state != inFlight {
 		t.mu.Unlock()
 		return false
 	}
-	t.acked[offset] = true
+	sl.state = acked
 	t.unacked--
-	for len(t.order) > 0 && t.acked[t.order[0]] {
-		delete(t.acked, t.order[0])
-		t.order = t.order[1:]
+	for t.head < len(t.window) && t.window[t.head].state == acked {
+		t.head++
 	}
 	t.signalLocked()
 	t.mu.Unlock()
@@ -117,8 +189,8 @@ func (t *partTracker) ack(offset int64) bool {
 // offset not yet acknowledged, or just past the last delivered message when
 // all are; -1 when nothing was delivered.
 func (t *partTracker) committableLocked() int64 {
-	if len(t.order) > 0 {
-		return t.order[0]
+	if t.head < len(t.window) {
+		return t.window[t.head].offset
 	}
 	return t.next
 }
@@ -155,7 +227,7 @@ func (t *partTracker) waitDrained(ctx context.Context, timeout time.Duration) bo
 			t.mu.Unlock()
 			return true
 		}
-		ch := t.changed
+		ch := t.waitLocked()
 		t.mu.Unlock()
 		select {
 		case <-ch:

@@ -211,19 +211,30 @@ func AddTrace(h map[string]string, e *Event) {
 // extension attributes, and the trace fields come from the broker headers
 // first, then the envelope. Errors wrap ErrDecode.
 func Decode(native map[string]string, value []byte) (e *Event, isEnvelope bool, err error) {
-	if spec, ok := native["ce_specversion"]; ok {
-		e, err = decodeBinary(spec, native, value)
-		return e, true, err
-	}
-	e, isEnvelope, err = decodeStructured(value)
-	if err != nil || !isEnvelope {
+	e = new(Event)
+	if isEnvelope, err = DecodeInto(e, native, value); err != nil || !isEnvelope {
 		return nil, isEnvelope, err
+	}
+	return e, true, nil
+}
+
+// DecodeInto is Decode writing the event into e, which must be the zero
+// Event; e is unspecified unless it reports an envelope without an error.
+// The event's strings and Data may share value's memory, which must not
+// change afterwards.
+func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bool, err error) {
+	if spec, ok := native["ce_specversion"]; ok {
+		return true, decodeBinary(e, spec, native, value)
+	}
+	isEnvelope, err = decodeStructured(e, value)
+	if err != nil || !isEnvelope {
+		return isEnvelope, err
 	}
 	if tp := native[TraceParent]; tp != "" {
 		e.TraceParent, e.TraceState = tp, native[TraceState]
 	}
 	e.Headers = MergeHeaders(native, e.Headers)
-	return e, true, nil
+	return true, nil
 }
 
 // MergeHeaders returns the broker headers of a message, less content-type and
@@ -256,18 +267,23 @@ func skipNative(k string) bool {
 
 // decodeBinary parses a binary-mode CloudEvent from the broker headers h and
 // the value v.
-func decodeBinary(spec string, h map[string]string, v []byte) (*Event, error) {
+func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	if spec != "1.0" {
-		return nil, fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
+		return fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
 	}
-	e := &Event{Data: v, ContentType: h["content-type"], TraceParent: h[TraceParent], TraceState: h[TraceState]}
-	for _, a := range [...]struct {
-		name string
-		dst  *string
-	}{{"ce_id", &e.ID}, {"ce_source", &e.Source}, {"ce_type", &e.Type}} {
-		if *a.dst = h[a.name]; *a.dst == "" {
-			return nil, fmt.Errorf("%w: binary-mode CloudEvent without %s header", ErrDecode, a.name)
-		}
+	*e = Event{Data: v, ContentType: h["content-type"], TraceParent: h[TraceParent], TraceState: h[TraceState]}
+	e.ID, e.Source, e.Type = h["ce_id"], h["ce_source"], h["ce_type"]
+	missing := ""
+	switch {
+	case e.ID == "":
+		missing = "ce_id"
+	case e.Source == "":
+		missing = "ce_source"
+	case e.Type == "":
+		missing = "ce_type"
+	}
+	if missing != "" {
+		return fmt.Errorf("%w: binary-mode CloudEvent without %s header", ErrDecode, missing)
 	}
 	if e.ContentType == "" {
 		e.ContentType = "application/json"
@@ -275,7 +291,7 @@ func decodeBinary(spec string, h map[string]string, v []byte) (*Event, error) {
 	if tm := h["ce_time"]; tm != "" {
 		var err error
 		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
-			return nil, fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
+			return fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
 		}
 	}
 	e.Key = h["ce_partitionkey"]
@@ -289,7 +305,7 @@ func decodeBinary(spec string, h map[string]string, v []byte) (*Event, error) {
 		}
 		e.Headers[name] = val
 	}
-	return e, nil
+	return nil
 }
 
 // SameContentType reports whether two MIME types name the same encoding,
@@ -307,10 +323,29 @@ func SameContentType(a, b string) bool {
 
 // BaseMediaType returns the media type of s without parameters, lowercased.
 func BaseMediaType(s string) string {
+	if plainMediaType(s) {
+		return s // the common case, without the parameter map of mime.ParseMediaType
+	}
 	if mt, _, err := mime.ParseMediaType(s); err == nil {
 		return mt
 	}
 	return strings.ToLower(strings.TrimSpace(s))
+}
+
+// plainMediaType reports whether s is a lowercase type/subtype without
+// parameters or spaces, which BaseMediaType returns unchanged.
+func plainMediaType(s string) bool {
+	slash := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '.', c == '+', c == '_':
+		case c == '/' && !slash && i > 0 && i < len(s)-1:
+			slash = true
+		default:
+			return false
+		}
+	}
+	return slash
 }
 
 // IsJSONType reports whether the media type mt is JSON.

@@ -151,7 +151,7 @@ func (r *runner) writeCharts(dir string) (map[string]string, error) {
 		return strings.ReplaceAll(l, ", ", "\n")
 	}
 	if err := throughput("kafka-produce", "kafka-produce.png", "Kafka produce, acks=all (higher is better)",
-		"messages acknowledged per second", "kafka-produce", kafkaPeerNames(),
+		"messages acknowledged per second", "kafka-produce", kafkaProducerNames(),
 		func(testCase) bool { return true }, kLabel); err != nil {
 		return nil, err
 	}

@@ -399,6 +399,18 @@ func kafkaPeerNames() []string {
 	return out
 }
 
+// kafkaProducerNames are the Kafka peers that publish (not the
+// consume-only ones).
+func kafkaProducerNames() []string {
+	var out []string
+	for _, p := range bench.KafkaPeers() {
+		if p.Produces() {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
 func (r *runner) logMedians(tc testCase, ours string, peers []string) {
 	var parts []string
 	for _, p := range peers {
@@ -475,7 +487,7 @@ func (r *runner) runKafka() error {
 	// What each peer actually stores per message.
 	r.recordSizes = map[string][2]int{}
 	for _, p := range bench.KafkaPeers() {
-		if !r.selected("kafka-produce", "record-size", p.Name) && !r.selected("kafka-consume", "record-size", p.Name) {
+		if !p.Produces() || !r.selected("kafka-produce", "record-size", p.Name) && !r.selected("kafka-consume", "record-size", p.Name) {
 			continue
 		}
 		for _, size := range r.plan.payloads {
@@ -491,7 +503,7 @@ func (r *runner) runKafka() error {
 	for _, tc := range produce {
 		for rep := 1; rep <= r.o.reps; rep++ {
 			for _, p := range bench.KafkaPeers() {
-				if !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
+				if !p.Produces() || !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
 					continue
 				}
 				s, err := bench.KafkaProduce(env, p, tc.Sc)
@@ -550,7 +562,7 @@ func (r *runner) runKafka() error {
 	}
 
 	for _, p := range bench.KafkaPeers() {
-		if !r.selected("kafka-latency", "latency", p.Name) {
+		if !p.Produces() || !r.selected("kafka-latency", "latency", p.Name) {
 			continue
 		}
 		lr := &latResult{Section: "kafka", Peer: p.Name}
