@@ -183,7 +183,7 @@ func goals() []goal {
 			Cases: prefix("kafka-consume", "group1-", "fanout4-"),
 			Value: throughputRatio(bench.PeerBusKafkaBinary, bench.PeerKafkaGo), Cmp: ">=", Limit: 0.8, Unit: "×",
 		},
-	}, append(rabbitGoals(), natsGoals()...)...)
+	}, append(append(rabbitGoals(), natsGoals()...), redisGoals()...)...)
 }
 
 // goalEval is a goal checked on every case it applies to.
@@ -386,6 +386,7 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 
 	r.kafkaSections(&b, chartRel, charts)
 	r.natsMarkdown(&b)
+	r.redisSection(&b)
 
 	w("## Reproduce\n\n")
 	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\nmake bench-report-kafka                             # the real-Kafka block (needs make brokers)\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
