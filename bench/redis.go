@@ -22,6 +22,7 @@ import (
 // Names of the Redis peers, as they appear in the report.
 const (
 	PeerBusRedis       = "eventstream (bus over adapters/redis)"
+	PeerBusRedisBinary = "eventstream over adapters/redis, CloudEvents binary mode"
 	PeerAdapterRedis   = "adapters/redis alone (no bus)"
 	PeerGoRedis        = "go-redis (pipelined XADD; XREADGROUP + batched XACK)"
 	PeerWatermillRedis = "Watermill-redisstream"
@@ -185,9 +186,25 @@ func RedisPeers() []RedisPeer {
 			Config: "DefaultDistributedConfig, RawSerializer; adapter defaults (XADDs of concurrent Emits pipelined, " +
 				"XREADGROUP COUNT 256, acks batched into one XACK per round trip)",
 			stream:      esStream,
-			newProducer: redisBusProducer,
-			newConsumer: redisBusConsumer,
-			preload:     redisBusPreload,
+			newProducer: func(env *RedisEnv, topic string) (kProducer, error) { return redisBusProducerMode(env, topic, false) },
+			newConsumer: func(env *RedisEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
+				return redisBusConsumerMode(env, topic, groups, concurrency, on, false)
+			},
+			preload: func(env *RedisEnv, topic string, n, size int) error {
+				return redisBusPreloadMode(env, topic, n, size, false)
+			},
+		},
+		{
+			Name:        PeerBusRedisBinary,
+			Config:      "as above with Distributed.BinaryMode: attributes as h:ce_ fields, the payload alone as the v field",
+			stream:      esStream,
+			newProducer: func(env *RedisEnv, topic string) (kProducer, error) { return redisBusProducerMode(env, topic, true) },
+			newConsumer: func(env *RedisEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
+				return redisBusConsumerMode(env, topic, groups, concurrency, on, true)
+			},
+			preload: func(env *RedisEnv, topic string, n, size int) error {
+				return redisBusPreloadMode(env, topic, n, size, true)
+			},
 		},
 		{
 			Name:        PeerAdapterRedis,
@@ -302,14 +319,29 @@ func newRedisAdapter(env *RedisEnv) (*redis.Adapter, error) {
 	return redis.NewAdapter(redis.Config{Addr: env.Addr, Logger: quiet, ReadCount: RedisReadCount})
 }
 
-func redisBusProducer(env *RedisEnv, topic string) (kProducer, error) {
+// newRedisBus returns a distributed bus over a new adapter, in binary mode
+// when binary is set.
+func newRedisBus(env *RedisEnv, binary bool) (eventstream.Bus, *redis.Adapter, error) {
 	ad, err := newRedisAdapter(env)
 	if err != nil {
-		return kProducer{}, err
+		return nil, nil, err
 	}
-	bus, err := newDistributedBusOver(ad)
+	cfg := eventstream.DefaultDistributedConfig()
+	cfg.Logger = quiet
+	cfg.Distributed.MQAdapter = ad
+	cfg.Distributed.Serializer = eventstream.RawSerializer{}
+	cfg.Distributed.BinaryMode = binary
+	bus, err := eventstream.New(cfg)
 	if err != nil {
 		_ = ad.Close()
+		return nil, nil, err
+	}
+	return bus, ad, nil
+}
+
+func redisBusProducerMode(env *RedisEnv, topic string, binary bool) (kProducer, error) {
+	bus, ad, err := newRedisBus(env, binary)
+	if err != nil {
 		return kProducer{}, err
 	}
 	return kProducer{
@@ -318,14 +350,9 @@ func redisBusProducer(env *RedisEnv, topic string) (kProducer, error) {
 	}, nil
 }
 
-func redisBusConsumer(env *RedisEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	ad, err := newRedisAdapter(env)
+func redisBusConsumerMode(env *RedisEnv, topic string, groups []string, concurrency int, on func(), binary bool) (kConsumer, error) {
+	bus, ad, err := newRedisBus(env, binary)
 	if err != nil {
-		return kConsumer{}, err
-	}
-	bus, err := newDistributedBusOver(ad)
-	if err != nil {
-		_ = ad.Close()
 		return kConsumer{}, err
 	}
 	h := func(_ context.Context, e *eventstream.Event) error {
@@ -343,8 +370,8 @@ func redisBusConsumer(env *RedisEnv, topic string, groups []string, concurrency 
 	return kConsumer{close: closeAll}, nil
 }
 
-func redisBusPreload(env *RedisEnv, topic string, n, size int) error {
-	prod, err := redisBusProducer(env, topic)
+func redisBusPreloadMode(env *RedisEnv, topic string, n, size int, binary bool) error {
+	prod, err := redisBusProducerMode(env, topic, binary)
 	if err != nil {
 		return err
 	}
