@@ -41,8 +41,10 @@
 // nack is ErrNacked, a returned message ErrUnroutable. The key travels in
 // the "es-key" header (a byte array), the record time in "es-time" (Unix
 // nanoseconds, int64) and in the AMQP timestamp property (seconds), user
-// headers as string headers; the adapter also sets "es-seq", its publish
-// sequence number. Header names starting with "es-" are reserved.
+// headers as string headers. Header names starting with "es-" are
+// reserved. A returned message is matched to its Publish call by its
+// content (exchange, routing key, headers and body), so no other header is
+// added.
 //
 // # Consuming
 //
