@@ -35,6 +35,9 @@ type Adapter struct {
 
 	rr atomic.Uint64 // round-robin partition of unkeyed records
 
+	slotMu sync.Mutex
+	slots  map[slotKey]bool // member slots held by this adapter's subscriptions
+
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
@@ -58,10 +61,11 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{
-		cfg:  c,
-		log:  c.Logger,
-		sem:  make(chan struct{}, c.MaxPending),
-		subs: make(map[*subscription]struct{}),
+		cfg:   c,
+		log:   c.Logger,
+		sem:   make(chan struct{}, c.MaxPending),
+		subs:  make(map[*subscription]struct{}),
+		slots: make(map[slotKey]bool),
 	}
 	a.pubConn = newConnector("publish", &a.cfg, uri, a.declareConfigured)
 	a.subConn = newConnector("consume", &a.cfg, uri, nil)
@@ -425,6 +429,7 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 	if !m.acked.CompareAndSwap(false, true) {
 		return nil
 	}
+	defer m.gen.settle()
 	if m.gen.dead.Load() {
 		a.log.Debug("rabbitmq: ack dropped: its channel is gone, the message will be redelivered", "topic", m.topic, "group", m.group)
 		return nil

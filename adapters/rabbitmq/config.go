@@ -58,6 +58,12 @@ type Config struct {
 	// a topic must agree on Partitions. Default 1 (one queue per group).
 	Partitions int
 
+	// RebalanceInterval is how often, in partitioned mode, a subscription
+	// looks at which members its group has and takes or releases partitions
+	// to own its share (see the package documentation). A new or departed
+	// member changes the assignment within about one interval. Default 2s.
+	RebalanceInterval time.Duration
+
 	// Prefetch is how many unacknowledged messages the broker may deliver to
 	// one subscription (per partition queue in partitioned mode). Keep it
 	// near the bus buffer size. Default 256; at most 65535.
@@ -191,6 +197,7 @@ func (c Config) withDefaults() (Config, amqp.URI, error) {
 		{"ReconnectMin", &c.ReconnectMin, 100 * time.Millisecond},
 		{"ReconnectMax", &c.ReconnectMax, 5 * time.Second},
 		{"OperationTimeout", &c.OperationTimeout, 10 * time.Second},
+		{"RebalanceInterval", &c.RebalanceInterval, 2 * time.Second},
 	} {
 		if *d.v < 0 {
 			return c, uri, invalid("%s is negative (%v)", d.name, *d.v)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
@@ -16,8 +15,52 @@ import (
 // generation that delivered them; once it is dead their acks are dropped,
 // because delivery tags are per channel and the broker has requeued them.
 type generation struct {
-	ch   *amqp.Channel
-	dead atomic.Bool
+	ch    *amqp.Channel
+	dead  atomic.Bool
+	total atomic.Int64 // messages handed out
+
+	mu     sync.Mutex
+	out    int           // handed out, not acknowledged
+	idleCh chan struct{} // closed when out drops to 0
+}
+
+func newGeneration(ch *amqp.Channel) *generation { return &generation{ch: ch} }
+
+// handedOut counts a message given to the subscriber.
+func (g *generation) handedOut() {
+	g.total.Add(1)
+	g.mu.Lock()
+	g.out++
+	g.mu.Unlock()
+}
+
+// settle counts a handed-out message as done (acknowledged, or taken back).
+func (g *generation) settle() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.out > 0 {
+		g.out--
+	}
+	if g.out == 0 && g.idleCh != nil {
+		close(g.idleCh)
+		g.idleCh = nil
+	}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// idle returns a channel closed once no handed-out message is
+// unacknowledged.
+func (g *generation) idle() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.out == 0 {
+		return closedChan
+	}
+	if g.idleCh == nil {
+		g.idleCh = make(chan struct{})
+	}
+	return g.idleCh
 }
 
 // subscription is one Subscribe call: a goroutine that consumes the group's
@@ -38,8 +81,9 @@ type subscription struct {
 // partition queues) bound to the topic's exchange, waiting for the
 // connection bounded by ctx, and then consumes it with manual acks and
 // Config.Prefetch unacknowledged messages at most. Members of a group share
-// the queue and compete for its messages; in partitioned mode each
-// partition queue has a single active consumer. The subscription survives
+// the queue and compete for its messages; in partitioned mode the members
+// share out the partition queues, each consumed by one member at a time
+// (see the package documentation). The subscription survives
 // lost connections and channels: it reconnects with backoff, declares the
 // topology again and resumes; messages that were not acknowledged are
 // redelivered by the broker. It ends when cancel is called, ctx is done or
@@ -102,7 +146,12 @@ func (s *subscription) run() {
 		if err != nil {
 			return // ctx done or adapter closed
 		}
-		delivered, err := s.session(conn)
+		var delivered bool
+		if len(s.queues) > 1 {
+			delivered, err = s.partSession(conn)
+		} else {
+			delivered, err = s.session(conn)
+		}
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -117,14 +166,15 @@ func (s *subscription) run() {
 	}
 }
 
-// session consumes on one new channel of conn until the channel is lost or
-// the subscription ends. delivered reports whether any message arrived.
+// session consumes the group's queue on one new channel of conn until the
+// channel is lost or the subscription ends (partitioned mode runs
+// partSession instead). delivered reports whether any message arrived.
 func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("open channel: %w", err)
 	}
-	gen := &generation{ch: ch}
+	gen := newGeneration(ch)
 	defer func() {
 		gen.dead.Store(true)
 		// Closing the channel requeues every unacknowledged message,
@@ -138,56 +188,35 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	if err := s.a.declareGroupOn(ch, s.topic, s.group); err != nil {
 		return false, err
 	}
-	type feed struct {
-		part int
-		d    <-chan amqp.Delivery
-	}
-	feeds := make([]feed, 0, len(s.queues))
-	// Register on the partition queues in a rotated order, so that members
-	// do not all line up behind the same first queue.
-	start := 0
-	if len(s.queues) > 1 {
-		start = rand.IntN(len(s.queues))
-	}
-	for i := range s.queues {
-		p := (start + i) % len(s.queues)
-		d, err := ch.Consume(s.queues[p], "", false, false, false, false, nil)
-		if err != nil {
-			return false, fmt.Errorf("consume %q: %w", s.queues[p], err)
-		}
-		part := p
-		if len(s.queues) == 1 {
-			part = 0
-		}
-		feeds = append(feeds, feed{part, d})
+	deliveries, err := ch.Consume(s.queues[0], "", false, false, false, false, nil)
+	if err != nil {
+		return false, fmt.Errorf("consume %q: %w", s.queues[0], err)
 	}
 
 	stop := make(chan struct{})
-	ended := make(chan struct{}, len(feeds))
-	var got atomic.Bool
+	ended := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, f := range feeds {
-		wg.Go(func() {
-			defer func() { ended <- struct{}{} }()
-			for {
-				select {
-				case <-stop:
+	wg.Go(func() {
+		defer close(ended)
+		for {
+			select {
+			case <-stop:
+				return
+			case d, ok := <-deliveries:
+				if !ok {
 					return
-				case d, ok := <-f.d:
-					if !ok {
-						return
-					}
-					got.Store(true)
-					m := newMessage(s.a, s.topic, s.group, gen, f.part, &d)
-					select {
-					case s.out <- m:
-					case <-stop:
-						return
-					}
+				}
+				m := newMessage(s.a, s.topic, s.group, gen, 0, &d)
+				gen.handedOut()
+				select {
+				case s.out <- m:
+				case <-stop:
+					gen.settle()
+					return
 				}
 			}
-		})
-	}
+		}
+	})
 	var cerr error
 	select {
 	case <-s.ctx.Done():
@@ -203,5 +232,5 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	gen.dead.Store(true)
 	close(stop)
 	wg.Wait()
-	return got.Load(), cerr
+	return gen.total.Load() > 0, cerr
 }

@@ -3,7 +3,6 @@ package rabbitmq_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,33 +15,33 @@ import (
 )
 
 // TestPartitionedKeyOrderAcrossMembers runs partitioned mode (4 partition
-// queues per group, each with a single active consumer) with members that
-// join and leave while 16 keys are published in sequence: 1 joins, 2 and 3
-// join, 1 leaves, 2 leaves, 4 joins. Each member acknowledges what it
-// receives at once. Every message must arrive, and per key the first
-// deliveries (Redelivered false) must be in publish order within every
-// member, with no two members' runs of a key interleaving, which is
-// per-key order across competing members.
+// queues per group) with members that join and leave while 16 keys are
+// published in sequence: 1 joins, 2 and 3 join, 1 leaves, 2 leaves, 4
+// joins. Each member acknowledges what it receives at once. While 1, 2 and
+// 3 are members, the partitions must spread over all three (each partition
+// delivered by one member). Every message must arrive, and per key the
+// messages must be first received in publish order across all members,
+// which is per-key order across competing members.
 func TestPartitionedKeyOrderAcrossMembers(t *testing.T) {
 	url := brokerURL(t)
-	const topic, group, keys = "partitioned", "g", 16
-	ctx := ctxT(t, 120*time.Second)
+	const topic, group, keys, parts = "partitioned", "g", 16, 4
+	ctx := ctxT(t, 180*time.Second)
 	cfg := testConfig(url)
-	cfg.Partitions = 4
+	cfg.Partitions = parts
 	cfg.Prefetch = 32
+	cfg.RebalanceInterval = 200 * time.Millisecond
 	pub := newAdapter(t, cfg)
 	if err := pub.DeclareGroup(ctx, topic, group); err != nil {
 		t.Fatal(err)
 	}
 
 	type delivery struct {
-		member      int
-		seq         int
-		redelivered bool
+		member, part, key, seq int
+		redelivered            bool
 	}
 	var (
 		mu    sync.Mutex
-		byKey = map[int][]delivery{}
+		all   []delivery // in the order received, under mu
 		seen  = map[string]bool{}
 		total atomic.Int64
 	)
@@ -65,7 +64,7 @@ func TestPartitionedKeyOrderAcrossMembers(t *testing.T) {
 				key, _ := strconv.Atoi(k)
 				seq, _ := strconv.Atoi(s)
 				mu.Lock()
-				byKey[key] = append(byKey[key], delivery{id, seq, rm.Redelivered()})
+				all = append(all, delivery{id, rm.Partition(), key, seq, rm.Redelivered()})
 				if !seen[string(rm.Value())] {
 					seen[string(rm.Value())] = true
 					total.Add(1)
@@ -107,16 +106,45 @@ func TestPartitionedKeyOrderAcrossMembers(t *testing.T) {
 		target := total.Load() + n
 		waitUntil(t, 60*time.Second, fmt.Sprintf("%d messages received", target), func() bool { return total.Load() >= target })
 	}
+	// spread waits until the last 200 deliveries came from want members,
+	// each partition from one member.
+	spread := func(want int) {
+		t.Helper()
+		var last string
+		waitUntil(t, 60*time.Second, fmt.Sprintf("partitions spread over %d members", want), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(all) < 200 {
+				return false
+			}
+			owner := map[int]int{}
+			members := map[int]bool{}
+			for _, d := range all[len(all)-200:] {
+				if o, ok := owner[d.part]; ok && o != d.member {
+					last = fmt.Sprintf("partition %d from members %d and %d", d.part, o, d.member)
+					return false
+				}
+				owner[d.part] = d.member
+				members[d.member] = true
+			}
+			last = fmt.Sprintf("owners %v", owner)
+			return len(members) == want && len(owner) == parts
+		})
+		t.Logf("spread over %d members: %s", want, last)
+	}
 	m1 := join(1)
 	step(300)
 	m2, m3 := join(2), join(3)
 	step(300)
+	spread(3)
 	leave(m1)
 	step(300)
+	spread(2)
 	leave(m2)
 	step(300)
 	m4 := join(4)
 	step(300)
+	spread(2)
 	stopPub()
 	pwg.Wait()
 	n := published.Load()
@@ -133,43 +161,20 @@ func TestPartitionedKeyOrderAcrossMembers(t *testing.T) {
 		t.Errorf("received %d distinct messages, published %d", total.Load(), n)
 	}
 	redelivered := 0
-	for key, ds := range byKey {
-		got := map[int]bool{}
-		hi := -1
-		for _, d := range ds {
-			got[d.seq] = true
-			hi = max(hi, d.seq)
+	next := map[int]int{} // key -> next seq expected to be seen first
+	for _, d := range all {
+		if d.redelivered {
+			redelivered++
 		}
-		for s := range hi {
-			if !got[s] {
-				t.Errorf("key %d: seq %d never arrived (saw up to %d)", key, s, hi)
-			}
-		}
-		runs := map[int][2]int{} // member -> first and last seq of its first deliveries
-		var order []int
-		for _, d := range ds {
-			if d.redelivered {
-				redelivered++
-				continue
-			}
-			r, ok := runs[d.member]
-			if !ok {
-				order = append(order, d.member)
-				runs[d.member] = [2]int{d.seq, d.seq}
-				continue
-			}
-			if d.seq <= r[1] {
-				t.Errorf("key %d: member %d got seq %d after %d", key, d.member, d.seq, r[1])
-			}
-			runs[d.member] = [2]int{r[0], d.seq}
-		}
-		slices.SortFunc(order, func(a, b int) int { return runs[a][0] - runs[b][0] })
-		for i := 1; i < len(order); i++ {
-			prev, cur := runs[order[i-1]], runs[order[i]]
-			if cur[0] <= prev[1] {
-				t.Errorf("key %d: member %d's run %v interleaves with member %d's run %v", key, order[i], cur, order[i-1], prev)
-			}
+		switch {
+		case d.seq < next[d.key]: // a duplicate of one seen before
+		case d.seq == next[d.key]:
+			next[d.key]++
+		default:
+			t.Errorf("key %d: seq %d (member %d, partition %d, redelivered %v) first seen before seq %d",
+				d.key, d.seq, d.member, d.part, d.redelivered, next[d.key])
+			next[d.key] = d.seq + 1
 		}
 	}
-	t.Logf("%d messages, %d redeliveries", n, redelivered)
+	t.Logf("%d messages, %d deliveries, %d redeliveries", n, len(all), redelivered)
 }
