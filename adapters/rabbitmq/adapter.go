@@ -429,12 +429,12 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 	if !m.acked.CompareAndSwap(false, true) {
 		return nil
 	}
-	defer m.gen.settle()
 	if m.gen.dead.Load() {
+		m.gen.settle(1)
 		a.log.Debug("rabbitmq: ack dropped: its channel is gone, the message will be redelivered", "topic", m.topic, "group", m.group)
 		return nil
 	}
-	if err := m.gen.ch.Ack(m.tag, false); err != nil {
+	if err := m.gen.ack(m.tag); err != nil {
 		a.log.Debug("rabbitmq: ack failed: the message will be redelivered", "topic", m.topic, "group", m.group, "error", err)
 	}
 	return nil

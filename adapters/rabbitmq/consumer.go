@@ -14,17 +14,35 @@ import (
 // generation is one channel of a subscription. Messages remember the
 // generation that delivered them; once it is dead their acks are dropped,
 // because delivery tags are per channel and the broker has requeued them.
+//
+// Acks are coalesced: the channel's deliveries carry the tags 1, 2, 3, ...
+// (one consumer per channel), and an ack with multiple=true for tag n
+// acknowledges every unacknowledged tag up to n. Ack records its tag, and
+// the caller that finds no send in progress sends, for the longest run of
+// recorded tags above what was already acknowledged, one basic.ack
+// multiple, then again for whatever was recorded meanwhile, until nothing
+// is left. So under load one frame (and, for a quorum queue, one settle in
+// its log) covers many messages, and an idle subscription acks at once.
+// Tags recorded above a gap (a message still being handled) wait for it,
+// unless more than half the prefetch window waits: then they are
+// acknowledged one by one, so a slow message never stalls the window.
 type generation struct {
-	ch    *amqp.Channel
-	dead  atomic.Bool
-	total atomic.Int64 // messages handed out
+	ch     *amqp.Channel
+	dead   atomic.Bool
+	total  atomic.Int64 // messages handed out
+	window int          // waiting tags above a gap before they are acked singly
 
-	mu     sync.Mutex
-	out    int           // handed out, not acknowledged
-	idleCh chan struct{} // closed when out drops to 0
+	mu      sync.Mutex
+	out     int             // handed out, not acknowledged to the broker
+	idleCh  chan struct{}   // closed when out drops to 0
+	floor   uint64          // every tag up to floor is acknowledged
+	waiting map[uint64]bool // recorded tags above floor; true once acked singly
+	sending bool            // a caller is sending acks
 }
 
-func newGeneration(ch *amqp.Channel) *generation { return &generation{ch: ch} }
+func newGeneration(ch *amqp.Channel, prefetch int) *generation {
+	return &generation{ch: ch, window: prefetch / 2, waiting: make(map[uint64]bool)}
+}
 
 // handedOut counts a message given to the subscriber.
 func (g *generation) handedOut() {
@@ -34,13 +52,16 @@ func (g *generation) handedOut() {
 	g.mu.Unlock()
 }
 
-// settle counts a handed-out message as done (acknowledged, or taken back).
-func (g *generation) settle() {
+// settle counts n handed-out messages as done (acknowledged, dropped, or
+// taken back before the subscriber got them).
+func (g *generation) settle(n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.out > 0 {
-		g.out--
-	}
+	g.settleLocked(n)
+}
+
+func (g *generation) settleLocked(n int) {
+	g.out = max(g.out-n, 0)
 	if g.out == 0 && g.idleCh != nil {
 		close(g.idleCh)
 		g.idleCh = nil
@@ -49,8 +70,8 @@ func (g *generation) settle() {
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// idle returns a channel closed once no handed-out message is
-// unacknowledged.
+// idle returns a channel closed once every handed-out message was
+// acknowledged to the broker (or dropped).
 func (g *generation) idle() <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -61,6 +82,76 @@ func (g *generation) idle() <-chan struct{} {
 		g.idleCh = make(chan struct{})
 	}
 	return g.idleCh
+}
+
+// ack records tag as handled and sends what can be sent unless another
+// caller is sending (which then sends it too). It returns the error of the
+// first failed send it made.
+func (g *generation) ack(tag uint64) error {
+	g.mu.Lock()
+	if _, dup := g.waiting[tag]; dup || tag <= g.floor {
+		g.mu.Unlock()
+		return nil
+	}
+	g.waiting[tag] = false
+	if g.sending {
+		g.mu.Unlock()
+		return nil
+	}
+	g.sending = true
+	var first error
+	for {
+		// The run of recorded tags above floor; multi is its highest tag
+		// not acked singly before (a multiple ack must name a tag the
+		// broker still has unacknowledged).
+		var multi uint64
+		covered := 0
+		for {
+			single, ok := g.waiting[g.floor+1]
+			if !ok {
+				break
+			}
+			g.floor++
+			delete(g.waiting, g.floor)
+			if !single {
+				multi = g.floor
+				covered++
+			}
+		}
+		var singles []uint64
+		if len(g.waiting) > g.window {
+			for t, single := range g.waiting {
+				if !single {
+					g.waiting[t] = true
+					singles = append(singles, t)
+				}
+			}
+		}
+		if multi == 0 && len(singles) == 0 {
+			g.sending = false
+			g.mu.Unlock()
+			return first
+		}
+		g.mu.Unlock()
+		var err error
+		if g.dead.Load() {
+			err = amqp.ErrClosed
+		} else {
+			if multi > 0 {
+				err = g.ch.Ack(multi, true)
+			}
+			for _, t := range singles {
+				if e := g.ch.Ack(t, false); err == nil {
+					err = e
+				}
+			}
+		}
+		if first == nil {
+			first = err
+		}
+		g.mu.Lock()
+		g.settleLocked(covered + len(singles))
+	}
 }
 
 // subscription is one Subscribe call: a goroutine that consumes the group's
@@ -174,7 +265,7 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	if err != nil {
 		return false, fmt.Errorf("open channel: %w", err)
 	}
-	gen := newGeneration(ch)
+	gen := newGeneration(ch, s.a.cfg.Prefetch)
 	defer func() {
 		gen.dead.Store(true)
 		// Closing the channel requeues every unacknowledged message,
@@ -211,7 +302,7 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 				select {
 				case s.out <- m:
 				case <-stop:
-					gen.settle()
+					gen.settle(1)
 					return
 				}
 			}

@@ -310,7 +310,7 @@ func (s *subscription) startPart(conn *amqp.Connection, p int) (*partConsumer, e
 	}
 	pc := &partConsumer{
 		part: p,
-		gen:  newGeneration(ch),
+		gen:  newGeneration(ch, s.a.cfg.Prefetch),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 		lost: make(chan struct{}),
@@ -331,7 +331,7 @@ func (s *subscription) startPart(conn *amqp.Connection, p int) (*partConsumer, e
 				select {
 				case s.out <- m:
 				case <-pc.stop:
-					pc.gen.settle()
+					pc.gen.settle(1)
 					return
 				}
 			}
