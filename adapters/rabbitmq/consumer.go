@@ -154,12 +154,6 @@ func (g *generation) ack(tag uint64) error {
 	}
 }
 
-// outBuffer is the buffer of a subscription's channel: the goroutine that
-// converts deliveries runs ahead of the subscriber by up to this many
-// messages (all of them prefetched already, so within Config.Prefetch)
-// instead of handing over one message per wake-up.
-const outBuffer = 32
-
 // subscription is one Subscribe call: a goroutine that consumes the group's
 // queues on a channel of the consuming connection and opens a new channel
 // (a new generation) whenever the old one is lost.
@@ -204,7 +198,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		topic:  topic,
 		group:  groupID,
 		queues: queues,
-		out:    make(chan eventstream.Message, outBuffer),
+		out:    make(chan eventstream.Message),
 		ctx:    sctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -233,15 +227,6 @@ func (s *subscription) run() {
 		s.a.mu.Lock()
 		delete(s.a.subs, s)
 		s.a.mu.Unlock()
-		// Messages still buffered were never received: take them back
-		// (their channel is closed, so the broker requeued them).
-		for len(s.out) > 0 {
-			select {
-			case m := <-s.out:
-				m.(*Message).gen.settle(1)
-			default:
-			}
-		}
 		close(s.out)
 		close(s.done)
 		s.a.wg.Done()
