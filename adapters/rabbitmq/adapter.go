@@ -267,6 +267,9 @@ func (a *Adapter) pubChannel(ctx context.Context) (*pubChannel, error) {
 
 // declareExchange declares topic's exchange once per connection.
 func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic string) error {
+	if _, ok := pc.known.Load(topic); ok {
+		return nil
+	}
 	pc.dmu.Lock()
 	defer pc.dmu.Unlock()
 	if pc.declared[topic] {
@@ -286,6 +289,7 @@ func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic str
 		return err
 	}
 	pc.declared[topic] = true
+	pc.known.Store(topic, struct{}{})
 	return nil
 }
 

@@ -38,6 +38,7 @@ type pubChannel struct {
 
 	dmu      sync.Mutex
 	declared map[string]bool // exchanges known to exist on this connection
+	known    sync.Map        // the same, read without dmu
 }
 
 func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChannel, error) {
