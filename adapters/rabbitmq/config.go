@@ -54,8 +54,10 @@ type Config struct {
 	// Partitions, when above 1, turns on partitioned mode: every group has
 	// Partitions queues, each with a single active consumer, and a keyed
 	// message goes to the queue chosen by a hash of its key, so that per-key
-	// order holds across competing members of a group. All adapters using
-	// a topic must agree on Partitions. Default 1 (one queue per group).
+	// order holds across competing members of a group; the members share
+	// the partitions out among themselves (see RebalanceInterval and the
+	// package documentation). All adapters using a topic must agree on
+	// Partitions. Default 1 (one queue per group).
 	Partitions int
 
 	// RebalanceInterval is how often, in partitioned mode, a subscription

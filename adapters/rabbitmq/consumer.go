@@ -186,6 +186,9 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		return nil, nil, fmt.Errorf("rabbitmq: subscribe: %w", eventstream.ErrAdapterClosed)
 	}
 	queues, _, err := a.queues(topic, groupID)
+	if err == nil && len(queues) > 1 {
+		_, err = memberSlotName(topic, groupID, maxSlots-1)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("rabbitmq: subscribe: %w", err)
 	}

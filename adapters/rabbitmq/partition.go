@@ -48,7 +48,11 @@ func memberSlotName(topic, group string, i int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s/member/%d", q, i), nil
+	n := fmt.Sprintf("%s/member/%d", q, i)
+	if len(n) > 255 {
+		return "", fmt.Errorf("%w: member slot queue name for topic %q, group %q is longer than 255 bytes", ErrInvalidName, topic, group)
+	}
+	return n, nil
 }
 
 // slotKey identifies a slot among the adapter's subscriptions.
