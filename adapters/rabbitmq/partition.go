@@ -151,10 +151,27 @@ func (s *subscription) members(conn *amqp.Connection, own int) ([]int, error) {
 		_, err = ch.QueueDeclarePassive(name, false, true, true, false, nil)
 		var ae *amqp.Error
 		switch {
-		case err == nil: // another subscription on this connection
+		case err == nil: // declared on this connection
 			_ = ch.Close()
-			held = append(held, i)
-			free = 0
+			s.a.slotMu.Lock()
+			mine := s.a.slots[slotKey{s.topic, s.group, i}]
+			if !mine {
+				// Left behind by a subscription whose delete failed: no
+				// member owns it, so it must not take a share. (Deleted
+				// under slotMu, so that no subscription of this adapter
+				// takes it meanwhile.)
+				_ = withChannel(conn, func(ch *amqp.Channel) error {
+					_, err := ch.QueueDelete(name, false, false, false)
+					return err
+				})
+			}
+			s.a.slotMu.Unlock()
+			if mine { // another subscription of this adapter
+				held = append(held, i)
+				free = 0
+			} else {
+				free++
+			}
 		case errors.As(err, &ae) && ae.Code == amqp.ResourceLocked:
 			held = append(held, i)
 			free = 0

@@ -92,7 +92,11 @@ func (r *partRun) stop() {
 func (r *partRun) join(id int) *partMember {
 	cfg := r.cfg
 	cfg.ConnectionName = fmt.Sprintf("member-%d", id)
-	a := newAdapter(r.t, cfg)
+	return r.joinOn(newAdapter(r.t, cfg), id)
+}
+
+// joinOn subscribes member id with adapter a.
+func (r *partRun) joinOn(a *rabbitmq.Adapter, id int) *partMember {
 	ch, cancel, err := a.Subscribe(r.ctx, r.topic, r.group)
 	if err != nil {
 		r.t.Fatal(err)
@@ -249,4 +253,20 @@ func TestPartitionedConnectionClosed(t *testing.T) {
 	r.step(300)
 	r.spread(2)
 	r.finish(m1, m2)
+}
+
+// TestPartitionedSameAdapter: two subscriptions of one adapter (one
+// connection) to the same group hold different member slots and share the
+// partitions.
+func TestPartitionedSameAdapter(t *testing.T) {
+	r := newPartRun(t, brokerURL(t), "partitioned-same", 4)
+	r.publish()
+	a := newAdapter(t, r.cfg)
+	m1, m2 := r.joinOn(a, 1), r.joinOn(a, 2)
+	r.step(300)
+	r.spread(2)
+	r.leave(m1)
+	r.step(300)
+	r.spread(1)
+	r.finish(m2)
 }
