@@ -434,7 +434,7 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 		return nil
 	}
 	if m.gen.dead.Load() {
-		m.gen.settle(1)
+		m.gen.drop()
 		a.log.Debug("rabbitmq: ack dropped: its channel is gone, the message will be redelivered", "topic", m.topic, "group", m.group)
 		return nil
 	}

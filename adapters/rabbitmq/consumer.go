@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -15,49 +17,65 @@ import (
 // generation that delivered them; once it is dead their acks are dropped,
 // because delivery tags are per channel and the broker has requeued them.
 //
-// Acks are coalesced: the channel's deliveries carry the tags 1, 2, 3, ...
-// (one consumer per channel), and an ack with multiple=true for tag n
-// acknowledges every unacknowledged tag up to n. Ack records its tag, and
-// the caller that finds no send in progress sends, for the longest run of
-// recorded tags above what was already acknowledged, one basic.ack
-// multiple, then again for whatever was recorded meanwhile, until nothing
-// is left. So under load one frame (and, for a quorum queue, one settle in
-// its log) covers many messages, and an idle subscription acks at once.
-// Tags recorded above a gap (a message still being handled) wait for it,
-// unless more than half the prefetch window waits: then they are
-// acknowledged one by one, so a slow message never stalls the window.
+// Acks are coalesced. An ack with multiple=true for tag n acknowledges
+// every unacknowledged delivery of the channel up to n, so it may name n
+// only when every message handed out below n has been handled. Ack records
+// its tag as handled, and the caller that finds no send in progress sends
+// one basic.ack multiple for the handled tags below the lowest unhandled
+// one, then again for whatever was recorded meanwhile, until nothing is
+// left: under load one frame (and, for a quorum queue, one settle in its
+// log) covers many messages, and an idle subscription acks at once. Tags
+// handled above an unhandled one wait for it, unless more than half the
+// prefetch window waits or the window is full: then they are acknowledged
+// one by one, so a slow message never stalls the window. Every structure
+// is bounded by the prefetch window.
 type generation struct {
 	ch     *amqp.Channel
 	dead   atomic.Bool
 	total  atomic.Int64 // messages handed out
-	window int          // waiting tags above a gap before they are acked singly
+	window int          // handled tags that may wait above an unhandled one
+	full   int          // the prefetch window
 
 	mu      sync.Mutex
 	out     int             // handed out, not acknowledged to the broker
 	idleCh  chan struct{}   // closed when out drops to 0
-	floor   uint64          // every tag up to floor is acknowledged
-	waiting map[uint64]bool // recorded tags above floor; true once acked singly
+	order   []uint64        // handed-out tags, ascending; the first one is unhandled
+	done    map[uint64]bool // handled tags in order behind an unhandled one
+	pending []uint64        // handled tags not acknowledged to the broker yet
 	sending bool            // a caller is sending acks
 }
 
 func newGeneration(ch *amqp.Channel, prefetch int) *generation {
-	return &generation{ch: ch, window: prefetch / 2, waiting: make(map[uint64]bool)}
+	return &generation{ch: ch, window: prefetch / 2, full: prefetch, done: make(map[uint64]bool)}
 }
 
-// handedOut counts a message given to the subscriber.
-func (g *generation) handedOut() {
+// handedOut records that the message of tag was given to the subscriber
+// (tags arrive in ascending order).
+func (g *generation) handedOut(tag uint64) {
 	g.total.Add(1)
 	g.mu.Lock()
 	g.out++
+	g.order = append(g.order, tag)
 	g.mu.Unlock()
 }
 
-// settle counts n handed-out messages as done (acknowledged, dropped, or
-// taken back before the subscriber got them).
-func (g *generation) settle(n int) {
+// takeBack undoes handedOut for the last message handed out, which the
+// subscriber never received.
+func (g *generation) takeBack(tag uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.settleLocked(n)
+	if n := len(g.order); n > 0 && g.order[n-1] == tag {
+		g.order = g.order[:n-1]
+	}
+	g.settleLocked(1)
+}
+
+// drop counts a handed-out message whose ack is dropped (its channel is
+// gone).
+func (g *generation) drop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.settleLocked(1)
 }
 
 func (g *generation) settleLocked(n int) {
@@ -84,16 +102,21 @@ func (g *generation) idle() <-chan struct{} {
 	return g.idleCh
 }
 
-// ack records tag as handled and sends what can be sent unless another
-// caller is sending (which then sends it too). It returns the error of the
-// first failed send it made.
+// ack records the message of tag as handled (once per message) and sends
+// what can be sent unless another caller is sending (which then sends it
+// too). It returns the error of the first failed send it made.
 func (g *generation) ack(tag uint64) error {
 	g.mu.Lock()
-	if _, dup := g.waiting[tag]; dup || tag <= g.floor {
-		g.mu.Unlock()
-		return nil
+	if len(g.order) > 0 && g.order[0] == tag {
+		g.order = g.order[1:]
+		for len(g.order) > 0 && g.done[g.order[0]] {
+			delete(g.done, g.order[0])
+			g.order = g.order[1:]
+		}
+	} else {
+		g.done[tag] = true
 	}
-	g.waiting[tag] = false
+	g.pending = append(g.pending, tag)
 	if g.sending {
 		g.mu.Unlock()
 		return nil
@@ -101,33 +124,28 @@ func (g *generation) ack(tag uint64) error {
 	g.sending = true
 	var first error
 	for {
-		// The run of recorded tags above floor; multi is its highest tag
-		// not acked singly before (a multiple ack must name a tag the
-		// broker still has unacknowledged).
+		low := uint64(math.MaxUint64) // the lowest unhandled tag
+		if len(g.order) > 0 {
+			low = g.order[0]
+		}
 		var multi uint64
 		covered := 0
-		for {
-			single, ok := g.waiting[g.floor+1]
-			if !ok {
-				break
-			}
-			g.floor++
-			delete(g.waiting, g.floor)
-			if !single {
-				multi = g.floor
+		keep := g.pending[:0]
+		for _, t := range g.pending {
+			if t < low {
 				covered++
+				multi = max(multi, t)
+			} else {
+				keep = append(keep, t)
 			}
 		}
+		g.pending = keep
 		var singles []uint64
-		if len(g.waiting) > g.window {
-			for t, single := range g.waiting {
-				if !single {
-					g.waiting[t] = true
-					singles = append(singles, t)
-				}
-			}
+		if len(g.pending) > g.window || len(g.pending) > 0 && g.out >= g.full {
+			singles = slices.Clone(g.pending)
+			g.pending = g.pending[:0]
 		}
-		if multi == 0 && len(singles) == 0 {
+		if covered == 0 && len(singles) == 0 {
 			g.sending = false
 			g.mu.Unlock()
 			return first
@@ -137,7 +155,7 @@ func (g *generation) ack(tag uint64) error {
 		if g.dead.Load() {
 			err = amqp.ErrClosed
 		} else {
-			if multi > 0 {
+			if covered > 0 {
 				err = g.ch.Ack(multi, true)
 			}
 			for _, t := range singles {
@@ -301,11 +319,11 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 					return
 				}
 				m := newMessage(s.a, s.topic, s.group, gen, 0, &d)
-				gen.handedOut()
+				gen.handedOut(d.DeliveryTag)
 				select {
 				case s.out <- m:
 				case <-stop:
-					gen.settle(1)
+					gen.takeBack(d.DeliveryTag)
 					return
 				}
 			}

@@ -348,11 +348,11 @@ func (s *subscription) startPart(conn *amqp.Connection, p int) (*partConsumer, e
 					return
 				}
 				m := newMessage(s.a, s.topic, s.group, pc.gen, p, &d)
-				pc.gen.handedOut()
+				pc.gen.handedOut(d.DeliveryTag)
 				select {
 				case s.out <- m:
 				case <-pc.stop:
-					pc.gen.settle(1)
+					pc.gen.takeBack(d.DeliveryTag)
 					return
 				}
 			}
