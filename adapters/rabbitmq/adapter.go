@@ -417,7 +417,9 @@ func (a *Adapter) DeclareGroup(ctx context.Context, topic, group string) error {
 
 // Ack acknowledges msg, a message this adapter delivered to groupID. The
 // acknowledgement is sent on the channel that received the message, at most
-// once: acknowledging a message twice does nothing the second time, and an
+// once, by that channel's acker right after Ack returns, coalesced with the
+// others recorded meanwhile into one basic.ack multiple (see the package
+// documentation): acknowledging a message twice does nothing the second time, and an
 // Ack for a message whose channel is gone (its subscription ended or the
 // connection was lost, so the broker requeued it) is dropped and returns
 // nil; such a message is delivered again. It returns an error wrapping
@@ -438,9 +440,7 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 		a.log.Debug("rabbitmq: ack dropped: its channel is gone, the message will be redelivered", "topic", m.topic, "group", m.group)
 		return nil
 	}
-	if err := m.gen.ack(m.tag); err != nil {
-		a.log.Debug("rabbitmq: ack failed: the message will be redelivered", "topic", m.topic, "group", m.group, "error", err)
-	}
+	m.gen.ack(m.tag)
 	return nil
 }
 

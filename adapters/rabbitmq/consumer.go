@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"sync"
@@ -20,15 +21,15 @@ import (
 // Acks are coalesced. An ack with multiple=true for tag n acknowledges
 // every unacknowledged delivery of the channel up to n, so it may name n
 // only when every message handed out below n has been handled. Ack records
-// its tag as handled, and the caller that finds no send in progress sends
-// one basic.ack multiple for the handled tags below the lowest unhandled
-// one, then again for whatever was recorded meanwhile, until nothing is
-// left: under load one frame (and, for a quorum queue, one settle in its
-// log) covers many messages, and an idle subscription acks at once. Tags
-// handled above an unhandled one wait for it, unless more than half the
-// prefetch window waits or the window is full: then they are acknowledged
-// one by one, so a slow message never stalls the window. Every structure
-// is bounded by the prefetch window.
+// its tag as handled and wakes the generation's acker goroutine, which
+// sends one basic.ack multiple for the handled tags below the lowest
+// unhandled one, then again for whatever was recorded meanwhile: under load
+// one frame (and, for a quorum queue, one settle in its log) covers many
+// messages, and an idle subscription acks at once. Tags handled above an
+// unhandled one wait for it, unless more than half the prefetch window
+// waits or the window is full: then they are acknowledged one by one, so a
+// slow message never stalls the window. Every structure is bounded by the
+// prefetch window.
 type generation struct {
 	ch     *amqp.Channel
 	dead   atomic.Bool
@@ -42,11 +43,45 @@ type generation struct {
 	order   []uint64        // handed-out tags, ascending; the first one is unhandled
 	done    map[uint64]bool // handled tags in order behind an unhandled one
 	pending []uint64        // handled tags not acknowledged to the broker yet
-	sending bool            // a caller is sending acks
+
+	log      *slog.Logger
+	wake     chan struct{} // a tag was recorded
+	quit     chan struct{} // closed by stop
+	stopOnce sync.Once
+	ackerWG  sync.WaitGroup
 }
 
-func newGeneration(ch *amqp.Channel, prefetch int) *generation {
-	return &generation{ch: ch, window: prefetch / 2, full: prefetch, done: make(map[uint64]bool)}
+// newGeneration returns the generation of ch and starts its acker.
+func newGeneration(ch *amqp.Channel, prefetch int, log *slog.Logger) *generation {
+	g := &generation{
+		ch: ch, window: prefetch / 2, full: prefetch, done: make(map[uint64]bool),
+		log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}),
+	}
+	g.ackerWG.Go(g.acker)
+	return g
+}
+
+// stop marks the generation dead (later acks are dropped) and waits for
+// its acker to return; then the channel can be closed. Idempotent.
+func (g *generation) stop() {
+	g.stopOnce.Do(func() {
+		g.dead.Store(true)
+		close(g.quit)
+		g.ackerWG.Wait()
+	})
+}
+
+func (g *generation) acker() {
+	for {
+		select {
+		case <-g.wake:
+		case <-g.quit:
+			return
+		}
+		if err := g.flush(); err != nil {
+			g.log.Debug("rabbitmq: ack failed: the messages will be redelivered", "error", err)
+		}
+	}
 }
 
 // handedOut records that the message of tag was given to the subscriber
@@ -102,10 +137,9 @@ func (g *generation) idle() <-chan struct{} {
 	return g.idleCh
 }
 
-// ack records the message of tag as handled (once per message) and sends
-// what can be sent unless another caller is sending (which then sends it
-// too). It returns the error of the first failed send it made.
-func (g *generation) ack(tag uint64) error {
+// ack records the message of tag as handled (once per message) and wakes
+// the acker.
+func (g *generation) ack(tag uint64) {
 	g.mu.Lock()
 	if len(g.order) > 0 && g.order[0] == tag {
 		g.order = g.order[1:]
@@ -117,12 +151,18 @@ func (g *generation) ack(tag uint64) error {
 		g.done[tag] = true
 	}
 	g.pending = append(g.pending, tag)
-	if g.sending {
-		g.mu.Unlock()
-		return nil
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
 	}
-	g.sending = true
+}
+
+// flush sends what the recorded tags allow, until nothing is left, and
+// returns the first error.
+func (g *generation) flush() error {
 	var first error
+	g.mu.Lock()
 	for {
 		low := uint64(math.MaxUint64) // the lowest unhandled tag
 		if len(g.order) > 0 {
@@ -146,7 +186,6 @@ func (g *generation) ack(tag uint64) error {
 			g.pending = g.pending[:0]
 		}
 		if covered == 0 && len(singles) == 0 {
-			g.sending = false
 			g.mu.Unlock()
 			return first
 		}
@@ -286,9 +325,9 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	if err != nil {
 		return false, fmt.Errorf("open channel: %w", err)
 	}
-	gen := newGeneration(ch, s.a.cfg.Prefetch)
+	gen := newGeneration(ch, s.a.cfg.Prefetch, s.a.log)
 	defer func() {
-		gen.dead.Store(true)
+		gen.stop()
 		// Closing the channel requeues every unacknowledged message,
 		// including those prefetched but not handed out yet.
 		_ = ch.Close()

@@ -49,10 +49,14 @@
 // # Consuming
 //
 // Every subscription has its own channel on a shared consuming connection,
-// with manual acknowledgements and a prefetch of Config.Prefetch. Ack sends
-// basic.ack on the channel that received the message, at most once per
-// message: a second Ack is a no-op (RabbitMQ would close the channel on a
-// repeated delivery tag). When the subscription ends its channel is closed
+// with manual acknowledgements and a prefetch of Config.Prefetch. Acks go
+// out on the channel that received the message, at most once per message: a
+// second Ack is a no-op (RabbitMQ would close the channel on a repeated
+// delivery tag). They are coalesced: a goroutine per channel sends one
+// basic.ack multiple for every message handled below the oldest one still
+// being handled (one frame, and one settle in a quorum queue's log, for
+// many messages); messages handled above a slow one wait for it unless half
+// the prefetch window waits, then they are acknowledged one by one. When the subscription ends its channel is closed
 // and the broker requeues every unacknowledged message. Header values that
 // are not strings, including nested ones such as x-death, are converted to
 // strings (see Message.Headers); a header never fails a delivery. The

@@ -331,7 +331,7 @@ func (s *subscription) startPart(conn *amqp.Connection, p int) (*partConsumer, e
 	}
 	pc := &partConsumer{
 		part: p,
-		gen:  newGeneration(ch, s.a.cfg.Prefetch),
+		gen:  newGeneration(ch, s.a.cfg.Prefetch, s.a.log),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 		lost: make(chan struct{}),
@@ -380,7 +380,7 @@ func (s *subscription) stopPart(pc *partConsumer, drain bool) {
 		}
 		t.Stop()
 	}
-	pc.gen.dead.Store(true)
+	pc.gen.stop()
 	_ = pc.gen.ch.Close()
 }
 
