@@ -52,6 +52,7 @@ type options struct {
 	timeout time.Duration
 	drain   time.Duration
 	config  func(*eventstream.Config)
+	declare adaptertest.GroupDeclarer
 }
 
 // WithTimeout sets how long a case waits for anything (a delivery, a
@@ -66,6 +67,17 @@ func WithDrainTimeout(d time.Duration) Option { return func(o *options) { o.drai
 // suite's own settings), e.g. to select Distributed.BinaryMode.
 func WithConfig(change func(*eventstream.Config)) Option {
 	return func(o *options) { o.config = change }
+}
+
+// WithGroupDeclarer is for adapters on which a message published to a topic
+// reaches only the groups that exist at that moment (RabbitMQ, say). Before
+// every subscription a case makes through the bus, the suite calls declare
+// for the subscription's group and for a group named "dead-letters" on the
+// subscription's dead-letter topic (eventstream.DeadLetterTopicName), so
+// that dead-letter writes have somewhere to go, as they would in a
+// deployment that declares its groups up front.
+func WithGroupDeclarer(declare adaptertest.GroupDeclarer) Option {
+	return func(o *options) { o.declare = declare }
 }
 
 // Run runs every case as a subtest of t against buses over adapters from
@@ -147,6 +159,15 @@ func (h *harness) bus(change func(*eventstream.Config)) eventstream.Bus {
 // on subscribes in a group of its own name, failing the case on error.
 func (h *harness) on(b eventstream.Bus, topic, group string, fn eventstream.Handler, opts ...eventstream.SubscribeOption) eventstream.Subscription {
 	h.t.Helper()
+	if h.o.declare != nil && h.distributed() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.o.timeout)
+		defer cancel()
+		for _, d := range [][2]string{{topic, group}, {eventstream.DeadLetterTopicName(topic, group), "dead-letters"}} {
+			if err := h.o.declare(ctx, h.ad, d[0], d[1]); err != nil {
+				h.t.Fatalf("GroupDeclarer(%q, %q): %v", d[0], d[1], err)
+			}
+		}
+	}
 	sub, err := b.On(topic, fn, append([]eventstream.SubscribeOption{eventstream.WithConsumerGroup(group)}, opts...)...)
 	if err != nil {
 		h.t.Fatalf("On(%q, %q): %v", topic, group, err)

@@ -35,6 +35,9 @@ type Adapter struct {
 
 	rr atomic.Uint64 // round-robin partition of unkeyed records
 
+	slotMu sync.Mutex
+	slots  map[slotKey]bool // member slots held by this adapter's subscriptions
+
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
@@ -58,10 +61,11 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		return nil, err
 	}
 	a := &Adapter{
-		cfg:  c,
-		log:  c.Logger,
-		sem:  make(chan struct{}, c.MaxPending),
-		subs: make(map[*subscription]struct{}),
+		cfg:   c,
+		log:   c.Logger,
+		sem:   make(chan struct{}, c.MaxPending),
+		subs:  make(map[*subscription]struct{}),
+		slots: make(map[slotKey]bool),
 	}
 	a.pubConn = newConnector("publish", &a.cfg, uri, a.declareConfigured)
 	a.subConn = newConnector("consume", &a.cfg, uri, nil)
@@ -263,6 +267,9 @@ func (a *Adapter) pubChannel(ctx context.Context) (*pubChannel, error) {
 
 // declareExchange declares topic's exchange once per connection.
 func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic string) error {
+	if _, ok := pc.known.Load(topic); ok {
+		return nil
+	}
 	pc.dmu.Lock()
 	defer pc.dmu.Unlock()
 	if pc.declared[topic] {
@@ -282,6 +289,7 @@ func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic str
 		return err
 	}
 	pc.declared[topic] = true
+	pc.known.Store(topic, struct{}{})
 	return nil
 }
 
@@ -409,7 +417,9 @@ func (a *Adapter) DeclareGroup(ctx context.Context, topic, group string) error {
 
 // Ack acknowledges msg, a message this adapter delivered to groupID. The
 // acknowledgement is sent on the channel that received the message, at most
-// once: acknowledging a message twice does nothing the second time, and an
+// once, by that channel's acker right after Ack returns, coalesced with the
+// others recorded meanwhile into one basic.ack multiple (see the package
+// documentation): acknowledging a message twice does nothing the second time, and an
 // Ack for a message whose channel is gone (its subscription ended or the
 // connection was lost, so the broker requeued it) is dropped and returns
 // nil; such a message is delivered again. It returns an error wrapping
@@ -426,12 +436,11 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 		return nil
 	}
 	if m.gen.dead.Load() {
+		m.gen.drop()
 		a.log.Debug("rabbitmq: ack dropped: its channel is gone, the message will be redelivered", "topic", m.topic, "group", m.group)
 		return nil
 	}
-	if err := m.gen.ch.Ack(m.tag, false); err != nil {
-		a.log.Debug("rabbitmq: ack failed: the message will be redelivered", "topic", m.topic, "group", m.group, "error", err)
-	}
+	m.gen.ack(m.tag)
 	return nil
 }
 

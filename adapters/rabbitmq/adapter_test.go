@@ -118,6 +118,26 @@ func TestUnroutable(t *testing.T) {
 		t.Errorf("Ack for another group: %v, want ErrForeignMessage", err)
 	}
 
+	// Concurrent publishes, routable and not, with identical bodies, share
+	// the confirm channel: each one gets its own outcome.
+	if err := b.DeclareGroup(ctx, "routable", "g"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			topic, want := "routable", error(nil)
+			if i%2 == 1 {
+				topic, want = "unroutable-mixed", rabbitmq.ErrUnroutable
+			}
+			err := b.Publish(ctx, topic, []byte("same body"))
+			if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+				t.Errorf("Publish %d to %s: %v, want %v", i, topic, err, want)
+			}
+		})
+	}
+	wg.Wait()
+
 	// Partitioned mode: every partition queue exists once the group does.
 	pcfg := testConfig(url)
 	pcfg.Partitions = 4
@@ -225,6 +245,11 @@ func TestInterop(t *testing.T) {
 		}
 		if k, _ := d.Headers["es-key"].([]byte); string(k) != "k1" {
 			t.Errorf("es-key header = %v, want k1", d.Headers["es-key"])
+		}
+		for h := range d.Headers {
+			if h != "es-key" && h != "es-time" && !strings.HasPrefix(h, "ce_") && h != "content-type" {
+				t.Errorf("plain client sees header %q (%v)", h, d.Headers)
+			}
 		}
 		if d.DeliveryMode != amqp.Persistent {
 			t.Errorf("delivery mode %d, want persistent", d.DeliveryMode)

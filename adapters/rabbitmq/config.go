@@ -54,9 +54,17 @@ type Config struct {
 	// Partitions, when above 1, turns on partitioned mode: every group has
 	// Partitions queues, each with a single active consumer, and a keyed
 	// message goes to the queue chosen by a hash of its key, so that per-key
-	// order holds across competing members of a group. All adapters using
-	// a topic must agree on Partitions. Default 1 (one queue per group).
+	// order holds across competing members of a group; the members share
+	// the partitions out among themselves (see RebalanceInterval and the
+	// package documentation). All adapters using a topic must agree on
+	// Partitions. Default 1 (one queue per group).
 	Partitions int
+
+	// RebalanceInterval is how often, in partitioned mode, a subscription
+	// looks at which members its group has and takes or releases partitions
+	// to own its share (see the package documentation). A new or departed
+	// member changes the assignment within about one interval. Default 2s.
+	RebalanceInterval time.Duration
 
 	// Prefetch is how many unacknowledged messages the broker may deliver to
 	// one subscription (per partition queue in partitioned mode). Keep it
@@ -191,6 +199,7 @@ func (c Config) withDefaults() (Config, amqp.URI, error) {
 		{"ReconnectMin", &c.ReconnectMin, 100 * time.Millisecond},
 		{"ReconnectMax", &c.ReconnectMax, 5 * time.Second},
 		{"OperationTimeout", &c.OperationTimeout, 10 * time.Second},
+		{"RebalanceInterval", &c.RebalanceInterval, 2 * time.Second},
 	} {
 		if *d.v < 0 {
 			return c, uri, invalid("%s is negative (%v)", d.name, *d.v)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -15,9 +17,198 @@ import (
 // generation is one channel of a subscription. Messages remember the
 // generation that delivered them; once it is dead their acks are dropped,
 // because delivery tags are per channel and the broker has requeued them.
+//
+// Acks are coalesced. An ack with multiple=true for tag n acknowledges
+// every unacknowledged delivery of the channel up to n, so it may name n
+// only when every message handed out below n has been handled. Ack records
+// its tag as handled and wakes the generation's acker goroutine, which
+// sends one basic.ack multiple for the handled tags below the lowest
+// unhandled one, then again for whatever was recorded meanwhile: under load
+// one frame (and, for a quorum queue, one settle in its log) covers many
+// messages, and an idle subscription acks at once. Tags handled above an
+// unhandled one wait for it, unless more than half the prefetch window
+// waits or the window is full: then they are acknowledged one by one, so a
+// slow message never stalls the window. Every structure is bounded by the
+// prefetch window.
 type generation struct {
-	ch   *amqp.Channel
-	dead atomic.Bool
+	ch     *amqp.Channel
+	dead   atomic.Bool
+	total  atomic.Int64 // messages handed out
+	window int          // handled tags that may wait above an unhandled one
+	full   int          // the prefetch window
+
+	mu      sync.Mutex
+	out     int             // handed out, not acknowledged to the broker
+	idleCh  chan struct{}   // closed when out drops to 0
+	order   []uint64        // handed-out tags, ascending; the first one is unhandled
+	done    map[uint64]bool // handled tags in order behind an unhandled one
+	pending []uint64        // handled tags not acknowledged to the broker yet
+
+	log      *slog.Logger
+	wake     chan struct{} // a tag was recorded
+	quit     chan struct{} // closed by stop
+	stopOnce sync.Once
+	ackerWG  sync.WaitGroup
+}
+
+// newGeneration returns the generation of ch and starts its acker.
+func newGeneration(ch *amqp.Channel, prefetch int, log *slog.Logger) *generation {
+	g := &generation{
+		ch: ch, window: prefetch / 2, full: prefetch, done: make(map[uint64]bool),
+		log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}),
+	}
+	g.ackerWG.Go(g.acker)
+	return g
+}
+
+// stop marks the generation dead (later acks are dropped) and waits for
+// its acker to return; then the channel can be closed. Idempotent.
+func (g *generation) stop() {
+	g.stopOnce.Do(func() {
+		g.dead.Store(true)
+		close(g.quit)
+		g.ackerWG.Wait()
+	})
+}
+
+func (g *generation) acker() {
+	for {
+		select {
+		case <-g.wake:
+		case <-g.quit:
+			return
+		}
+		if err := g.flush(); err != nil {
+			g.log.Debug("rabbitmq: ack failed: the messages will be redelivered", "error", err)
+		}
+	}
+}
+
+// handedOut records that the message of tag was given to the subscriber
+// (tags arrive in ascending order).
+func (g *generation) handedOut(tag uint64) {
+	g.total.Add(1)
+	g.mu.Lock()
+	g.out++
+	g.order = append(g.order, tag)
+	g.mu.Unlock()
+}
+
+// takeBack undoes handedOut for the last message handed out, which the
+// subscriber never received.
+func (g *generation) takeBack(tag uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := len(g.order); n > 0 && g.order[n-1] == tag {
+		g.order = g.order[:n-1]
+	}
+	g.settleLocked(1)
+}
+
+// drop counts a handed-out message whose ack is dropped (its channel is
+// gone).
+func (g *generation) drop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.settleLocked(1)
+}
+
+func (g *generation) settleLocked(n int) {
+	g.out = max(g.out-n, 0)
+	if g.out == 0 && g.idleCh != nil {
+		close(g.idleCh)
+		g.idleCh = nil
+	}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// idle returns a channel closed once every handed-out message was
+// acknowledged to the broker (or dropped).
+func (g *generation) idle() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.out == 0 {
+		return closedChan
+	}
+	if g.idleCh == nil {
+		g.idleCh = make(chan struct{})
+	}
+	return g.idleCh
+}
+
+// ack records the message of tag as handled (once per message) and wakes
+// the acker.
+func (g *generation) ack(tag uint64) {
+	g.mu.Lock()
+	if len(g.order) > 0 && g.order[0] == tag {
+		g.order = g.order[1:]
+		for len(g.order) > 0 && g.done[g.order[0]] {
+			delete(g.done, g.order[0])
+			g.order = g.order[1:]
+		}
+	} else {
+		g.done[tag] = true
+	}
+	g.pending = append(g.pending, tag)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flush sends what the recorded tags allow, until nothing is left, and
+// returns the first error.
+func (g *generation) flush() error {
+	var first error
+	g.mu.Lock()
+	for {
+		low := uint64(math.MaxUint64) // the lowest unhandled tag
+		if len(g.order) > 0 {
+			low = g.order[0]
+		}
+		var multi uint64
+		covered := 0
+		keep := g.pending[:0]
+		for _, t := range g.pending {
+			if t < low {
+				covered++
+				multi = max(multi, t)
+			} else {
+				keep = append(keep, t)
+			}
+		}
+		g.pending = keep
+		var singles []uint64
+		if len(g.pending) > g.window || len(g.pending) > 0 && g.out >= g.full {
+			singles = slices.Clone(g.pending)
+			g.pending = g.pending[:0]
+		}
+		if covered == 0 && len(singles) == 0 {
+			g.mu.Unlock()
+			return first
+		}
+		g.mu.Unlock()
+		var err error
+		if g.dead.Load() {
+			err = amqp.ErrClosed
+		} else {
+			if covered > 0 {
+				err = g.ch.Ack(multi, true)
+			}
+			for _, t := range singles {
+				if e := g.ch.Ack(t, false); err == nil {
+					err = e
+				}
+			}
+		}
+		if first == nil {
+			first = err
+		}
+		g.mu.Lock()
+		g.settleLocked(covered + len(singles))
+	}
 }
 
 // subscription is one Subscribe call: a goroutine that consumes the group's
@@ -38,8 +229,9 @@ type subscription struct {
 // partition queues) bound to the topic's exchange, waiting for the
 // connection bounded by ctx, and then consumes it with manual acks and
 // Config.Prefetch unacknowledged messages at most. Members of a group share
-// the queue and compete for its messages; in partitioned mode each
-// partition queue has a single active consumer. The subscription survives
+// the queue and compete for its messages; in partitioned mode the members
+// share out the partition queues, each consumed by one member at a time
+// (see the package documentation). The subscription survives
 // lost connections and channels: it reconnects with backoff, declares the
 // topology again and resumes; messages that were not acknowledged are
 // redelivered by the broker. It ends when cancel is called, ctx is done or
@@ -51,6 +243,9 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		return nil, nil, fmt.Errorf("rabbitmq: subscribe: %w", eventstream.ErrAdapterClosed)
 	}
 	queues, _, err := a.queues(topic, groupID)
+	if err == nil && len(queues) > 1 {
+		_, err = memberSlotName(topic, groupID, maxSlots-1)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("rabbitmq: subscribe: %w", err)
 	}
@@ -102,7 +297,12 @@ func (s *subscription) run() {
 		if err != nil {
 			return // ctx done or adapter closed
 		}
-		delivered, err := s.session(conn)
+		var delivered bool
+		if len(s.queues) > 1 {
+			delivered, err = s.partSession(conn)
+		} else {
+			delivered, err = s.session(conn)
+		}
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -117,16 +317,17 @@ func (s *subscription) run() {
 	}
 }
 
-// session consumes on one new channel of conn until the channel is lost or
-// the subscription ends. delivered reports whether any message arrived.
+// session consumes the group's queue on one new channel of conn until the
+// channel is lost or the subscription ends (partitioned mode runs
+// partSession instead). delivered reports whether any message arrived.
 func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("open channel: %w", err)
 	}
-	gen := &generation{ch: ch}
+	gen := newGeneration(ch, s.a.cfg.Prefetch, s.a.log)
 	defer func() {
-		gen.dead.Store(true)
+		gen.stop()
 		// Closing the channel requeues every unacknowledged message,
 		// including those prefetched but not handed out yet.
 		_ = ch.Close()
@@ -138,56 +339,35 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	if err := s.a.declareGroupOn(ch, s.topic, s.group); err != nil {
 		return false, err
 	}
-	type feed struct {
-		part int
-		d    <-chan amqp.Delivery
-	}
-	feeds := make([]feed, 0, len(s.queues))
-	// Register on the partition queues in a rotated order, so that members
-	// do not all line up behind the same first queue.
-	start := 0
-	if len(s.queues) > 1 {
-		start = rand.IntN(len(s.queues))
-	}
-	for i := range s.queues {
-		p := (start + i) % len(s.queues)
-		d, err := ch.Consume(s.queues[p], "", false, false, false, false, nil)
-		if err != nil {
-			return false, fmt.Errorf("consume %q: %w", s.queues[p], err)
-		}
-		part := p
-		if len(s.queues) == 1 {
-			part = 0
-		}
-		feeds = append(feeds, feed{part, d})
+	deliveries, err := ch.Consume(s.queues[0], "", false, false, false, false, nil)
+	if err != nil {
+		return false, fmt.Errorf("consume %q: %w", s.queues[0], err)
 	}
 
 	stop := make(chan struct{})
-	ended := make(chan struct{}, len(feeds))
-	var got atomic.Bool
+	ended := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, f := range feeds {
-		wg.Go(func() {
-			defer func() { ended <- struct{}{} }()
-			for {
-				select {
-				case <-stop:
+	wg.Go(func() {
+		defer close(ended)
+		for {
+			select {
+			case <-stop:
+				return
+			case d, ok := <-deliveries:
+				if !ok {
 					return
-				case d, ok := <-f.d:
-					if !ok {
-						return
-					}
-					got.Store(true)
-					m := newMessage(s.a, s.topic, s.group, gen, f.part, &d)
-					select {
-					case s.out <- m:
-					case <-stop:
-						return
-					}
+				}
+				m := newMessage(s.a, s.topic, s.group, gen, 0, &d)
+				gen.handedOut(d.DeliveryTag)
+				select {
+				case s.out <- m:
+				case <-stop:
+					gen.takeBack(d.DeliveryTag)
+					return
 				}
 			}
-		})
-	}
+		}
+	})
 	var cerr error
 	select {
 	case <-s.ctx.Done():
@@ -203,5 +383,5 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	gen.dead.Store(true)
 	close(stop)
 	wg.Wait()
-	return got.Load(), cerr
+	return gen.total.Load() > 0, cerr
 }

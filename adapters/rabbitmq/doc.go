@@ -41,16 +41,22 @@
 // nack is ErrNacked, a returned message ErrUnroutable. The key travels in
 // the "es-key" header (a byte array), the record time in "es-time" (Unix
 // nanoseconds, int64) and in the AMQP timestamp property (seconds), user
-// headers as string headers; the adapter also sets "es-seq", its publish
-// sequence number. Header names starting with "es-" are reserved.
+// headers as string headers. Header names starting with "es-" are
+// reserved. A returned message is matched to its Publish call by its
+// content (exchange, routing key, headers and body), so no other header is
+// added.
 //
 // # Consuming
 //
 // Every subscription has its own channel on a shared consuming connection,
-// with manual acknowledgements and a prefetch of Config.Prefetch. Ack sends
-// basic.ack on the channel that received the message, at most once per
-// message: a second Ack is a no-op (RabbitMQ would close the channel on a
-// repeated delivery tag). When the subscription ends its channel is closed
+// with manual acknowledgements and a prefetch of Config.Prefetch. Acks go
+// out on the channel that received the message, at most once per message: a
+// second Ack is a no-op (RabbitMQ would close the channel on a repeated
+// delivery tag). They are coalesced: a goroutine per channel sends one
+// basic.ack multiple for every message handled below the oldest one still
+// being handled (one frame, and one settle in a quorum queue's log, for
+// many messages); messages handled above a slow one wait for it unless half
+// the prefetch window waits, then they are acknowledged one by one. When the subscription ends its channel is closed
 // and the broker requeues every unacknowledged message. Header values that
 // are not strings, including nested ones such as x-death, are converted to
 // strings (see Message.Headers); a header never fails a delivery. The
@@ -83,11 +89,20 @@
 // N queues "es.<topic>/<group>/<i>", each with RabbitMQ's single active
 // consumer, bound to the topic's direct exchange with routing key "<i>"; a
 // keyed message goes to partition FNV-1a(key) mod N (unkeyed messages
-// round robin). Every member consumes all N queues and the broker lets one
-// member at a time receive from each, handing a partition to the next
-// member when its active one leaves or dies. Partitions do not spread over
-// members by themselves: the member that subscribed first is active on
-// every partition and later members are hot standbys, so partitioned mode
-// trades competing consumption for order. All adapters that use a topic
-// must agree on Config.Partitions.
+// round robin). The partitions are shared out among the members: each
+// subscription holds a member slot (an exclusive queue
+// "es.<topic>/<group>/member/<i>", which the broker deletes with the
+// connection, so a member that dies loses it), and every
+// Config.RebalanceInterval it lists the slots in use and consumes, as
+// member r of M, the partitions p with p mod M == r, each on a channel of
+// its own. A partition that moves to another member is released
+// gracefully: its current owner stops handing out its messages, waits
+// (up to Config.OperationTimeout) until those handed out are acknowledged,
+// and closes the channel, so the next owner receives the rest in order;
+// single active consumer on every partition queue keeps a second member
+// from receiving while two members' views of the slots differ. So per-key
+// order holds across members joining, leaving and dying, and a new member
+// gets its share within about one interval. With more members than
+// partitions the extra members are idle standbys. All adapters that use a
+// topic must agree on Config.Partitions.
 package rabbitmq

@@ -1,19 +1,15 @@
 package rabbitmq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"reflect"
 	"sync"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-// seqHeader carries the publisher's delivery tag, so that a message the
-// broker returns (mandatory publish, no queue bound) can be matched to the
-// Publish call waiting for it.
-const seqHeader = "es-seq"
 
 // pubResult is the outcome of one publish on a confirm channel.
 type pubResult int
@@ -34,15 +30,15 @@ type pubChannel struct {
 
 	mu sync.Mutex // orders GetNextPublishSeqNo and the publish
 
-	pmu      sync.Mutex
-	pending  map[uint64]chan pubResult
-	returned map[uint64]bool
-	lost     bool
+	pmu     sync.Mutex
+	pending map[uint64]*pendingPub
+	lost    bool
 
 	dead chan struct{} // closed when the channel is gone
 
 	dmu      sync.Mutex
 	declared map[string]bool // exchanges known to exist on this connection
+	known    sync.Map        // the same, read without dmu
 }
 
 func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChannel, error) {
@@ -57,8 +53,7 @@ func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChan
 	pc := &pubChannel{
 		ch:       ch,
 		gen:      gen,
-		pending:  make(map[uint64]chan pubResult),
-		returned: make(map[uint64]bool),
+		pending:  make(map[uint64]*pendingPub),
 		dead:     make(chan struct{}),
 		declared: make(map[string]bool),
 	}
@@ -81,17 +76,17 @@ func (pc *pubChannel) loop(returns <-chan amqp.Return, confirms <-chan amqp.Conf
 				returns = nil
 				continue
 			}
-			if tag, ok := headerUint(r.Headers, seqHeader); ok {
-				pc.pmu.Lock()
-				pc.returned[tag] = true
-				pc.pmu.Unlock()
+			pc.pmu.Lock()
+			if p := pc.matchReturn(&r); p != nil {
+				p.returned = true
 			}
+			pc.pmu.Unlock()
 		case c, ok := <-confirms:
 			if !ok {
 				pc.pmu.Lock()
 				pc.lost = true
-				for tag, w := range pc.pending {
-					w <- resLost
+				for tag, p := range pc.pending {
+					p.w <- resLost
 					delete(pc.pending, tag)
 				}
 				pc.pmu.Unlock()
@@ -103,52 +98,112 @@ func (pc *pubChannel) loop(returns <-chan amqp.Return, confirms <-chan amqp.Conf
 				return
 			}
 			pc.pmu.Lock()
-			w := pc.pending[c.DeliveryTag]
+			p := pc.pending[c.DeliveryTag]
 			delete(pc.pending, c.DeliveryTag)
-			ret := pc.returned[c.DeliveryTag]
-			delete(pc.returned, c.DeliveryTag)
 			pc.pmu.Unlock()
-			if w == nil {
+			if p == nil {
 				continue
 			}
 			switch {
 			case !c.Ack:
-				w <- resNacked
-			case ret:
-				w <- resReturned
+				p.w <- resNacked
+			case p.returned:
+				p.w <- resReturned
 			default:
-				w <- resAcked
+				p.w <- resAcked
 			}
 		}
 	}
 }
 
-func headerUint(t amqp.Table, name string) (uint64, bool) {
-	switch v := t[name].(type) {
-	case int64:
-		return uint64(v), true
-	case string:
-		n, err := strconv.ParseUint(v, 10, 64)
-		return n, err == nil
+// pendingPub is a published message waiting for its confirm.
+type pendingPub struct {
+	w             chan pubResult
+	exchange, key string
+	msg           *amqp.Publishing
+	returned      bool // basic.return seen; the confirm follows
+}
+
+// matchReturn returns the pending publish a basic.return belongs to
+// (called with pmu held). A return carries no delivery tag, and the adapter
+// does not add an identifying header to every message; the broker returns
+// messages in publish order and before their confirm, so the message is
+// still pending: it is the oldest pending publish, not returned yet, with
+// the same exchange, routing key, body and headers. Should two identical
+// messages be pending, one routable and one not, the return may be charged
+// to the older one: the caller whose Publish succeeds then has an identical
+// message stored, and the other one gets ErrUnroutable and publishes again,
+// so nothing is lost. Should no publish match (the broker changed the
+// message), the oldest one to the same exchange and routing key is charged,
+// for the same reason: a wrong ErrUnroutable costs a duplicate, a missed
+// one a lost message.
+func (pc *pubChannel) matchReturn(r *amqp.Return) *pendingPub {
+	var exact, route *pendingPub
+	var exactTag, routeTag uint64
+	for tag, p := range pc.pending {
+		if p.returned || p.exchange != r.Exchange || p.key != r.RoutingKey {
+			continue
+		}
+		if route == nil || tag < routeTag {
+			route, routeTag = p, tag
+		}
+		if (exact == nil || tag < exactTag) && bytes.Equal(p.msg.Body, r.Body) && sameTable(p.msg.Headers, r.Headers) {
+			exact, exactTag = p, tag
+		}
 	}
-	return 0, false
+	if exact != nil {
+		return exact
+	}
+	return route
+}
+
+// sameTable reports whether the headers a message was published with equal
+// those the broker returned (decoded from the wire).
+func sameTable(sent, got amqp.Table) bool {
+	if len(sent) != len(got) {
+		return false
+	}
+	for k, v := range sent {
+		g, ok := got[k]
+		if !ok {
+			return false
+		}
+		switch x := v.(type) {
+		case string:
+			if s, ok := g.(string); !ok || s != x {
+				return false
+			}
+		case []byte:
+			if b, ok := g.([]byte); !ok || !bytes.Equal(b, x) {
+				return false
+			}
+		case int64:
+			if n, ok := g.(int64); !ok || n != x {
+				return false
+			}
+		default:
+			if !reflect.DeepEqual(v, g) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 var errChannelLost = errors.New("rabbitmq: publish channel lost before the confirm")
 
 // publish sends msg and returns the channel its outcome will arrive on.
 func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (<-chan pubResult, error) {
-	w := make(chan pubResult, 1)
+	p := &pendingPub{w: make(chan pubResult, 1), exchange: exchange, key: key, msg: &msg}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	tag := pc.ch.GetNextPublishSeqNo()
-	msg.Headers[seqHeader] = int64(tag)
 	pc.pmu.Lock()
 	if pc.lost {
 		pc.pmu.Unlock()
 		return nil, errChannelLost
 	}
-	pc.pending[tag] = w
+	pc.pending[tag] = p
 	pc.pmu.Unlock()
 	if err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg); err != nil {
 		pc.pmu.Lock()
@@ -156,7 +211,7 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 		pc.pmu.Unlock()
 		return nil, fmt.Errorf("%w: %w", errChannelLost, err)
 	}
-	return w, nil
+	return p.w, nil
 }
 
 func (pc *pubChannel) isDead() bool {

@@ -131,6 +131,9 @@ func run() error {
 	if err := r.runNATS(); err != nil {
 		return err
 	}
+	if err := r.runRedis(); err != nil {
+		return err
+	}
 	r.finished = time.Now()
 
 	chartDir := filepath.Join(filepath.Dir(o.out), "benchmarks")
@@ -233,6 +236,7 @@ type runner struct {
 	kafkaTitle        string // heading prefix of the Kafka sections; "" means "Kafka"
 	rabbitInfo        string
 	natsInfo          string
+	redisInfo         string
 	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
 }
 

@@ -228,7 +228,7 @@ func goals() []goal {
 			Cases: prefix("kafka-consume", "group1-", "fanout4-", "conc8-"),
 			Value: vsSerial(bench.PeerBusKafkaBinary, bench.PeerKafkaGoBinaryRecords), Cmp: ">=", Limit: 0.8, Unit: "×",
 		},
-	}, append(rabbitGoals(), natsGoals()...)...)
+	}, append(append(rabbitGoals(), natsGoals()...), redisGoals()...)...)
 }
 
 // goalEval is a goal checked on every case it applies to.
@@ -430,7 +430,9 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 	r.latencyTable(&b, "memory", bench.PeerEventstream)
 
 	r.kafkaSections(&b, chartRel, charts)
+	r.rabbitSection(&b)
 	r.natsMarkdown(&b)
+	r.redisSection(&b)
 
 	w("## Reproduce\n\n")
 	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\nmake bench-report-kafka                             # the real-Kafka block (needs make brokers)\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
@@ -521,7 +523,7 @@ func (r *runner) realKafkaBlock(chartRel string, charts map[string]string) strin
 	w("Regenerate with `make bench-report-kafka` (needs `make brokers`).\n\n")
 	w("| # | Goal | Required | Measured | Verdict |\n|---|---|---|---|---|\n")
 	for _, ge := range r.evalGoals() {
-		if ge.Section == "memory" || strings.HasPrefix(ge.Section, "nats") {
+		if !strings.HasPrefix(ge.Section, "kafka") {
 			continue
 		}
 		res, verdict := ge.summary()
@@ -530,12 +532,6 @@ func (r *runner) realKafkaBlock(chartRel string, charts map[string]string) strin
 	w("\n")
 	r.kafkaSections(&b, chartRel, charts)
 	w("%s", blockEnd)
-	r.rabbitSection(&b)
-
-	w("## Reproduce\n\n")
-	w("```sh\nmake bench-report                                   # or:\ncd bench && go run ./cmd/report -out ../docs/benchmarks.md\ncd bench && go run ./cmd/report -quick -out /tmp/bench.md   # smoke run, about a minute\n")
-	w("cd bench && go run ./cmd/report -only 'kafka-consume/group1-100B/eventstream' -cpuprofile /tmp/cpu.out -out /tmp/one.md\n")
-	w("cd bench && go test -run '^$' -bench 'Memory/Sub1' -benchmem   # the same scenarios as Go benchmarks\n```\n")
 	return b.String()
 }
 
