@@ -15,7 +15,8 @@ import (
 // afterwards, not a redelivery.
 func TestAckCoalescing(t *testing.T) {
 	url := brokerURL(t)
-	const topic, group, n = "ack-coalescing", "g", 40
+	const group, n = "g", 40
+	topic := fmt.Sprintf("ack-coalescing-%d", time.Now().UnixNano()) // a new queue per run (-count)
 	ctx := ctxT(t, 60*time.Second)
 	cfg := testConfig(url)
 	cfg.Prefetch = 8

@@ -61,25 +61,30 @@ func newGeneration(ch *amqp.Channel, prefetch int, log *slog.Logger) *generation
 	return g
 }
 
-// stop marks the generation dead (later acks are dropped) and waits for
-// its acker to return; then the channel can be closed. Idempotent.
+// stop lets the acker send what was recorded, waits for it to return and
+// marks the generation dead (later acks are dropped); then the channel can
+// be closed. Idempotent.
 func (g *generation) stop() {
 	g.stopOnce.Do(func() {
-		g.dead.Store(true)
 		close(g.quit)
 		g.ackerWG.Wait()
+		g.dead.Store(true)
 	})
 }
 
 func (g *generation) acker() {
 	for {
+		quit := false
 		select {
 		case <-g.wake:
 		case <-g.quit:
-			return
+			quit = true
 		}
 		if err := g.flush(); err != nil {
 			g.log.Debug("rabbitmq: ack failed: the messages will be redelivered", "error", err)
+		}
+		if quit {
+			return
 		}
 	}
 }
@@ -380,7 +385,6 @@ func (s *subscription) session(conn *amqp.Connection) (delivered bool, err error
 	case <-ended:
 		cerr = errors.New("consumer cancelled by the broker")
 	}
-	gen.dead.Store(true)
 	close(stop)
 	wg.Wait()
 	return gen.total.Load() > 0, cerr

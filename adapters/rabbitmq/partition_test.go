@@ -51,6 +51,7 @@ func newPartRun(t *testing.T, url, topic string, parts int) *partRun {
 	cfg.Partitions = parts
 	cfg.Prefetch = 32
 	cfg.RebalanceInterval = 200 * time.Millisecond
+	topic = fmt.Sprintf("%s-%d", topic, time.Now().UnixNano()) // a new group queue per run (-count)
 	return &partRun{t: t, ctx: ctxT(t, 180*time.Second), cfg: cfg, topic: topic, group: "g", keys: 16, part: parts, seen: map[string]bool{}}
 }
 
