@@ -30,9 +30,6 @@ import (
 // holds through joins, leaves and crashes, and the partitions spread over
 // the members within about one interval.
 
-// errPartitionLost reports a partition channel that closed unexpectedly.
-var errPartitionLost = errors.New("partition channel lost")
-
 // partConsumer consumes one partition queue on its own channel.
 type partConsumer struct {
 	part int
