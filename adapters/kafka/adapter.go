@@ -266,10 +266,14 @@ func (a *Adapter) waitPartitions(ctx context.Context, topic string, create bool)
 	created := false
 	for attempt := 0; ; attempt++ {
 		// A metadata request for a topic missing from the transport's cache
-		// is sent to the broker and refreshes the cache.
+		// is sent to the broker and refreshes the cache, but only one that
+		// allows the broker to create the topic (the transport answers any
+		// other from its cache). Without create, describeTopic has just
+		// found the topic, so only one deleted in the instant since can be
+		// created by a broker with auto.create.topics.enable.
 		resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{
 			TopicNames:             []string{topic},
-			AllowAutoTopicCreation: create,
+			AllowAutoTopicCreation: true,
 		})
 		if err != nil {
 			return 0, fmt.Errorf("kafka: metadata for topic %q: %w", topic, err)

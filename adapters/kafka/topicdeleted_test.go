@@ -37,6 +37,13 @@ func (l *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
 }
 func (l *logRecorder) WithGroup(string) slog.Handler { return l }
 
+// all returns every recorded record.
+func (l *logRecorder) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.recs...)
+}
+
 // errors returns the recorded records at Error level.
 func (l *logRecorder) errors() []string {
 	l.mu.Lock()
