@@ -13,13 +13,18 @@ import (
 	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 )
 
-// logRecorder is a slog handler keeping every record at Warn and above.
+// logRecorder is a slog handler keeping every record at Warn and above
+// (Info and above with info set).
 type logRecorder struct {
+	info bool // keep Info records too
+
 	mu   sync.Mutex
 	recs []string // level, message and attributes
 }
 
-func (l *logRecorder) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelWarn }
+func (l *logRecorder) Enabled(_ context.Context, lv slog.Level) bool {
+	return lv >= slog.LevelWarn || l.info && lv >= slog.LevelInfo
+}
 func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	b.WriteString(r.Level.String() + " " + r.Message)
@@ -42,6 +47,19 @@ func (l *logRecorder) all() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.recs...)
+}
+
+// count returns how many recorded records contain substr.
+func (l *logRecorder) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		if strings.Contains(r, substr) {
+			n++
+		}
+	}
+	return n
 }
 
 // errors returns the recorded records at Error level.
