@@ -156,7 +156,18 @@ const unknownTopicGrace = time.Second
 // Config.AutoCreateTopics is set. A missing topic is reported with an error
 // wrapping ErrUnknownTopic.
 func (a *Adapter) partitions(ctx context.Context, topic string) (int, error) {
-	ti, err := a.topic(ctx, topic)
+	ti, err := a.lookupCached(ctx, topic, a.cfg.AutoCreateTopics)
+	if err != nil {
+		return 0, err
+	}
+	return ti.partitions, nil
+}
+
+// existingPartitions is partitions without ever creating the topic, not even
+// with Config.AutoCreateTopics: a live subscription uses it, so that it never
+// re-creates a topic that was deleted under it.
+func (a *Adapter) existingPartitions(ctx context.Context, topic string) (int, error) {
+	ti, err := a.lookupCached(ctx, topic, false)
 	if err != nil {
 		return 0, err
 	}
@@ -167,13 +178,18 @@ func (a *Adapter) partitions(ctx context.Context, topic string) (int, error) {
 // topicInfoTTL), creating the topic when Config.AutoCreateTopics is set. A
 // missing topic is reported with an error wrapping ErrUnknownTopic.
 func (a *Adapter) topic(ctx context.Context, topic string) (topicInfo, error) {
+	return a.lookupCached(ctx, topic, a.cfg.AutoCreateTopics)
+}
+
+// lookupCached is topic, creating the topic only when create is set.
+func (a *Adapter) lookupCached(ctx context.Context, topic string, create bool) (topicInfo, error) {
 	a.pmu.Lock()
 	ti := a.topics[topic]
 	a.pmu.Unlock()
 	if ti != nil && time.Since(ti.fetched) < topicInfoTTL {
 		return *ti, nil
 	}
-	n, maxBytes, err := a.lookupTopic(ctx, topic)
+	n, maxBytes, err := a.lookupTopic(ctx, topic, create)
 	if err != nil {
 		if ti != nil && !errors.Is(err, ErrUnknownTopic) {
 			// Keep using what we knew while the cluster is unreachable.
@@ -200,13 +216,14 @@ func errUnknownTopic(topic string) error {
 
 // lookupTopic returns the partition count of topic and its
 // max.message.bytes (0 when the broker did not tell).
-func (a *Adapter) lookupTopic(ctx context.Context, topic string) (partitions, maxBytes int, err error) {
+// The topic is created when it is missing only if create is set.
+func (a *Adapter) lookupTopic(ctx context.Context, topic string, create bool) (partitions, maxBytes int, err error) {
 	// Ask the broker first, without side effects, whether the topic exists:
 	// the transport answers metadata requests from its cache, and one that
 	// bypasses the cache may make brokers with auto.create.topics.enable
 	// create the topic.
 	exists, known, maxBytes, checkErr := a.describeTopic(ctx, topic)
-	if known && !exists && !a.cfg.AutoCreateTopics {
+	if known && !exists && !create {
 		// A topic another client created a moment ago is unknown to a
 		// broker whose metadata has not caught up yet (measured on
 		// single-node Kafka 4.4 and 3.9: 1 to 2 of 40 publishes right after
@@ -221,19 +238,19 @@ func (a *Adapter) lookupTopic(ctx context.Context, topic string) (partitions, ma
 		}
 	}
 	switch {
-	case known && !exists && !a.cfg.AutoCreateTopics:
+	case known && !exists && !create:
 		return 0, 0, errUnknownTopic(topic)
 	case known && !exists:
 		if err := a.createTopic(ctx, topic); err != nil {
 			return 0, 0, err
 		}
-	case !known && !a.cfg.AutoCreateTopics:
+	case !known && !create:
 		// The broker did not tell. Only the transport's cache may answer
 		// now: asking a broker may create the topic, which nobody asked for.
 		n, err := a.cachedPartitions(ctx, topic, checkErr)
 		return n, 0, err
 	}
-	n, err := a.waitPartitions(ctx, topic)
+	n, err := a.waitPartitions(ctx, topic, create)
 	if err == nil && maxBytes == 0 && known && !exists {
 		// Created just now: its configuration is readable once it has
 		// partitions.
@@ -244,12 +261,16 @@ func (a *Adapter) lookupTopic(ctx context.Context, topic string) (partitions, ma
 
 // waitPartitions returns the partition count of topic once the metadata
 // lists its partitions, creating the topic if it is missing and
-// Config.AutoCreateTopics is set.
-func (a *Adapter) waitPartitions(ctx context.Context, topic string) (int, error) {
+// create is set.
+func (a *Adapter) waitPartitions(ctx context.Context, topic string, create bool) (int, error) {
 	created := false
 	for attempt := 0; ; attempt++ {
 		// A metadata request for a topic missing from the transport's cache
-		// is sent to the broker and refreshes the cache.
+		// is sent to the broker and refreshes the cache, but only one that
+		// allows the broker to create the topic (the transport answers any
+		// other from its cache). Without create, describeTopic has just
+		// found the topic, so only one deleted in the instant since can be
+		// created by a broker with auto.create.topics.enable.
 		resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{
 			TopicNames:             []string{topic},
 			AllowAutoTopicCreation: true,
@@ -269,7 +290,7 @@ func (a *Adapter) waitPartitions(ctx context.Context, topic string) (int, error)
 		case t.ErrorCode == 0 || code == kafkago.LeaderNotAvailable:
 			// Being created: wait for the partitions to show up.
 		case code == kafkago.UnknownTopicOrPartition:
-			if !a.cfg.AutoCreateTopics {
+			if !create {
 				return 0, errUnknownTopic(topic)
 			}
 			if !created {

@@ -25,6 +25,16 @@ type subscription struct {
 	cancel context.CancelFunc
 	member *groupMember
 	done   chan struct{}
+
+	// suspect wakes the topic watcher when a fetch or a commit was told
+	// the topic or partition is unknown.
+	suspect chan struct{}
+	// gone is set when the topic was found deleted; the subscription
+	// then ends without committing.
+	gone atomic.Bool
+
+	idMu    sync.Mutex
+	topicID [16]byte // the topic's id when first seen; zero while unknown
 }
 
 // Subscribe joins consumer group groupID on topic and returns the channel of
@@ -73,14 +83,15 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	s := &subscription{
-		a:      a,
-		topic:  topic,
-		group:  groupID,
-		out:    make(chan eventstream.Message, outBuffer),
-		ctx:    sctx,
-		cancel: cancel,
-		member: newGroupMember(a, groupID, topic, a.log.With("topic", topic, "group", groupID)),
-		done:   make(chan struct{}),
+		a:       a,
+		topic:   topic,
+		group:   groupID,
+		out:     make(chan eventstream.Message, outBuffer),
+		ctx:     sctx,
+		cancel:  cancel,
+		member:  newGroupMember(a, groupID, topic, a.log.With("topic", topic, "group", groupID)),
+		done:    make(chan struct{}),
+		suspect: make(chan struct{}, 1),
 	}
 	a.smu.Lock()
 	a.subs[s] = struct{}{}
@@ -106,8 +117,14 @@ func (s *subscription) run() {
 		defer close(hbDone)
 		s.member.heartbeatLoop(s.ctx)
 	}()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		s.watchTopic(s.ctx)
+	}()
 	defer func() {
 		<-hbDone
+		<-watchDone
 		s.member.leave()
 		close(s.out)
 		s.a.smu.Lock()
@@ -164,6 +181,12 @@ func (s *subscription) runGeneration(mg memberGen) {
 	if err != nil {
 		return // the generation ended first
 	}
+	// Learn the topic's id before the first fetch, so that a topic created
+	// again under the same name is told apart from the one subscribed to.
+	if id, exists, err := s.member.topicState(gctx); err == nil && exists && !s.sameID(id) {
+		s.endGone("the topic was deleted and created again (its topic id changed)")
+		return
+	}
 	g := &generation{
 		s:         s,
 		id:        mg.id,
@@ -185,7 +208,7 @@ func (s *subscription) runGeneration(mg memberGen) {
 	}
 	g.start(g.commitLoop)
 	s.a.forgetTopic(s.topic) // compare with the count the leader just assigned
-	if n, err := s.a.partitions(gctx, s.topic); err == nil {
+	if n, err := s.a.existingPartitions(gctx, s.topic); err == nil {
 		g.start(func(ctx context.Context) { g.watchPartitions(ctx, n) })
 	}
 	<-gctx.Done()
@@ -212,7 +235,7 @@ func (g *generation) watchPartitions(ctx context.Context, n int) {
 			return
 		case <-t.C:
 			g.s.a.forgetTopic(g.s.topic)
-			if m, err := g.s.a.partitions(ctx, g.s.topic); err == nil && m != n {
+			if m, err := g.s.a.existingPartitions(ctx, g.s.topic); err == nil && m != n {
 				g.s.a.log.Info("kafka: partition count changed, rebalancing", "topic", g.s.topic,
 					"group", g.s.group, "was", n, "now", m)
 				g.end()
@@ -280,6 +303,9 @@ fetching:
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+				s.suspectGone()
 			}
 			if errors.Is(err, kafkago.OffsetOutOfRange) {
 				log.Warn("kafka: offset out of range, resetting", "offset", offset)
@@ -425,6 +451,19 @@ func (g *generation) commit(final bool) {
 	if len(offsets) == 0 {
 		return
 	}
+	if g.s.gone.Load() {
+		// The topic was deleted (the subscription's error log said so):
+		// these offsets cannot be committed, and must not be committed
+		// to a topic of the same name created since.
+		g.s.a.log.Debug("kafka: dropped the pending commits of a deleted topic", "topic", g.s.topic,
+			"group", g.s.group, "offsets", offsets)
+		return
+	}
+	if !g.s.topicUnchanged() {
+		// Kept pending (unless the topic was deleted): the next commit
+		// tries again.
+		return
+	}
 	g.acks.Store(0)
 	log := g.s.a.log.With("topic", g.s.topic, "group", g.s.group, "generation", g.id)
 	attempts := 1
@@ -447,6 +486,10 @@ func (g *generation) commit(final bool) {
 		}
 		if errors.Is(err, kafkago.IllegalGeneration) || errors.Is(err, kafkago.UnknownMemberId) ||
 			errors.Is(err, kafkago.RebalanceInProgress) {
+			break
+		}
+		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+			g.s.suspectGone()
 			break
 		}
 	}
@@ -518,4 +561,125 @@ func controlBatchesEnd(records kafkago.RecordReader) int64 {
 		}
 	}
 	return end
+}
+
+// Deleted topics. Real Kafka briefly calls a topic created a moment ago
+// unknown, so one UNKNOWN_TOPIC_OR_PARTITION answer proves nothing: the
+// topic counts as deleted once every metadata answer for at least
+// topicGoneConfirm (and topicGoneAnswers answers) said so. A topic id that
+// changed proves at once that the topic was deleted and created again.
+const (
+	topicGoneConfirm = 3 * time.Second
+	topicGoneAnswers = 4
+	// topicGonePoll is how often the metadata is asked while the topic is
+	// suspected deleted.
+	topicGonePoll = 250 * time.Millisecond
+)
+
+// suspectGone wakes the topic watcher.
+func (s *subscription) suspectGone() {
+	select {
+	case s.suspect <- struct{}{}:
+	default:
+	}
+}
+
+// watchTopic ends the subscription when its topic was deleted. It asks the
+// metadata every Config.PartitionWatchInterval, at once when a fetch or a
+// commit was told the topic is unknown, and every topicGonePoll while the
+// answers say it is missing.
+func (s *subscription) watchTopic(ctx context.Context) {
+	var (
+		unknownSince time.Time
+		unknowns     int
+	)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.suspect:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		}
+		id, exists, err := s.member.topicState(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			// Not an answer about the topic: neither confirms nor clears.
+			s.member.log.Debug("kafka: checking whether the topic exists failed", "error", err)
+		case exists && !s.sameID(id):
+			s.endGone("the topic was deleted and created again (its topic id changed)")
+			return
+		case exists:
+			unknownSince, unknowns = time.Time{}, 0
+		default:
+			if unknowns == 0 {
+				unknownSince = time.Now()
+			}
+			unknowns++
+			if unknowns >= topicGoneAnswers && time.Since(unknownSince) >= topicGoneConfirm {
+				s.endGone(fmt.Sprintf("the broker has called the topic unknown (UNKNOWN_TOPIC_OR_PARTITION) for %v",
+					time.Since(unknownSince).Round(time.Millisecond)))
+				return
+			}
+		}
+		if unknowns > 0 {
+			t.Reset(topicGonePoll)
+		} else {
+			t.Reset(s.a.cfg.PartitionWatchInterval)
+		}
+	}
+}
+
+// sameID records id as the topic's id if none was seen yet, and reports
+// whether it is the one seen first (true when either is unknown).
+func (s *subscription) sameID(id [16]byte) bool {
+	if id == ([16]byte{}) {
+		return true
+	}
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.topicID == ([16]byte{}) {
+		s.topicID = id
+	}
+	return s.topicID == id
+}
+
+// topicUnchanged asks the metadata before offsets are committed: it reports
+// false when the topic is unknown (the commit could not succeed) or was
+// created again since the subscription first saw it (the offsets belong to
+// the deleted topic; the subscription then ends). When the broker does not
+// answer, the commit goes ahead (it fails alike if the broker is gone).
+func (s *subscription) topicUnchanged() bool {
+	id, exists, err := s.member.topicState(context.Background())
+	switch {
+	case err != nil:
+		return true
+	case !exists:
+		s.suspectGone()
+		return false
+	case !s.sameID(id):
+		s.endGone("the topic was deleted and created again (its topic id changed)")
+		return false
+	}
+	return true
+}
+
+// endGone ends the subscription because its topic was deleted: pending
+// commits are dropped and the channel is closed.
+func (s *subscription) endGone(why string) {
+	if !s.gone.CompareAndSwap(false, true) {
+		return
+	}
+	s.a.log.Error("kafka: the subscribed topic was deleted; ending the subscription and dropping its pending commits",
+		"topic", s.topic, "group", s.group, "reason", why)
+	s.cancel()
 }

@@ -47,6 +47,27 @@
 // are dropped, never committed under a later generation; those messages are
 // delivered again (at-least-once).
 //
+// # Deleted topics
+//
+// A subscription whose topic is deleted ends: its channel is closed (the
+// bus reports that as the adapter ending the subscription, and Off then
+// returns an error wrapping eventstream.ErrSubscriptionEnded), with one
+// ERROR log naming the topic and the group, and its pending commits are
+// dropped, since they cannot succeed. The subscription asks a broker for
+// the topic's metadata (never letting it create the topic) every
+// Config.PartitionWatchInterval, at once when a fetch or a commit is told
+// the topic is unknown, and every 250ms while it is missing; the topic
+// counts as deleted once the broker called it UNKNOWN_TOPIC_OR_PARTITION
+// for 3s (real Kafka briefly says that about a topic created a moment
+// ago), about 3s after the deletion on Apache Kafka 4.x and 3.9.x. A
+// topic deleted and created again under the same name has a new topic id:
+// the subscription notices it at its next check or commit (every commit
+// compares the id first), ends the same way and never commits offsets of
+// the deleted topic to the new one, so no record of the new topic is
+// skipped by a commit (records fetched from it meanwhile are not
+// committed). A subscription never creates its topic again, not even with
+// Config.AutoCreateTopics; Publish with AutoCreateTopics does.
+//
 // # Failover
 //
 // A member that is killed does not leave its group: the coordinator drops

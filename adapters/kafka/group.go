@@ -53,6 +53,8 @@ func maxVersion(key int16) int16 {
 		return 5
 	case kmsg.Heartbeat, kmsg.LeaveGroup:
 		return 4
+	case kmsg.Metadata:
+		return 12
 	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
 		return 1
 	default: // ApiVersions
@@ -292,6 +294,7 @@ type groupMember struct {
 	coord    string      // coordinator address; "" when unknown
 	ctrl     *brokerConn // join, sync, offsets, leave
 	hb       *brokerConn // heartbeats only, so a held join does not block them
+	meta     *brokerConn // the topic watcher's metadata requests
 	memberID string
 	genID    int32              // last generation joined; -1 before
 	lost     context.CancelFunc // ends the current generation; nil between generations
@@ -350,10 +353,10 @@ func (m *groupMember) conn(ctx context.Context, slot **brokerConn) (*brokerConn,
 // coordinator up again.
 func (m *groupMember) resetCoordinator() {
 	m.mu.Lock()
-	ctrl, hb := m.ctrl, m.hb
-	m.coord, m.ctrl, m.hb = "", nil, nil
+	ctrl, hb, meta := m.ctrl, m.hb, m.meta
+	m.coord, m.ctrl, m.hb, m.meta = "", nil, nil, nil
 	m.mu.Unlock()
-	for _, c := range []*brokerConn{ctrl, hb} {
+	for _, c := range []*brokerConn{ctrl, hb, meta} {
 		if c != nil {
 			c.close()
 		}
@@ -510,8 +513,8 @@ func (m *groupMember) assign(ctx context.Context, jresp *kmsg.JoinGroupResponse)
 	}
 	var partitions []kafkago.Partition
 	for t := range topics {
-		m.a.forgetTopic(t) // assign what the topic has now
-		n, err := m.a.partitions(ctx, t)
+		m.a.forgetTopic(t)                       // assign what the topic has now
+		n, err := m.a.existingPartitions(ctx, t) // never re-create a deleted topic
 		if err != nil {
 			if t == m.topic {
 				return nil, fmt.Errorf("kafka: group %q: assigning partitions: %w", m.group, err)
@@ -778,6 +781,42 @@ func (m *groupMember) leave() {
 	if err != nil {
 		m.log.Warn("kafka: leaving the consumer group failed; its partitions move after the session timeout", "error", err)
 	}
+}
+
+// topicState asks a broker (the coordinator, on a connection of its own)
+// for the metadata of the member's topic, never creating it. exists is
+// false when the broker answered UNKNOWN_TOPIC_OR_PARTITION; id is the
+// topic's id (zero when the broker does not tell, before Kafka 2.8).
+func (m *groupMember) topicState(ctx context.Context) (id [16]byte, exists bool, err error) {
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
+	defer cancel()
+	c, err := m.conn(rctx, &m.meta)
+	if err != nil {
+		return id, false, err
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(m.topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false
+	resp, err := c.request(rctx, req)
+	if err != nil {
+		return id, false, err
+	}
+	for _, t := range resp.(*kmsg.MetadataResponse).Topics {
+		if derefString(t.Topic) != m.topic {
+			continue
+		}
+		switch code := kafkago.Error(t.ErrorCode); code {
+		case 0:
+			return t.TopicID, true, nil
+		case kafkago.UnknownTopicOrPartition:
+			return id, false, nil
+		default:
+			return id, false, fmt.Errorf("kafka: metadata for topic %q: %w", m.topic, code)
+		}
+	}
+	return id, false, fmt.Errorf("kafka: metadata for topic %q: not in the response", m.topic)
 }
 
 func millis(d time.Duration) int32 { return int32(d / time.Millisecond) }

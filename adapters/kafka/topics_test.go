@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,27 +194,21 @@ func TestRealAutoCreateTopic(t *testing.T) {
 	})
 }
 
-// warnCounter is a slog handler counting records at Warn and above.
-type warnCounter struct{ n atomic.Int64 }
-
-func (w *warnCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (w *warnCounter) Handle(context.Context, slog.Record) error    { w.n.Add(1); return nil }
-func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler           { return w }
-func (w *warnCounter) WithGroup(string) slog.Handler                { return w }
-
 // TestRealTopicDeleted deletes a topic under a live subscription. Without
 // AutoCreateTopics, publishing to it and subscribing to it fail at once
-// with ErrUnknownTopic, the live subscription neither spins nor hangs its
-// cancel. With AutoCreateTopics the next publish creates it again.
+// with ErrUnknownTopic, and the live subscription ends: its channel is
+// closed, with one ERROR log, after few warnings (no retry loop spins).
+// With AutoCreateTopics the live subscription ends as well and does not
+// create the topic again; the next publish does.
 func TestRealTopicDeleted(t *testing.T) {
 	forEachKafka(t, func(t *testing.T, b *brokertest.Broker) {
 		t.Run("NoAutoCreate", func(t *testing.T) {
 			topic := uniqueTopic("deleted")
 			group := "g-" + topic
 			createTopicOn(t, addrs(b.Addr()), topic, 3)
-			warns := &warnCounter{}
+			logs := &logRecorder{}
 			cfg := testConfig(addrs(b.Addr()))
-			cfg.Logger = slog.New(warns)
+			cfg.Logger = slog.New(logs)
 			a := newAdapter(t, cfg)
 			ctx := ctxT(t, time.Minute)
 			ch, cancel, err := a.Subscribe(ctx, topic, group)
@@ -234,6 +228,7 @@ func TestRealTopicDeleted(t *testing.T) {
 			waitFor(t, 30*time.Second, "the topic to disappear from the metadata", func() bool {
 				return partitionCount(t, b, topic) == 0
 			})
+			before := len(logs.all())
 			// Publish: the cached partitions are stale; the broker's
 			// UNKNOWN_TOPIC_OR_PARTITION makes the adapter look again.
 			pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
@@ -248,34 +243,76 @@ func TestRealTopicDeleted(t *testing.T) {
 				t.Fatalf("subscribe to a deleted topic: %v, want an error wrapping ErrUnknownTopic", err)
 			}
 
-			// The live subscription: no busy loop. Fetches back off to one
-			// a second per partition and warn on the 1st and every 20th
-			// failure; commits warn once per CommitInterval at most.
-			const window = 3 * time.Second
-			before := warns.n.Load()
-			timer := time.NewTimer(window)
+			// The live subscription ends, once the broker called the
+			// topic unknown for a few seconds. Until then no busy loop:
+			// fetches back off to one a second per partition and warn on
+			// the 1st and every 20th failure; commits warn once per
+			// CommitInterval at most.
 			select {
 			case m, ok := <-ch:
 				if ok {
 					t.Fatalf("delivery from a deleted topic: %q", m.Value())
 				}
-				t.Log("the subscription ended after the topic was deleted")
-			case <-timer.C:
-				// Known gap (consumer code): the subscription keeps
-				// retrying instead of ending with an error.
-				t.Logf("the subscription is still retrying %v after the deletion", window)
+			case <-ctx.Done():
+				t.Fatalf("the subscription did not end after its topic was deleted: %v", ctx.Err())
 			}
-			timer.Stop()
-			n := warns.n.Load() - before
-			limit := int64(window/cfg.CommitInterval) + 3*4
-			t.Logf("%d warnings in %v", n, window)
+			took := time.Since(begin)
+			t.Logf("the subscription ended %v after the publish failed", took.Round(time.Millisecond))
+			errs := logs.errors()
+			if len(errs) != 1 || !strings.Contains(errs[0], "topic="+topic) || !strings.Contains(errs[0], "group="+group) {
+				t.Fatalf("ERROR logs %q, want one naming the topic and the group", errs)
+			}
+			n := int64(len(logs.all())-before) - 1
+			limit := int64(took/cfg.CommitInterval) + 3*4
+			t.Logf("%d warnings until the end", n)
 			if n > limit {
-				t.Errorf("%d warnings in %v after the topic was deleted, want at most %d: a retry loop spins", n, window, limit)
+				t.Errorf("%d warnings in %v after the topic was deleted, want at most %d: a retry loop spins", n, took, limit)
 			}
 			begin = time.Now()
 			cancel()
 			if d := time.Since(begin); d > 10*time.Second {
 				t.Errorf("cancel took %v", d)
+			}
+		})
+
+		t.Run("AutoCreateLive", func(t *testing.T) {
+			topic := uniqueTopic("deleted-live")
+			group := "g-" + topic
+			logs := &logRecorder{}
+			cfg := realConfig(b)
+			cfg.Logger = slog.New(logs)
+			cfg.PartitionWatchInterval = 200 * time.Millisecond
+			a := newAdapter(t, cfg)
+			ctx := ctxT(t, time.Minute)
+			ch, cancel, err := a.Subscribe(ctx, topic, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			want := vals("before", 5)
+			for _, v := range want {
+				if err := a.Publish(ctx, topic, []byte(v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			receiveValues(t, ctx, a, group, ch, want)
+			deleteTopicOn(t, b, topic)
+			begin := time.Now()
+			select {
+			case m, ok := <-ch:
+				if ok {
+					t.Fatalf("delivery from a deleted topic: %q", m.Value())
+				}
+			case <-ctx.Done():
+				t.Fatalf("the subscription did not end after its topic was deleted: %v", ctx.Err())
+			}
+			t.Logf("the subscription ended %v after the deletion", time.Since(begin).Round(time.Millisecond))
+			if errs := logs.errors(); len(errs) != 1 {
+				t.Fatalf("ERROR logs %q, want one", errs)
+			}
+			cancel()
+			if n := partitionCount(t, b, topic); n != 0 {
+				t.Fatalf("the deleted topic exists again with %d partitions: the subscription created it", n)
 			}
 		})
 

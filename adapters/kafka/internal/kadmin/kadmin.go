@@ -52,6 +52,53 @@ func CreateTopic(tb testing.TB, brokers []string, topic string, partitions int32
 	}
 }
 
+// DeleteTopic deletes topic.
+func DeleteTopic(tb testing.TB, brokers []string, topic string) {
+	tb.Helper()
+	cl := Client(tb, brokers)
+	defer cl.Close()
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	rt := kmsg.NewDeleteTopicsRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.TopicNames = []string{topic}
+	req.TimeoutMillis = 10000
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		tb.Fatalf("kadmin: delete topic %s: %v", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			tb.Fatalf("kadmin: delete topic %s: %v", topic, err)
+		}
+	}
+}
+
+// Partitions returns how many partitions the metadata lists for topic, 0
+// when the topic does not exist (it is never created).
+func Partitions(tb testing.TB, brokers []string, topic string) int {
+	tb.Helper()
+	cl := Client(tb, brokers)
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		tb.Fatalf("kadmin: metadata of %s: %v", topic, err)
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+		return 0
+	}
+	return len(resp.Topics[0].Partitions)
+}
+
 // EndOffsets returns the high watermark of each of the first partitions
 // partitions of topic.
 func EndOffsets(tb testing.TB, brokers []string, topic string, partitions int32) map[int32]int64 {
