@@ -308,6 +308,16 @@ fetching:
 				s.suspectGone()
 			}
 			if errors.Is(err, kafkago.OffsetOutOfRange) {
+				if tr.delivered() {
+					// The log no longer reaches the offsets this generation
+					// delivered from (truncated, e.g. by an unclean leader
+					// election). A reset could go below offsets already in
+					// the tracker, whose window only moves up: start over in
+					// a new generation, from the committed offsets.
+					log.Warn("kafka: offset out of range after records were delivered; rejoining the group", "offset", offset)
+					g.end()
+					break
+				}
 				log.Warn("kafka: offset out of range, resetting", "offset", offset)
 				offset = a.cfg.kafkaStartOffset()
 				continue

@@ -115,6 +115,13 @@ func (t *partTracker) reserve(ctx context.Context, offset int64) bool {
 	}
 }
 
+// delivered reports whether any offset was registered.
+func (t *partTracker) delivered() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next >= 0
+}
+
 // add registers offset, which is above every offset added before, as
 // delivered (before it is handed to the consumer, so that an immediate ack
 // finds it).

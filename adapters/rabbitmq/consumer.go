@@ -163,6 +163,20 @@ func (g *generation) ack(tag uint64) {
 	}
 }
 
+// forgetLocked removes tags that are acknowledged one by one from order and
+// done: they wait for no multiple ack, so that while a message stays
+// unhandled order and done hold only what the prefetch window holds.
+func (g *generation) forgetLocked(tags []uint64) {
+	slices.Sort(tags)
+	for _, t := range tags {
+		delete(g.done, t)
+	}
+	g.order = slices.DeleteFunc(g.order, func(t uint64) bool {
+		_, found := slices.BinarySearch(tags, t)
+		return found
+	})
+}
+
 // flush sends what the recorded tags allow, until nothing is left, and
 // returns the first error.
 func (g *generation) flush() error {
@@ -189,6 +203,7 @@ func (g *generation) flush() error {
 		if len(g.pending) > g.window || len(g.pending) > 0 && g.out >= g.full {
 			singles = slices.Clone(g.pending)
 			g.pending = g.pending[:0]
+			g.forgetLocked(singles)
 		}
 		if covered == 0 && len(singles) == 0 {
 			g.mu.Unlock()
