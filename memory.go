@@ -3,6 +3,7 @@ package eventstream
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -38,20 +39,24 @@ func (t *memTransport) serializer() Serializer { return t.b.cfg.Memory.Serialize
 // publish queues e for one member of every group of its topic.
 func (t *memTransport) publish(ctx context.Context, e *Event) error {
 	for _, g := range (*t.routes.Load())[e.Topic] {
-		if err := t.deliverToGroup(ctx, g, e); err != nil {
+		if _, err := t.deliverToGroup(ctx, g, e, nil); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deliverToGroup queues e for one live member of g. When every member has
-// gone the group no longer exists and the event is not for it.
-func (t *memTransport) deliverToGroup(ctx context.Context, g *memGroup, e *Event) error {
+// deliverToGroup queues e for one live member of g other than except (nil:
+// any member) and reports whether one took it. When every member has gone
+// the group no longer exists and the event is not for it.
+func (t *memTransport) deliverToGroup(ctx context.Context, g *memGroup, e *Event, except *subscription) (bool, error) {
 	for {
 		members := *g.members.Load()
+		if except != nil && slices.Contains(members, except) {
+			members = slices.DeleteFunc(slices.Clone(members), func(m *subscription) bool { return m == except })
+		}
 		if len(members) == 0 {
-			return nil
+			return false, nil
 		}
 		var s *subscription
 		if len(members) == 1 {
@@ -63,7 +68,7 @@ func (t *memTransport) deliverToGroup(ctx context.Context, g *memGroup, e *Event
 		}
 		ok, err := s.enqueue(ctx, delivery{ev: e}, e.Key)
 		if err != nil || ok {
-			return err
+			return ok, err
 		}
 		// s is leaving its group; its removal is already visible, so the
 		// next pass sees the new membership.
@@ -142,9 +147,11 @@ func (t *memTransport) requeue(s *subscription, ds []delivery, attempts int, rea
 			t.mu.Unlock()
 			if g != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), t.b.cfg.DrainTimeout)
-				err := t.deliverToGroup(ctx, g, d.ev)
+				// Never back into s: it is stopping, and what it still
+				// holds would be reported as never attempted.
+				ok, err := t.deliverToGroup(ctx, g, d.ev, s)
 				cancel()
-				if err == nil && len(*g.members.Load()) > 0 {
+				if err == nil && ok {
 					continue
 				}
 			}
