@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -73,6 +74,8 @@ type brokerConn struct {
 	versions map[int16][2]int16 // api key -> broker's min and max version
 	corr     int32
 	err      error // set once the connection failed; it is closed then
+
+	broken atomic.Bool // err is set or close was called: read without waiting for mu
 }
 
 // dialBroker connects to addr with the adapter's TLS and SASL settings and
@@ -203,11 +206,13 @@ func (c *brokerConn) request(ctx context.Context, req kmsg.Request) (kmsg.Respon
 			err = ctx.Err()
 		}
 		c.err = fmt.Errorf("kafka: connection to %s: %w", c.addr, err)
+		c.broken.Store(true)
 		_ = c.nc.Close()
 		return nil, fmt.Errorf("kafka: %s to %s: %w", kmsg.NameForKey(key), c.addr, err)
 	}
 	if got := int32(binary.BigEndian.Uint32(body)); got != corr {
 		c.err = fmt.Errorf("kafka: connection to %s: response %d to request %d", c.addr, got, corr)
+		c.broken.Store(true)
 		_ = c.nc.Close()
 		return nil, c.err
 	}
@@ -267,21 +272,21 @@ func skipTags(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// close closes the connection at once, without waiting for a request in
+// flight (which then fails): a held JoinGroup must not keep the member from
+// following a moving coordinator.
 func (c *brokerConn) close() {
+	c.broken.Store(true)
+	_ = c.nc.Close()
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = fmt.Errorf("kafka: connection to %s closed", c.addr)
 	}
 	c.mu.Unlock()
-	_ = c.nc.Close()
 }
 
 // failed reports whether the connection can no longer be used.
-func (c *brokerConn) failed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err != nil
-}
+func (c *brokerConn) failed() bool { return c.broken.Load() }
 
 // groupMember is one subscription's membership of its consumer group.
 type groupMember struct {
