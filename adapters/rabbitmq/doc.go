@@ -44,7 +44,9 @@
 // headers as string headers. Header names starting with "es-" are
 // reserved. A returned message is matched to its Publish call by its
 // content (exchange, routing key, headers and body), so no other header is
-// added.
+// added; when the broker's copy matches no pending publish exactly, every
+// pending publish to that exchange and routing key gets ErrUnroutable (a
+// possible duplicate on retry, never a lost message).
 //
 // # Consuming
 //

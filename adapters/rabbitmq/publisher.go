@@ -77,7 +77,7 @@ func (pc *pubChannel) loop(returns <-chan amqp.Return, confirms <-chan amqp.Conf
 				continue
 			}
 			pc.pmu.Lock()
-			if p := pc.matchReturn(&r); p != nil {
+			for _, p := range pc.matchReturn(&r) {
 				p.returned = true
 			}
 			pc.pmu.Unlock()
@@ -124,7 +124,7 @@ type pendingPub struct {
 	returned      bool // basic.return seen; the confirm follows
 }
 
-// matchReturn returns the pending publish a basic.return belongs to
+// matchReturn returns the pending publishes a basic.return is charged to
 // (called with pmu held). A return carries no delivery tag, and the adapter
 // does not add an identifying header to every message; the broker returns
 // messages in publish order and before their confirm, so the message is
@@ -134,25 +134,24 @@ type pendingPub struct {
 // to the older one: the caller whose Publish succeeds then has an identical
 // message stored, and the other one gets ErrUnroutable and publishes again,
 // so nothing is lost. Should no publish match (the broker changed the
-// message), the oldest one to the same exchange and routing key is charged,
-// for the same reason: a wrong ErrUnroutable costs a duplicate, a missed
-// one a lost message.
-func (pc *pubChannel) matchReturn(r *amqp.Return) *pendingPub {
-	var exact, route *pendingPub
-	var exactTag, routeTag uint64
+// message), the one it belongs to cannot be told, so every pending publish
+// to the same exchange and routing key is charged, for the same reason: a
+// wrong ErrUnroutable costs a duplicate, a missed one a lost message.
+func (pc *pubChannel) matchReturn(r *amqp.Return) []*pendingPub {
+	var exact *pendingPub
+	var exactTag uint64
+	var route []*pendingPub
 	for tag, p := range pc.pending {
 		if p.returned || p.exchange != r.Exchange || p.key != r.RoutingKey {
 			continue
 		}
-		if route == nil || tag < routeTag {
-			route, routeTag = p, tag
-		}
+		route = append(route, p)
 		if (exact == nil || tag < exactTag) && bytes.Equal(p.msg.Body, r.Body) && sameTable(p.msg.Headers, r.Headers) {
 			exact, exactTag = p, tag
 		}
 	}
 	if exact != nil {
-		return exact
+		return []*pendingPub{exact}
 	}
 	return route
 }
