@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/internal/testutil"
 )
 
 // endless is an MQAdapter whose subscriptions deliver bare JSON payloads
@@ -79,7 +80,7 @@ func TestDistributedReadAheadBounded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "every worker in its handler", func() bool { return entered.Load() == int64(conc) })
+			testutil.Eventually(t, 20*time.Second, func() bool { return entered.Load() == int64(conc) }, func() string { return "every worker in its handler" })
 			bound := int64(conc + buffer + 1)
 			if conc == 1 {
 				bound = 1
@@ -93,7 +94,7 @@ func TestDistributedReadAheadBounded(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			close(release)
-			waitFor(t, "1000 messages handled", func() bool { return handled.Load() >= 1000 })
+			testutil.Eventually(t, 20*time.Second, func() bool { return handled.Load() >= 1000 }, func() string { return "1000 messages handled" })
 			if err := bus.Off(sub); err != nil {
 				t.Fatal(err)
 			}
@@ -101,15 +102,5 @@ func TestDistributedReadAheadBounded(t *testing.T) {
 				t.Fatalf("%d messages handled, %d acknowledged", h, a)
 			}
 		})
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 20 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

@@ -238,8 +238,7 @@ func TestIdleMemberTakesOver(t *testing.T) {
 	hungAt := time.Now()
 	limit := cfg.SessionTimeout + 3*time.Second
 	waitFor(t, limit, "the idle member to take the partition over", func() bool {
-		publish()
-		time.Sleep(20 * time.Millisecond) // pace the probes
+		publish() // one probe per poll of waitFor
 		return idle.distinct() > base
 	})
 	t.Logf("the idle member consumed %v after the owner stopped heartbeating (session timeout %v)",
