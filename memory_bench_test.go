@@ -4,6 +4,7 @@ package eventstream
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,9 +37,11 @@ func BenchmarkMemoryFloor(b *testing.B) {
 		groups, conc, emitters int
 	}{
 		{"sub1-seq", 1, 1, 1},
-		{"sub1-par", 1, 1, 0},
+		{"sub1-par64", 1, 1, 64},
 		{"fanout4-seq", 4, 1, 1},
+		{"fanout4-par64", 4, 1, 64},
 		{"conc8-seq", 1, 8, 1},
+		{"conc8-par64", 1, 8, 64},
 	}
 	for _, sh := range shapes {
 		b.Run(sh.name+"/raw", func(b *testing.B) { benchFloorRaw(b, sh.groups, sh.conc, sh.emitters, false) })
@@ -49,14 +52,15 @@ func BenchmarkMemoryFloor(b *testing.B) {
 
 type floorPayload struct{ n int }
 
-// benchEmitters runs emit b.N times: from one goroutine, or with
-// b.RunParallel when emitters is 0. It then waits until done is closed and
-// reports cpu-ns/op.
+// benchEmitters runs emit b.N times from emitters goroutines (with
+// b.RunParallel when there are several: the report's 64-way Emit is 64), then
+// waits until done is closed and reports cpu-ns/op.
 func benchEmitters(b *testing.B, emitters int, done <-chan struct{}, emit func() error) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := processCPU(b)
-	if emitters == 0 {
+	if emitters > 1 {
+		b.SetParallelism(max(1, emitters/runtime.GOMAXPROCS(0)))
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if err := emit(); err != nil {
