@@ -146,7 +146,8 @@ func Typed[T any](fn func(ctx context.Context, e *Event, payload T) error) Handl
 // slabs of 16 kept in a sync.Pool (no change in BenchmarkMemoryFloor's CPU
 // per event: the allocation's cost follows the bytes, which stay the same,
 // and an event a handler keeps would pin its whole slab); giving the
-// counter a cache line of its own (no change with parallel emitters); taking
+// counter a cache line of its own (no measurable change with parallel
+// emitters); taking
 // the counter before the allocation.
 //
 // idGen makes time-ordered, unique UUIDv7 identifiers: 48 bits of Unix
