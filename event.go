@@ -147,8 +147,7 @@ func Typed[T any](fn func(ctx context.Context, e *Event, payload T) error) Handl
 // per event: the allocation's cost follows the bytes, which stay the same,
 // and an event a handler keeps would pin its whole slab); giving the
 // counter a cache line of its own (no measurable change with parallel
-// emitters); taking
-// the counter before the allocation.
+// emitters); taking the counter before the allocation.
 //
 // idGen makes time-ordered, unique UUIDv7 identifiers: 48 bits of Unix
 // milliseconds, the version, 12 + 14 random bits fixed per generator, the
