@@ -28,7 +28,9 @@ type Adapter struct {
 	rdb        goredis.UniversalClient
 	ownsClient bool
 	log        *slog.Logger
-	host       string // consumer name prefix: host-pid
+	host       string        // consumer name prefix: host-pid
+	block      time.Duration // BLOCK of XREADGROUP: Config.Block within the client's read timeout
+	cluster    bool          // rdb is a cluster client: reads go through go-redis' parsers
 
 	ctx     context.Context // canceled by Close
 	cancel  context.CancelFunc
@@ -79,6 +81,8 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		rdb:        rdb,
 		ownsClient: owns,
 		log:        c.Logger,
+		block:      readBlock(rdb, c.Block),
+		cluster:    isCluster(rdb),
 		host:       host + "-" + strconv.Itoa(os.Getpid()),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -94,6 +98,29 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		go a.trimLoop()
 	}
 	return a, nil
+}
+
+// readBlock returns the BLOCK of XREADGROUP: block, but at most two thirds of
+// the client's read timeout. The read is sent as a plain command (its reply
+// is parsed by the adapter), which go-redis gives only that timeout, not the
+// longer one of its own blocking commands.
+func readBlock(rdb goredis.UniversalClient, block time.Duration) time.Duration {
+	rt := 5 * time.Second // go-redis' default
+	switch c := rdb.(type) {
+	case *goredis.Client:
+		rt = c.Options().ReadTimeout
+	case *goredis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt <= 0 { // no read timeout
+		return block
+	}
+	return max(min(block, rt*2/3), time.Millisecond)
+}
+
+func isCluster(rdb goredis.UniversalClient) bool {
+	_, ok := rdb.(*goredis.ClusterClient)
+	return ok
 }
 
 // MessagingSystem returns "redis", the OpenTelemetry messaging.system value.
