@@ -72,23 +72,32 @@ func (m *Message) ID() string { return m.id }
 // have been handled before.
 func (m *Message) Redelivered() bool { return m.redelivered }
 
-// encodeFields appends the XADD field/value pairs of r to args.
-func encodeFields(args []any, r *eventstream.Record) []any {
+// encodeFields appends the XADD field/value pairs of r to the arguments.
+func (req *pubReq) encodeFields(r *eventstream.Record) {
 	v := r.Value
 	if v == nil {
 		v = []byte{}
 	}
-	args = append(args, fieldValue, v)
+	req.args = append(req.args, fieldValue)
+	req.arg(v)
 	if len(r.Key) > 0 {
-		args = append(args, fieldKey, r.Key)
+		req.args = append(req.args, fieldKey)
+		req.arg(r.Key)
 	}
 	if !r.Time.IsZero() {
-		args = append(args, fieldTime, strconv.FormatInt(r.Time.UnixMilli(), 10))
+		req.args = append(req.args, fieldTime)
+		start := len(req.buf)
+		req.buf = strconv.AppendInt(req.buf, r.Time.UnixMilli(), 10)
+		req.built(start)
 	}
 	for k, hv := range r.Headers {
-		args = append(args, headerPrefix+k, hv)
+		start := len(req.buf)
+		req.buf = append(append(req.buf, headerPrefix...), k...)
+		req.built(start)
+		start = len(req.buf)
+		req.buf = append(req.buf, hv...)
+		req.built(start)
 	}
-	return args
 }
 
 // decodeFields fills in m from the entry id and its fields. The value and
