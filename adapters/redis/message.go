@@ -101,8 +101,9 @@ func (req *pubReq) encodeFields(r *eventstream.Record) {
 }
 
 // decodeFields fills in m from the entry id and its fields. The value and
-// the key alias the fields' bytes.
-func decodeFields(m *Message, id []byte, fields []rawField) {
+// the key alias the fields' bytes; header names and values are made
+// strings with str.
+func decodeFields(m *Message, id []byte, fields []rawField, str func([]byte) string) {
 	hasValue := false
 	foreign := false
 	for _, f := range fields {
@@ -122,7 +123,7 @@ func decodeFields(m *Message, id []byte, fields []rawField) {
 			if m.headers == nil {
 				m.headers = make(map[string]string)
 			}
-			m.headers[string(f.name[len(headerPrefix):])] = string(f.value)
+			m.headers[str(f.name[len(headerPrefix):])] = str(f.value)
 		default:
 			foreign = true
 		}

@@ -181,6 +181,33 @@ type batch struct {
 	idEnds []int      // end of each entry's ID in ids
 	ids    []byte     // the IDs, back to back
 	fields []rawField // the fields of the entry being decoded
+	intern map[string]string
+}
+
+// maxInterned bounds batch.intern; longer strings are not interned.
+const (
+	maxInterned    = 1024
+	maxInternedLen = 64
+)
+
+// str returns b as a string, shared with earlier entries when it was seen
+// before: header names and most header values (content type, ...) repeat
+// from entry to entry.
+func (b *batch) str(v []byte) string {
+	if len(v) > maxInternedLen {
+		return string(v)
+	}
+	if s, ok := b.intern[string(v)]; ok {
+		return s
+	}
+	s := string(v)
+	if len(b.intern) < maxInterned {
+		if b.intern == nil {
+			b.intern = make(map[string]string)
+		}
+		b.intern[s] = s
+	}
+	return s
 }
 
 func (b *batch) reset() {
@@ -251,7 +278,7 @@ func (b *batch) entries(r *respReader, topic string) error {
 // add appends the entry id with the fields in b.fields.
 func (b *batch) add(topic string, id []byte) {
 	b.msgs = append(b.msgs, Message{topic: topic})
-	decodeFields(&b.msgs[len(b.msgs)-1], id, b.fields)
+	decodeFields(&b.msgs[len(b.msgs)-1], id, b.fields, b.str)
 	b.ids = append(b.ids, id...)
 	b.idEnds = append(b.idEnds, len(b.ids))
 }
@@ -279,8 +306,10 @@ func (b *batch) addXMessages(topic string, xs []goredis.XMessage) []Message {
 }
 
 // replyBuffer receives a raw reply from go-redis (RawWriteToCmd) in one
-// buffer that grows by doubling; go-redis' own RawCmd grows its buffer by a
-// quarter at a time, which costs a copy of the reply per KiB entry.
+// buffer, sized from the previous replies, that grows by doubling. (go-redis'
+// RawCmd grows its buffer by a quarter at a time, copying a large reply
+// several times: measured slower even than the small allocation per string
+// that streaming costs.)
 type replyBuffer struct {
 	b []byte
 }

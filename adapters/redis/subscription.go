@@ -344,14 +344,8 @@ func (s *subscription) readNew(heartbeat <-chan time.Time) error {
 // its reply unparsed, in a buffer of its own (the messages parsed from it
 // keep it).
 func (s *subscription) raw(n int, args ...any) ([]byte, error) {
-	est := s.entrySize*min(n, 2*s.lastCount+16) + 64
-	if est <= rawCmdMax {
-		cmd := goredis.NewRawCmd(s.ctx, args...)
-		err := s.a.rdb.Process(s.ctx, cmd)
-		return cmd.Val(), err
-	}
 	w := &replyBuffer{}
-	w.reserve(min(est, 8<<20))
+	w.reserve(min(s.entrySize*min(n, 2*s.lastCount+16)+64, 8<<20))
 	if err := s.a.rdb.Process(s.ctx, goredis.NewRawWriteToCmd(s.ctx, w, args...)); err != nil {
 		return nil, err
 	}
@@ -361,12 +355,6 @@ func (s *subscription) raw(n int, args ...any) ([]byte, error) {
 	}
 	return b, nil
 }
-
-// rawCmdMax is the largest reply expected that is read with go-redis'
-// RawCmd. Larger ones are streamed into a replyBuffer instead: RawCmd grows
-// its buffer by a quarter at a time, copying a large reply several times,
-// while streaming costs a small allocation per string of the reply.
-const rawCmdMax = 64 << 10
 
 // sized records that a reply of size bytes held n entries.
 func (s *subscription) sized(size, n int) {
