@@ -32,7 +32,7 @@ type Message struct {
 	id          string
 	key         []byte
 	value       []byte
-	headers     map[string]string
+	headers     map[string]string // may be shared with other messages
 	ts          time.Time
 	redelivered bool
 
@@ -101,11 +101,11 @@ func (req *pubReq) encodeFields(r *eventstream.Record) {
 }
 
 // decodeFields fills in m from the entry id and its fields. The value and
-// the key alias the fields' bytes; header names and values are made
-// strings with str.
-func decodeFields(m *Message, id []byte, fields []rawField, str func([]byte) string) {
+// the key alias the fields' bytes; the headers come from b.headerMap.
+func decodeFields(m *Message, id []byte, fields []rawField, b *batch) {
 	hasValue := false
 	foreign := false
+	headers := 0
 	for _, f := range fields {
 		switch {
 		case string(f.name) == fieldValue:
@@ -119,14 +119,14 @@ func decodeFields(m *Message, id []byte, fields []rawField, str func([]byte) str
 			if ms, ok := atoi(f.value); ok {
 				m.ts = time.UnixMilli(int64(ms))
 			}
-		case bytes.HasPrefix(f.name, []byte(headerPrefix)):
-			if m.headers == nil {
-				m.headers = make(map[string]string)
-			}
-			m.headers[str(f.name[len(headerPrefix):])] = str(f.value)
+		case isHeader(f.name):
+			headers++
 		default:
 			foreign = true
 		}
+	}
+	if hasValue && headers > 0 {
+		m.headers = b.headerMap(fields, headers)
 	}
 	if !hasValue {
 		m.key, m.headers = nil, nil
@@ -149,6 +149,8 @@ func decodeFields(m *Message, id []byte, fields []rawField, str func([]byte) str
 		}
 	}
 }
+
+func isHeader(name []byte) bool { return bytes.HasPrefix(name, []byte(headerPrefix)) }
 
 // parseID splits a stream ID "<ms>-<seq>".
 func parseID(id []byte) (ms, seq uint64, ok bool) {

@@ -182,6 +182,44 @@ type batch struct {
 	ids    []byte     // the IDs, back to back
 	fields []rawField // the fields of the entry being decoded
 	intern map[string]string
+
+	// The headers of the last entry that had any, as a map and as the
+	// sequence of names and values it was built from.
+	lastMap map[string]string
+	lastHdr []string
+}
+
+// headerMap returns the map of the n header fields among fields: the last
+// entry's map when the headers are the same, in the same order (a
+// producer's headers rarely change from one entry to the next). Maps are
+// never modified once returned, so messages can share them.
+func (b *batch) headerMap(fields []rawField, n int) map[string]string {
+	if b.lastMap != nil && len(b.lastHdr) == 2*n {
+		i := 0
+		for _, f := range fields {
+			if !isHeader(f.name) {
+				continue
+			}
+			if string(f.name[len(headerPrefix):]) != b.lastHdr[i] || string(f.value) != b.lastHdr[i+1] {
+				break
+			}
+			i += 2
+		}
+		if i == 2*n {
+			return b.lastMap
+		}
+	}
+	m := make(map[string]string, n)
+	b.lastHdr = b.lastHdr[:0]
+	for _, f := range fields {
+		if isHeader(f.name) {
+			k, v := b.str(f.name[len(headerPrefix):]), b.str(f.value)
+			m[k] = v
+			b.lastHdr = append(b.lastHdr, k, v)
+		}
+	}
+	b.lastMap = m
+	return m
 }
 
 // maxInterned bounds batch.intern; longer strings are not interned.
@@ -278,7 +316,7 @@ func (b *batch) entries(r *respReader, topic string) error {
 // add appends the entry id with the fields in b.fields.
 func (b *batch) add(topic string, id []byte) {
 	b.msgs = append(b.msgs, Message{topic: topic})
-	decodeFields(&b.msgs[len(b.msgs)-1], id, b.fields, b.str)
+	decodeFields(&b.msgs[len(b.msgs)-1], id, b.fields, b)
 	b.ids = append(b.ids, id...)
 	b.idEnds = append(b.idEnds, len(b.ids))
 }

@@ -117,3 +117,28 @@ func TestReplyBufferReadFrom(t *testing.T) {
 		t.Fatalf("ReadFrom: %d bytes, error %v, buffer of %d bytes", n, err, len(w.b))
 	}
 }
+
+func TestHeaderMapsShared(t *testing.T) {
+	raw := "*1\r\n*2\r\n" + bulk("es:t") + "*4\r\n" +
+		entry("1-0", "v", "a", "h:ct", "json") +
+		entry("1-1", "v", "b", "h:ct", "json") +
+		entry("1-2", "v", "c", "h:ct", "xml", "h:x", "1") +
+		entry("1-3", "v", "d", "h:ct", "xml")
+	var b batch
+	msgs, err := b.parseReadGroup([]byte(raw), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := func(i int) map[string]string { return msgs[i].Headers() }
+	if h(0)["ct"] != "json" || len(h(0)) != 1 || h(2)["ct"] != "xml" || h(2)["x"] != "1" || len(h(2)) != 2 ||
+		h(3)["ct"] != "xml" || len(h(3)) != 1 {
+		t.Errorf("headers %v %v %v %v", h(0), h(1), h(2), h(3))
+	}
+	h(0)["probe"] = "1" // the test may; callers must not
+	if h(1)["probe"] != "1" {
+		t.Errorf("entries with the same headers do not share their map")
+	}
+	if h(2)["probe"] != "" || h(3)["probe"] != "" {
+		t.Errorf("entries with other headers share a map")
+	}
+}
