@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +29,9 @@ type Adapter struct {
 	rdb        goredis.UniversalClient
 	ownsClient bool
 	log        *slog.Logger
-	host       string // consumer name prefix: host-pid
+	host       string        // consumer name prefix: host-pid
+	block      time.Duration // BLOCK of XREADGROUP: Config.Block within the client's read timeout
+	cluster    bool          // rdb is a cluster client: reads go through go-redis' parsers
 
 	ctx     context.Context // canceled by Close
 	cancel  context.CancelFunc
@@ -39,7 +42,11 @@ type Adapter struct {
 	closed bool
 
 	queue chan *pubReq
+	reqs  sync.Pool      // *pubReq
 	wg    sync.WaitGroup // producer and trimmer goroutines
+
+	kmu  sync.RWMutex
+	keys map[string]*string // stream keys of topics, see streamKeyArg
 
 	smu  sync.Mutex
 	subs map[*subscription]struct{}
@@ -79,6 +86,8 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		rdb:        rdb,
 		ownsClient: owns,
 		log:        c.Logger,
+		block:      readBlock(rdb, c.Block),
+		cluster:    isCluster(rdb),
 		host:       host + "-" + strconv.Itoa(os.Getpid()),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -86,6 +95,7 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		queue:      make(chan *pubReq, c.MaxQueuedPublishes),
 		subs:       make(map[*subscription]struct{}),
 		trimSet:    make(map[string]bool),
+		keys:       make(map[string]*string),
 	}
 	a.wg.Add(1)
 	go a.produce()
@@ -94,6 +104,29 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		go a.trimLoop()
 	}
 	return a, nil
+}
+
+// readBlock returns the BLOCK of XREADGROUP: block, but at most two thirds of
+// the client's read timeout. The read is sent as a plain command (its reply
+// is parsed by the adapter), which go-redis gives only that timeout, not the
+// longer one of its own blocking commands.
+func readBlock(rdb goredis.UniversalClient, block time.Duration) time.Duration {
+	rt := 5 * time.Second // go-redis' default
+	switch c := rdb.(type) {
+	case *goredis.Client:
+		rt = c.Options().ReadTimeout
+	case *goredis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt <= 0 { // no read timeout
+		return block
+	}
+	return max(min(block, rt*2/3), time.Millisecond)
+}
+
+func isCluster(rdb goredis.UniversalClient) bool {
+	_, ok := rdb.(*goredis.ClusterClient)
+	return ok
 }
 
 // MessagingSystem returns "redis", the OpenTelemetry messaging.system value.
@@ -167,11 +200,8 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis: publish to %q: %w", topic, err)
 	}
-	key := a.StreamKey(topic)
-	args := make([]any, 0, 9+2*len(r.Headers))
-	args = append(args, "xadd", key, "*")
-	args = encodeFields(args, &r)
-	req := &pubReq{ctx: ctx, args: args, done: make(chan error, 1)}
+	key := a.streamKeyArg(topic)
+	req := a.newReq(ctx, key, &r)
 
 	a.mu.RLock()
 	if a.closed {
@@ -189,10 +219,11 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		return fmt.Errorf("redis: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
 	}
 	if a.cfg.MaxLen > 0 {
-		a.markTrim(key)
+		a.markTrim(*key)
 	}
 	select {
 	case err := <-req.done:
+		a.release(req) // answered: the producer is done with it
 		if err != nil {
 			return fmt.Errorf("redis: publish to %q: %w", topic, err)
 		}
@@ -211,13 +242,78 @@ const (
 	reqAbandoned
 )
 
-// pubReq is one queued XADD.
+// pubReq is one queued XADD. Requests are reused (Adapter.reqs) once their
+// publisher received the result.
 type pubReq struct {
 	ctx   context.Context
 	args  []any
 	done  chan error // buffered; receives exactly one result
 	state atomic.Int32
+
+	vals []bytesArg // the arguments of args that are byte slices
+	buf  []byte     // bytes of the arguments built for this XADD
 }
+
+// bytesArg is an XADD argument given to go-redis by pointer
+// (encoding.BinaryMarshaler), which, unlike a []byte in an interface, does
+// not allocate.
+type bytesArg struct{ b []byte }
+
+// MarshalBinary returns the argument's bytes.
+func (a *bytesArg) MarshalBinary() ([]byte, error) { return a.b, nil }
+
+// newReq returns a request, new or reused, holding the XADD of r to key.
+func (a *Adapter) newReq(ctx context.Context, key *string, r *eventstream.Record) *pubReq {
+	req, _ := a.reqs.Get().(*pubReq)
+	if req == nil {
+		req = &pubReq{done: make(chan error, 1)}
+	}
+	req.ctx = ctx
+	req.state.Store(reqQueued)
+	req.args = append(req.args[:0], "xadd", key, "*")
+	req.vals = slices.Grow(req.vals[:0], 3+2*len(r.Headers))
+	req.buf = req.buf[:0]
+	req.encodeFields(r)
+	return req
+}
+
+// release puts req, whose result its publisher received, back for reuse.
+func (a *Adapter) release(req *pubReq) {
+	req.ctx = nil
+	clear(req.args)
+	clear(req.vals) // the caller's value and key
+	a.reqs.Put(req)
+}
+
+// arg appends b as an argument.
+func (r *pubReq) arg(b []byte) {
+	r.vals = append(r.vals, bytesArg{b})
+	r.args = append(r.args, &r.vals[len(r.vals)-1])
+}
+
+// built appends as an argument what was appended to r.buf since offset start.
+func (r *pubReq) built(start int) { r.arg(r.buf[start:len(r.buf):len(r.buf)]) }
+
+// streamKeyArg returns the stream key of topic as an XADD argument. Keys
+// are kept for the first maxCachedKeys topics.
+func (a *Adapter) streamKeyArg(topic string) *string {
+	a.kmu.RLock()
+	k := a.keys[topic]
+	a.kmu.RUnlock()
+	if k != nil {
+		return k
+	}
+	key := a.StreamKey(topic)
+	k = &key
+	a.kmu.Lock()
+	if len(a.keys) < maxCachedKeys {
+		a.keys[topic] = k
+	}
+	a.kmu.Unlock()
+	return k
+}
+
+const maxCachedKeys = 4096
 
 func (r *pubReq) finish(err error) { r.done <- err }
 
@@ -226,6 +322,7 @@ func (r *pubReq) finish(err error) { r.done <- err }
 func (a *Adapter) produce() {
 	defer a.wg.Done()
 	batch := make([]*pubReq, 0, a.cfg.MaxPublishBatch)
+	cmds := make([]*goredis.StringCmd, 0, a.cfg.MaxPublishBatch)
 	for {
 		select {
 		case r := <-a.queue:
@@ -248,27 +345,31 @@ func (a *Adapter) produce() {
 				live = append(live, r)
 			}
 		}
-		a.send(live)
+		cmds = a.send(live, cmds)
 		clear(batch)
 	}
 }
 
 // send runs reqs as one pipeline and retries the XADDs that failed with a
-// temporary error until their context ends.
-func (a *Adapter) send(reqs []*pubReq) {
+// temporary error until their context ends. It returns cmds, emptied, for
+// the next call.
+func (a *Adapter) send(reqs []*pubReq, cmds []*goredis.StringCmd) []*goredis.StringCmd {
+	defer clear(cmds[:cap(cmds)])
 	for attempt := 0; len(reqs) > 0; attempt++ {
 		if attempt > 0 {
 			if err := sleepCtx(a.ctx, backoff(attempt-1)); err != nil {
 				for _, r := range reqs {
 					r.finish(eventstream.ErrAdapterClosed)
 				}
-				return
+				return cmds[:0]
 			}
 		}
-		cmds := make([]*goredis.Cmd, len(reqs))
+		cmds = cmds[:0]
 		_, _ = a.rdb.Pipelined(a.ctx, func(p goredis.Pipeliner) error {
-			for i, r := range reqs {
-				cmds[i] = p.Do(a.ctx, r.args...)
+			for _, r := range reqs {
+				cmd := goredis.NewStringCmd(a.ctx, r.args...)
+				_ = p.Process(a.ctx, cmd)
+				cmds = append(cmds, cmd)
 			}
 			return nil
 		})
@@ -286,13 +387,14 @@ func (a *Adapter) send(reqs []*pubReq) {
 				r.finish(fmt.Errorf("%w (last error: %v)", r.ctx.Err(), err))
 			default:
 				if attempt == 0 || attempt%20 == 0 {
-					a.log.Warn("redis: XADD failed; retrying", "stream", r.args[1], "attempt", attempt+1, "error", err)
+					a.log.Warn("redis: XADD failed; retrying", "stream", *r.args[1].(*string), "attempt", attempt+1, "error", err)
 				}
 				retry = append(retry, r)
 			}
 		}
 		reqs = retry
 	}
+	return cmds[:0]
 }
 
 // temporary reports whether a command that failed with err may succeed when

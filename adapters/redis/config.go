@@ -71,9 +71,14 @@ type Config struct {
 	// Block is how long one XREADGROUP waits for new entries. A blocked
 	// read cannot be interrupted, so it also bounds how long cancel and
 	// Close wait for a subscription's reader. Default 500ms; at most 10s.
+	// The adapter parses the reply itself, so go-redis gives the read only
+	// the client's ReadTimeout (default 5s): a longer Block is shortened to
+	// two thirds of it.
 	Block time.Duration
 	// ReadCount is the COUNT of one XREADGROUP or XAUTOCLAIM: how many
-	// entries one round trip fetches at most. Default 256.
+	// entries one round trip fetches at most. It is also the buffer of a
+	// subscription's channel, so the next read overlaps the handling of
+	// the previous batch. Default 256.
 	ReadCount int
 	// MaxInFlight caps how many entries one subscription has delivered
 	// and not yet acknowledged; reading pauses while the cap is reached.

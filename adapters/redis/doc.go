@@ -37,7 +37,11 @@
 // Config.ReadCount and a short BLOCK (Config.Block: a blocked read cannot be
 // interrupted, so this bounds how long cancel and Close wait) and, every
 // Config.ClaimInterval, XAUTOCLAIM of the group's entries that were idle for
-// Config.ClaimIdle. At most Config.MaxInFlight delivered entries wait for
+// Config.ClaimIdle. The adapter parses these replies itself (values stay
+// in the reply buffer, no per-entry map), except with a cluster client,
+// which follows MOVED and ASK only for go-redis' own commands. At most
+// Config.ReadCount entries wait in the subscription's channel, and at most
+// Config.MaxInFlight delivered entries wait for
 // their Ack; reading pauses meanwhile. Ack queues the ID and returns; one
 // XACK carries every ID queued while the previous XACK was in flight (up to
 // Config.AckBatch). While an entry is in flight its subscription refreshes

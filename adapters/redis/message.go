@@ -1,9 +1,9 @@
 package redis
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
-	"strings"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
@@ -24,13 +24,15 @@ const (
 // Message is an entry delivered by an Adapter subscription. It implements
 // eventstream.Message and eventstream.HeaderCarrier. Its accessors return
 // values owned by the message that the caller must not modify. A Message is
-// safe for concurrent reads.
+// safe for concurrent reads. The values and keys of the entries of one read
+// share the read's reply buffer, which stays in memory while any of them is
+// referenced.
 type Message struct {
 	topic       string
 	id          string
 	key         []byte
 	value       []byte
-	headers     map[string]string
+	headers     map[string]string // may be shared with other messages
 	ts          time.Time
 	redelivered bool
 
@@ -70,77 +72,70 @@ func (m *Message) ID() string { return m.id }
 // have been handled before.
 func (m *Message) Redelivered() bool { return m.redelivered }
 
-// encodeFields appends the XADD field/value pairs of r to args.
-func encodeFields(args []any, r *eventstream.Record) []any {
+// encodeFields appends the XADD field/value pairs of r to the arguments.
+func (req *pubReq) encodeFields(r *eventstream.Record) {
 	v := r.Value
 	if v == nil {
 		v = []byte{}
 	}
-	args = append(args, fieldValue, v)
+	req.args = append(req.args, fieldValue)
+	req.arg(v)
 	if len(r.Key) > 0 {
-		args = append(args, fieldKey, r.Key)
+		req.args = append(req.args, fieldKey)
+		req.arg(r.Key)
 	}
 	if !r.Time.IsZero() {
-		args = append(args, fieldTime, strconv.FormatInt(r.Time.UnixMilli(), 10))
+		req.args = append(req.args, fieldTime)
+		start := len(req.buf)
+		req.buf = strconv.AppendInt(req.buf, r.Time.UnixMilli(), 10)
+		req.built(start)
 	}
 	for k, hv := range r.Headers {
-		args = append(args, headerPrefix+k, hv)
+		start := len(req.buf)
+		req.buf = append(append(req.buf, headerPrefix...), k...)
+		req.built(start)
+		start = len(req.buf)
+		req.buf = append(req.buf, hv...)
+		req.built(start)
 	}
-	return args
 }
 
-// decodeEntry turns a stream entry into a Message.
-func decodeEntry(topic, id string, fields map[string]any) *Message {
-	m := &Message{topic: topic, id: id}
-	str := func(x any) (string, bool) {
-		switch s := x.(type) {
-		case string:
-			return s, true
-		case []byte:
-			return string(s), true
-		default:
-			return "", false
-		}
-	}
+// decodeFields fills in m from the entry id and its fields. The value and
+// the key alias the fields' bytes; the headers come from b.headerMap.
+func decodeFields(m *Message, id []byte, fields []rawField, b *batch) {
 	hasValue := false
 	foreign := false
-	for k, x := range fields {
-		s, ok := str(x)
-		if !ok {
-			foreign = true
-			continue
-		}
+	headers := 0
+	for _, f := range fields {
 		switch {
-		case k == fieldValue:
-			m.value = []byte(s)
+		case string(f.name) == fieldValue:
+			m.value = f.value
 			hasValue = true
-		case k == fieldKey:
-			if s != "" {
-				m.key = []byte(s)
+		case string(f.name) == fieldKey:
+			if len(f.value) > 0 {
+				m.key = f.value
 			}
-		case k == fieldTime:
-			if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-				m.ts = time.UnixMilli(ms)
+		case string(f.name) == fieldTime:
+			if ms, ok := atoi(f.value); ok {
+				m.ts = time.UnixMilli(int64(ms))
 			}
-		case strings.HasPrefix(k, headerPrefix):
-			if m.headers == nil {
-				m.headers = make(map[string]string)
-			}
-			m.headers[k[len(headerPrefix):]] = s
+		case isHeader(f.name):
+			headers++
 		default:
 			foreign = true
 		}
+	}
+	if hasValue && headers > 0 {
+		m.headers = b.headerMap(fields, headers)
 	}
 	if !hasValue {
 		m.key, m.headers = nil, nil
 		if foreign || len(fields) > 0 {
 			obj := make(map[string]string, len(fields))
-			for k, x := range fields {
-				s, _ := str(x)
-				obj[k] = s
+			for _, f := range fields {
+				obj[string(f.name)] = string(f.value)
 			}
-			b, err := json.Marshal(obj)
-			if err == nil {
+			if b, err := json.Marshal(obj); err == nil {
 				m.value = b
 			}
 		}
@@ -153,16 +148,31 @@ func decodeEntry(topic, id string, fields map[string]any) *Message {
 			m.ts = time.UnixMilli(int64(ms))
 		}
 	}
-	return m
 }
 
+func isHeader(name []byte) bool { return bytes.HasPrefix(name, []byte(headerPrefix)) }
+
 // parseID splits a stream ID "<ms>-<seq>".
-func parseID(id string) (ms, seq uint64, ok bool) {
-	a, b, found := strings.Cut(id, "-")
+func parseID(id []byte) (ms, seq uint64, ok bool) {
+	a, b, found := bytes.Cut(id, []byte("-"))
 	if !found {
 		return 0, 0, false
 	}
-	ms, err1 := strconv.ParseUint(a, 10, 64)
-	seq, err2 := strconv.ParseUint(b, 10, 64)
-	return ms, seq, err1 == nil && err2 == nil
+	ms, ok1 := atou(a)
+	seq, ok2 := atou(b)
+	return ms, seq, ok1 && ok2
+}
+
+func atou(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }

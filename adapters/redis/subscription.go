@@ -37,22 +37,28 @@ type subscription struct {
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // delivered, not acknowledged
-	acks     []string            // acknowledged, XACK not yet sent
+	acks     []*string           // IDs acknowledged, XACK not yet sent
 	ended    bool                // acker stopped: Ack sends XACK itself
+
+	scratch   batch // the reader's parse buffers
+	entrySize int   // the reader's estimate of the size of an entry in a reply
+	lastCount int   // entries in the reader's last reply
+	ackArgs   []any // the acker's XACK arguments
 }
 
 func newSubscription(a *Adapter, parent context.Context, topic, key, group, member string) *subscription {
 	ctx, stop := context.WithCancel(parent)
 	s := &subscription{
 		a: a, topic: topic, key: key, group: group, member: member,
-		ch:       make(chan eventstream.Message),
-		ctx:      ctx,
-		stop:     stop,
-		done:     make(chan struct{}),
-		ackDone:  make(chan struct{}),
-		capWake:  make(chan struct{}, 1),
-		ackWake:  make(chan struct{}, 1),
-		inflight: make(map[string]struct{}),
+		ch:        make(chan eventstream.Message, a.cfg.ReadCount),
+		ctx:       ctx,
+		stop:      stop,
+		done:      make(chan struct{}),
+		ackDone:   make(chan struct{}),
+		capWake:   make(chan struct{}, 1),
+		ackWake:   make(chan struct{}, 1),
+		inflight:  make(map[string]struct{}),
+		entrySize: 128,
 	}
 	s.stopAdpt = context.AfterFunc(a.ctx, stop)
 	return s
@@ -84,7 +90,7 @@ func (s *subscription) ack(ctx context.Context, m *Message) error {
 	if _, ok := s.inflight[m.id]; ok {
 		delete(s.inflight, m.id)
 		if !s.ended {
-			s.acks = append(s.acks, m.id)
+			s.acks = append(s.acks, &m.id)
 			s.mu.Unlock()
 			signal(s.ackWake)
 			signal(s.capWake)
@@ -106,6 +112,7 @@ func (s *subscription) ack(ctx context.Context, m *Message) error {
 // subscription ends; then it sends what is left, within ShutdownTimeout.
 func (s *subscription) ackLoop() {
 	defer close(s.ackDone)
+	var spare []*string // the slice of the previous XACK, for the next batch of acks
 	for {
 		select {
 		case <-s.ackWake:
@@ -114,16 +121,20 @@ func (s *subscription) ackLoop() {
 			return
 		}
 		for attempt := 0; ; {
-			ids := s.takeAcks()
+			ids := s.takeAcks(spare)
 			if len(ids) == 0 {
+				spare = ids
 				break
 			}
 			err := s.sendAcks(s.ctx, ids)
 			if err == nil {
+				clear(ids)
+				spare = ids
 				attempt = 0
 				continue
 			}
 			s.requeueAcks(ids)
+			spare = nil
 			if s.ctx.Err() != nil {
 				break
 			}
@@ -138,27 +149,39 @@ func (s *subscription) ackLoop() {
 	}
 }
 
-func (s *subscription) takeAcks() []string {
+// takeAcks removes up to AckBatch queued acks and returns them; spare
+// (empty, not used elsewhere) takes their place.
+func (s *subscription) takeAcks(spare []*string) []*string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := min(len(s.acks), s.a.cfg.AckBatch)
-	ids := s.acks[:n:n]
-	s.acks = s.acks[n:]
-	if len(s.acks) == 0 {
-		s.acks = nil
+	limit := s.a.cfg.AckBatch
+	if len(s.acks) <= limit {
+		ids := s.acks
+		s.acks = spare[:0]
+		return ids
 	}
+	ids := append(spare[:0], s.acks[:limit]...)
+	n := copy(s.acks, s.acks[limit:])
+	clear(s.acks[n:])
+	s.acks = s.acks[:n]
 	return ids
 }
 
-func (s *subscription) requeueAcks(ids []string) {
+func (s *subscription) requeueAcks(ids []*string) {
 	s.mu.Lock()
 	s.acks = append(ids, s.acks...)
 	s.mu.Unlock()
 }
 
 // sendAcks sends one XACK. A group that vanished has nothing to acknowledge.
-func (s *subscription) sendAcks(ctx context.Context, ids []string) error {
-	err := s.a.rdb.XAck(ctx, s.key, s.group, ids...).Err()
+func (s *subscription) sendAcks(ctx context.Context, ids []*string) error {
+	args := append(s.ackArgs[:0], "xack", s.key, s.group)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	err := s.a.rdb.Process(ctx, goredis.NewIntCmd(ctx, args...))
+	clear(args)
+	s.ackArgs = args[:0]
 	if isNoGroup(err) {
 		return nil
 	}
@@ -285,27 +308,60 @@ func (s *subscription) readNew(heartbeat <-chan time.Time) error {
 	if n == 0 {
 		return nil
 	}
-	res, err := s.a.rdb.XReadGroup(s.ctx, &goredis.XReadGroupArgs{
-		Group:    s.group,
-		Consumer: s.member,
-		Streams:  []string{s.key, ">"},
-		Count:    int64(n),
-		Block:    s.a.cfg.Block,
-	}).Result()
-	if errors.Is(err, goredis.Nil) {
-		return nil
+	var msgs []Message
+	if s.a.cluster {
+		// A cluster client follows MOVED and ASK only for the commands it
+		// parses itself.
+		res, err := s.a.rdb.XReadGroup(s.ctx, &goredis.XReadGroupArgs{
+			Group: s.group, Consumer: s.member, Streams: []string{s.key, ">"}, Count: int64(n), Block: s.a.cfg.Block,
+		}).Result()
+		if err != nil && !errors.Is(err, goredis.Nil) {
+			return err
+		}
+		for _, st := range res {
+			msgs = append(msgs, s.scratch.addXMessages(s.topic, st.Messages)...)
+		}
+	} else {
+		raw, err := s.raw(n, "xreadgroup", "group", s.group, s.member, "count", n,
+			"block", s.a.block.Milliseconds(), "streams", s.key, ">")
+		if err != nil {
+			return err
+		}
+		if msgs, err = s.scratch.parseReadGroup(raw, s.topic); err != nil {
+			return err
+		}
+		s.sized(len(raw), len(msgs))
 	}
-	if err != nil {
-		return err
-	}
-	for _, st := range res {
-		for _, e := range st.Messages {
-			if !s.deliver(e, false, heartbeat) {
-				return nil
-			}
+	for i := range msgs {
+		if !s.deliver(&msgs[i], false, heartbeat) {
+			return nil
 		}
 	}
 	return nil
+}
+
+// raw sends a command that replies with up to n stream entries and returns
+// its reply unparsed, in a buffer of its own (the messages parsed from it
+// keep it).
+func (s *subscription) raw(n int, args ...any) ([]byte, error) {
+	w := &replyBuffer{}
+	w.reserve(min(s.entrySize*min(n, 2*s.lastCount+16)+64, 8<<20))
+	if err := s.a.rdb.Process(s.ctx, goredis.NewRawWriteToCmd(s.ctx, w, args...)); err != nil {
+		return nil, err
+	}
+	b := w.b
+	if cap(b) > 2*len(b)+4096 {
+		b = append([]byte(nil), b...) // do not keep the unused part alive
+	}
+	return b, nil
+}
+
+// sized records that a reply of size bytes held n entries.
+func (s *subscription) sized(size, n int) {
+	s.lastCount = n
+	if n > 0 {
+		s.entrySize = size/n + 1
+	}
 }
 
 // claim takes over the group's entries that were idle for ClaimIdle (their
@@ -317,16 +373,26 @@ func (s *subscription) claim(heartbeat <-chan time.Time) error {
 		if n == 0 {
 			return nil
 		}
-		msgs, next, deleted, err := s.a.rdb.XAutoClaimWithDeleted(s.ctx, &goredis.XAutoClaimArgs{
-			Stream:   s.key,
-			Group:    s.group,
-			Consumer: s.member,
-			MinIdle:  s.a.cfg.ClaimIdle,
-			Start:    start,
-			Count:    int64(n),
-		}).Result()
-		if err != nil {
-			return err
+		var msgs []Message
+		var next string
+		var deleted []string
+		if s.a.cluster {
+			xs, nx, del, err := s.a.rdb.XAutoClaimWithDeleted(s.ctx, &goredis.XAutoClaimArgs{
+				Stream: s.key, Group: s.group, Consumer: s.member, MinIdle: s.a.cfg.ClaimIdle, Start: start, Count: int64(n),
+			}).Result()
+			if err != nil {
+				return err
+			}
+			msgs, next, deleted = s.scratch.addXMessages(s.topic, xs), nx, del
+		} else {
+			raw, err := s.raw(n, "xautoclaim", s.key, s.group, s.member,
+				s.a.cfg.ClaimIdle.Milliseconds(), start, "count", n)
+			if err != nil {
+				return err
+			}
+			if msgs, next, deleted, err = s.scratch.parseAutoClaim(raw, s.topic); err != nil {
+				return err
+			}
 		}
 		if len(deleted) > 0 {
 			s.a.log.Warn("redis: pending entries were deleted from the stream before the group acknowledged them (trimmed or XDEL); they are lost to the group",
@@ -335,8 +401,8 @@ func (s *subscription) claim(heartbeat <-chan time.Time) error {
 		if len(msgs) > 0 {
 			s.a.log.Info("redis: took over pending entries", "topic", s.topic, "group", s.group, "entries", len(msgs))
 		}
-		for _, e := range msgs {
-			if !s.deliver(e, true, heartbeat) {
+		for i := range msgs {
+			if !s.deliver(&msgs[i], true, heartbeat) {
 				return nil
 			}
 		}
@@ -350,18 +416,22 @@ func (s *subscription) claim(heartbeat <-chan time.Time) error {
 
 // deliver hands one entry to the channel; false when the subscription ended
 // first (the entry stays pending with this consumer and is handed back).
-func (s *subscription) deliver(e goredis.XMessage, claimed bool, heartbeat <-chan time.Time) bool {
+func (s *subscription) deliver(m *Message, claimed bool, heartbeat <-chan time.Time) bool {
 	s.mu.Lock()
-	if _, dup := s.inflight[e.ID]; dup {
+	if _, dup := s.inflight[m.id]; dup {
 		// Taken over from ourselves: it is still in flight here.
 		s.mu.Unlock()
 		return true
 	}
-	s.inflight[e.ID] = struct{}{}
+	s.inflight[m.id] = struct{}{}
 	s.mu.Unlock()
-	m := decodeEntry(s.topic, e.ID, e.Values)
 	m.redelivered = claimed
 	m.sub = s
+	select {
+	case s.ch <- m:
+		return true
+	default:
+	}
 	for {
 		select {
 		case s.ch <- m:
@@ -370,7 +440,7 @@ func (s *subscription) deliver(e goredis.XMessage, claimed bool, heartbeat <-cha
 			s.refresh()
 		case <-s.ctx.Done():
 			s.mu.Lock()
-			delete(s.inflight, e.ID)
+			delete(s.inflight, m.id)
 			s.mu.Unlock()
 			return false
 		}
@@ -410,6 +480,18 @@ func (s *subscription) refresh() {
 // and deletes the consumer once it has none.
 func (s *subscription) shutdown() {
 	s.stop()
+	// Entries still in the channel's buffer are not delivered: they stay
+	// pending here and are handed back below.
+	for drained := false; !drained; {
+		select {
+		case m := <-s.ch:
+			s.mu.Lock()
+			delete(s.inflight, m.(*Message).id)
+			s.mu.Unlock()
+		default:
+			drained = true
+		}
+	}
 	<-s.ackDone
 	ctx, cancel := context.WithTimeout(context.Background(), s.a.cfg.ShutdownTimeout)
 	defer cancel()
