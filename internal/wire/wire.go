@@ -15,8 +15,10 @@
 // The key travels as the "partitionkey" extension (CloudEvents partitioning
 // extension), each header as an extension attribute of its own, and the
 // trace context as the "traceparent"/"tracestate" extensions (CloudEvents
-// distributed-tracing extension). JSON payloads are embedded as "data"; any
-// other content type is carried base64-encoded in "data_base64".
+// distributed-tracing extension). JSON payloads are embedded as "data"; a
+// payload of any other content type is a JSON string in "data" when it is
+// text that needs no escaping (valid UTF-8 without quotes, backslashes or
+// control characters), and base64-encoded in "data_base64" otherwise.
 package wire
 
 import (
@@ -145,12 +147,22 @@ func AppendStructured(buf []byte, e *Event, validJSON bool) []byte {
 		buf = append(buf, ':')
 		buf = appendString(buf, v)
 	}
-	if IsJSONType(BaseMediaType(e.ContentType)) && (validJSON || json.Valid(e.Data)) && len(e.Data) > 0 {
-		buf = append(buf, `,"data":`...)
-		buf = append(buf, e.Data...)
-	} else if len(e.Data) > 0 {
+	switch {
+	case len(e.Data) == 0:
+	case IsJSONType(BaseMediaType(e.ContentType)):
+		if validJSON || json.Valid(e.Data) {
+			buf = append(buf, `,"data":`...)
+			buf = append(buf, e.Data...)
+			break
+		}
+		fallthrough
+	case !PlainText(e.Data):
 		buf = append(buf, `,"data_base64":"`...)
 		buf = base64.StdEncoding.AppendEncode(buf, e.Data)
+		buf = append(buf, '"')
+	default: // text that needs no escaping travels as a JSON string
+		buf = append(buf, `,"data":"`...)
+		buf = append(buf, e.Data...)
 		buf = append(buf, '"')
 	}
 	return append(buf, '}')
@@ -240,10 +252,10 @@ func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bo
 // MergeHeaders returns the broker headers of a message, less content-type and
 // the trace fields, overlaid with the envelope's extension attributes ext.
 func MergeHeaders(native, ext map[string]string) map[string]string {
-	n := 0
-	for k := range native {
-		if !skipNative(k) {
-			n++
+	n := len(native) // less the skipped names, found by lookup: cheaper than iterating
+	for _, k := range [...]string{"content-type", TraceParent, TraceState} {
+		if _, ok := native[k]; ok {
+			n--
 		}
 	}
 	if n == 0 {
@@ -295,6 +307,9 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 		}
 	}
 	e.Key = h["ce_partitionkey"]
+	if len(h) == binaryKnown(h) {
+		return nil // no extension: the loop below would find nothing
+	}
 	for k, val := range h {
 		name, ext := strings.CutPrefix(k, binaryPrefix)
 		switch {
@@ -306,6 +321,19 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 		e.Headers[name] = val
 	}
 	return nil
+}
+
+// binaryKnown returns how many of the headers that decodeBinary reads as
+// attributes (or skips) h has.
+func binaryKnown(h map[string]string) int {
+	n := 0
+	for _, k := range [...]string{"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type",
+		"ce_partitionkey", TraceParent, TraceState} {
+		if _, ok := h[k]; ok {
+			n++
+		}
+	}
+	return n
 }
 
 // SameContentType reports whether two MIME types name the same encoding,
