@@ -177,7 +177,7 @@ func BenchmarkDecodeStructured(b *testing.B) {
 		}
 	})
 	for name, data := range map[string][]byte{
-		"scanner-text":   bytes.Repeat([]byte("0123456789"), 10), // what a bus with RawSerializer reads: "data" as a string
+		"scanner-text":   bytes.Repeat([]byte("0123456789"), 10),  // what a bus with RawSerializer reads: "data" as a string
 		"scanner-base64": bytes.Repeat([]byte("012345678\n"), 10), // not plain text: "data_base64"
 	} {
 		raw := &Event{ID: in.ID, Source: in.Source, Type: "[]uint8", Time: in.Time, ContentType: "application/octet-stream", Data: data}
