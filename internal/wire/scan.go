@@ -211,27 +211,47 @@ func scanString(s string, i int) (end int, val string, ok bool) {
 
 // plainRun returns the index of the first byte of s at or after j that
 // ends a run of plain JSON string content: a quote, a backslash or a
-// control character; len(s) when there is none. It tests eight bytes at a
-// time: a byte below 0x20 sets its top bit in (x - 0x20…) &^ x, a byte equal
-// to c is a zero byte of x ^ c…, and the lowest flagged byte is always a
-// real hit (a false flag can only follow a real one, through a borrow).
+// control character; len(s) when there is none.
+//
+// It tests eight bytes at a time: a byte below 0x20 sets its top bit in
+// (x - 0x20…) &^ x, a byte equal to c is a zero byte of x ^ c…, which sets
+// its top bit in (y - 0x01…) &^ y, and the lowest flagged byte is always a
+// real one (a false flag can only follow a real one, through a borrow).
+// Past the first 48 bytes (most strings of an envelope are shorter) the
+// quote and the backslash are found with strings.IndexByte, which is
+// vectorized, and only control characters are tested by word.
 func plainRun(s string, j int) int {
 	const ones, tops = 0x0101010101010101, 0x8080808080808080
-	for ; j+8 <= len(s); j += 8 {
-		x := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
-			uint64(s[j+4])<<32 | uint64(s[j+5])<<40 | uint64(s[j+6])<<48 | uint64(s[j+7])<<56
+	for stop := min(j+48, len(s)); j+8 <= stop; j += 8 {
+		w := s[j : j+8] // a constant length: no bounds checks, one load
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
 		q, bs := x^('"'*ones), x^('\\'*ones)
-		hit := ((x - 0x20*ones) &^ x) | ((q - ones) &^ q) | ((bs - ones) &^ bs)
-		if hit &= tops; hit != 0 {
+		if hit := ((x - 0x20*ones) &^ x) | ((q - ones) &^ q) | ((bs - ones) &^ bs); hit&tops != 0 {
+			return j + bits.TrailingZeros64(hit&tops)/8
+		}
+	}
+	end := len(s)
+	if q := strings.IndexByte(s[j:], '"'); q >= 0 {
+		end = j + q
+	}
+	if b := strings.IndexByte(s[j:end], '\\'); b >= 0 {
+		end = j + b
+	}
+	for ; j+8 <= end; j += 8 {
+		w := s[j : j+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		if hit := (x - 0x20*ones) &^ x & tops; hit != 0 {
 			return j + bits.TrailingZeros64(hit)/8
 		}
 	}
-	for ; j < len(s); j++ {
-		if c := s[j]; c < 0x20 || c == '"' || c == '\\' {
+	for ; j < end; j++ {
+		if s[j] < 0x20 {
 			return j
 		}
 	}
-	return j
+	return end
 }
 
 // PlainText reports whether b can be the value of a JSON string as it is:

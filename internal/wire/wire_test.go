@@ -284,10 +284,10 @@ func TestRawPayloadForms(t *testing.T) {
 	}
 }
 
-// TestPlainRun: the eight-bytes-at-a-time search finds the first quote,
+// TestPlainRun: the word-at-a-time and vectorized search finds the first quote,
 // backslash or control character at every position, as a byte loop does.
 func TestPlainRun(t *testing.T) {
-	for n := 0; n < 20; n++ {
+	for n := 0; n < 130; n++ { // past the 48 bytes tested by word first
 		for pos := 0; pos <= n; pos++ {
 			for _, c := range []byte{'"', '\\', 0x00, 0x1f, '\n'} {
 				b := bytes.Repeat([]byte{'a'}, n)
