@@ -278,13 +278,43 @@ func skipNative(k string) bool {
 }
 
 // decodeBinary parses a binary-mode CloudEvent from the broker headers h and
-// the value v.
+// the value v, in one pass over h.
 func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	if spec != "1.0" {
 		return fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
 	}
-	*e = Event{Data: v, ContentType: h["content-type"], TraceParent: h[TraceParent], TraceState: h[TraceState]}
-	e.ID, e.Source, e.Type = h["ce_id"], h["ce_source"], h["ce_type"]
+	*e = Event{Data: v}
+	var tm string
+	for k, val := range h {
+		switch k {
+		case "ce_specversion":
+		case "ce_id":
+			e.ID = val
+		case "ce_source":
+			e.Source = val
+		case "ce_type":
+			e.Type = val
+		case "ce_time":
+			tm = val
+		case "ce_partitionkey":
+			e.Key = val
+		case "content-type":
+			e.ContentType = val
+		case TraceParent:
+			e.TraceParent = val
+		case TraceState:
+			e.TraceState = val
+		default:
+			name, ext := strings.CutPrefix(k, binaryPrefix)
+			if ext && reservedAttribute(name) {
+				continue
+			}
+			if e.Headers == nil {
+				e.Headers = make(map[string]string, len(h))
+			}
+			e.Headers[name] = val
+		}
+	}
 	missing := ""
 	switch {
 	case e.ID == "":
@@ -300,40 +330,13 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	if e.ContentType == "" {
 		e.ContentType = "application/json"
 	}
-	if tm := h["ce_time"]; tm != "" {
+	if tm != "" {
 		var err error
 		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
 			return fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
 		}
 	}
-	e.Key = h["ce_partitionkey"]
-	if len(h) == binaryKnown(h) {
-		return nil // no extension: the loop below would find nothing
-	}
-	for k, val := range h {
-		name, ext := strings.CutPrefix(k, binaryPrefix)
-		switch {
-		case skipNative(k) || ext && reservedAttribute(name):
-			continue
-		case e.Headers == nil:
-			e.Headers = make(map[string]string, len(h))
-		}
-		e.Headers[name] = val
-	}
 	return nil
-}
-
-// binaryKnown returns how many of the headers that decodeBinary reads as
-// attributes (or skips) h has.
-func binaryKnown(h map[string]string) int {
-	n := 0
-	for _, k := range [...]string{"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type",
-		"ce_partitionkey", TraceParent, TraceState} {
-		if _, ok := h[k]; ok {
-			n++
-		}
-	}
-	return n
 }
 
 // SameContentType reports whether two MIME types name the same encoding,
