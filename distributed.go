@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/eventstream-go/eventstream/internal/wire"
 )
@@ -246,8 +247,9 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 			return nil, fmt.Errorf("%w: %w: publisher wrote %q, this subscriber's Serializer reads %q",
 				ErrDecode, ErrContentType, w.ContentType, t.ser.ContentType())
 		}
-		e := &Event{ID: w.ID, Source: w.Source, Type: w.Type, Time: w.Time, Key: w.Key, Headers: w.Headers,
-			ContentType: w.ContentType, Data: w.Data, Topic: m.Topic(), ser: t.ser, trace: fieldsOf(w.TraceParent, w.TraceState)}
+		e := newDecodedEvent(w.Data)
+		e.ID, e.Source, e.Type, e.Time, e.Key, e.Headers = w.ID, w.Source, w.Type, w.Time, w.Key, w.Headers
+		e.ContentType, e.Topic, e.ser, e.trace = w.ContentType, m.Topic(), t.ser, fieldsOf(w.TraceParent, w.TraceState)
 		if e.Key == "" {
 			if k := m.Key(); len(k) > 0 {
 				e.Key = string(k)
@@ -262,8 +264,9 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	if vd, ok := t.ser.(Validator); ok && !vd.Valid(v) {
 		return nil, fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType())
 	}
-	e := &Event{Topic: m.Topic(), Time: m.Timestamp(), Key: string(m.Key()), ContentType: t.ser.ContentType(),
-		Data: v, ser: t.ser, Headers: wire.MergeHeaders(native, nil), trace: fieldsOf(native[wire.TraceParent], native[wire.TraceState])}
+	e := newDecodedEvent(v)
+	e.Topic, e.Time, e.Key, e.ContentType = m.Topic(), m.Timestamp(), string(m.Key()), t.ser.ContentType()
+	e.ser, e.Headers, e.trace = t.ser, wire.MergeHeaders(native, nil), fieldsOf(native[wire.TraceParent], native[wire.TraceState])
 	if p, ok := m.(Positioned); ok {
 		e.ID = m.Topic() + "/" + strconv.Itoa(p.Partition()) + "/" + strconv.FormatInt(p.Offset(), 10)
 	} else {
@@ -273,6 +276,28 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 		e.Time = time.Now()
 	}
 	return e, nil
+}
+
+// decodedEvent is an Event together with the slice its Data holds, so that
+// a decoded event costs one allocation instead of two (the Event, and the
+// copy of the slice header that storing a []byte in an interface makes).
+type decodedEvent struct {
+	Event
+	data []byte
+}
+
+// newDecodedEvent returns a zero Event whose Data is the []byte data.
+func newDecodedEvent(data []byte) *Event {
+	d := &decodedEvent{data: data}
+	// What d.Event.Data = d.data does, except that the interface points at
+	// d.data instead of a copy of it: an interface holding a slice is a
+	// type word and a pointer to the slice header, and d.data is never
+	// written again, as a boxed value never is.
+	type eface struct{ typ, ptr unsafe.Pointer }
+	var boxed any = []byte(nil) // a zero value: boxed without an allocation
+	e := (*eface)(unsafe.Pointer(&d.Event.Data))
+	e.typ, e.ptr = (*eface)(unsafe.Pointer(&boxed)).typ, unsafe.Pointer(&d.data)
+	return &d.Event
 }
 
 // detach stops the reader and waits for it.

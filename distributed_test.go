@@ -156,6 +156,26 @@ func TestEnvelopeIsCloudEvent(t *testing.T) {
 	require.ErrorIs(t, err, eventstream.ErrInvalidOption)
 }
 
+// TestRawPayloadIsReadByTheCloudEventsSDK: a RawSerializer payload that is
+// plain text travels as a JSON string in "data", binary bytes in
+// "data_base64"; the CloudEvents SDK reads both as the original bytes.
+func TestRawPayloadIsReadByTheCloudEventsSDK(t *testing.T) {
+	ad := newAdapter(t)
+	bus := newDistBus(t, ad, func(c *eventstream.Config) { c.Distributed.Serializer = eventstream.RawSerializer{} })
+	ch, cancel, err := ad.Subscribe(context.Background(), "t", "reader")
+	require.NoError(t, err)
+	defer cancel()
+	for payload, member := range map[string]string{"hello <world>": `"data":"hello <world>"`, "\x00\xff\n": `"data_base64":"AP8K"`} {
+		require.NoError(t, bus.Emit(context.Background(), "t", []byte(payload)))
+		m := recv(t, ch)
+		assert.Contains(t, string(m.Value()), member)
+		var ce cloudevents.Event
+		require.NoError(t, json.Unmarshal(m.Value(), &ce), "%s", m.Value())
+		assert.Equal(t, "application/octet-stream", ce.DataContentType())
+		assert.Equal(t, []byte(payload), ce.Data(), "%s", m.Value())
+	}
+}
+
 // plain hides every optional capability of the adapter it wraps, like the
 // four-method adapter of the user's documentation.
 type plain struct{ eventstream.MQAdapter }

@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -185,26 +187,78 @@ func (env *envelope) split(b []byte, ext []member) ([]member, bool) {
 // scanString reads the JSON string starting at s[i]: it returns the index
 // just past it and its decoded value, or ok false when there is no valid
 // string at i. A string without escapes, the usual case, is checked and
-// delimited in one pass and its value is a substring of s.
+// delimited in one pass (eight bytes at a time, see plainRun) and its value
+// is a substring of s.
 func scanString(s string, i int) (end int, val string, ok bool) {
 	if i >= len(s) || s[i] != '"' {
 		return 0, "", false
 	}
-	for j := i + 1; j < len(s); j++ {
-		switch c := s[j]; {
-		case c == '"':
-			return j + 1, s[i+1 : j], true
-		case c == '\\':
-			if end = endOfString(s, i); end < 0 {
-				return 0, "", false
-			}
-			val, ok = jsonString(s[i:end])
-			return end, val, ok
-		case c < 0x20: // control characters must be escaped
+	j := plainRun(s, i+1)
+	switch {
+	case j >= len(s):
+		return 0, "", false
+	case s[j] == '"':
+		return j + 1, s[i+1 : j], true
+	case s[j] == '\\':
+		if end = endOfString(s, i); end < 0 {
 			return 0, "", false
 		}
+		val, ok = jsonString(s[i:end])
+		return end, val, ok
 	}
-	return 0, "", false
+	return 0, "", false // control characters must be escaped
+}
+
+// plainRun returns the index of the first byte of s at or after j that
+// ends a run of plain JSON string content: a quote, a backslash or a
+// control character; len(s) when there is none.
+//
+// It tests eight bytes at a time: a byte below 0x20 sets its top bit in
+// (x - 0x20…) &^ x, a byte equal to c is a zero byte of x ^ c…, which sets
+// its top bit in (y - 0x01…) &^ y, and the lowest flagged byte is always a
+// real one (a false flag can only follow a real one, through a borrow).
+// Past the first 48 bytes (most strings of an envelope are shorter) the
+// quote and the backslash are found with strings.IndexByte, which is
+// vectorized, and only control characters are tested by word.
+func plainRun(s string, j int) int {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	for stop := min(j+48, len(s)); j+8 <= stop; j += 8 {
+		w := s[j : j+8] // a constant length: no bounds checks, one load
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		q, bs := x^('"'*ones), x^('\\'*ones)
+		if hit := ((x - 0x20*ones) &^ x) | ((q - ones) &^ q) | ((bs - ones) &^ bs); hit&tops != 0 {
+			return j + bits.TrailingZeros64(hit&tops)/8
+		}
+	}
+	end := len(s)
+	if q := strings.IndexByte(s[j:], '"'); q >= 0 {
+		end = j + q
+	}
+	if b := strings.IndexByte(s[j:end], '\\'); b >= 0 {
+		end = j + b
+	}
+	for ; j+8 <= end; j += 8 {
+		w := s[j : j+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		if hit := (x - 0x20*ones) &^ x & tops; hit != 0 {
+			return j + bits.TrailingZeros64(hit)/8
+		}
+	}
+	for ; j < end; j++ {
+		if s[j] < 0x20 {
+			return j
+		}
+	}
+	return end
+}
+
+// PlainText reports whether b can be the value of a JSON string as it is:
+// valid UTF-8 without quotes, backslashes or control characters.
+func PlainText(b []byte) bool {
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	return plainRun(s, 0) == len(s) && utf8.ValidString(s)
 }
 
 func skipSpace(s string, i int) int {
@@ -358,7 +412,11 @@ func (env *envelope) event(e *Event, b []byte, ext []member) error {
 		if !data.str {
 			return fmt.Errorf("%w: CloudEvent data for %q must be a string", ErrDecode, e.ContentType)
 		}
-		e.Data = []byte(data.val)
+		if len(data.val) == len(data.raw)-2 { // no escapes: the string's bytes in b
+			e.Data = b[data.off+1 : data.off+len(data.raw)-1 : data.off+len(data.raw)-1]
+		} else {
+			e.Data = []byte(data.val)
+		}
 	default:
 		e.Data = nil
 	}

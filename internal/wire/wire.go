@@ -15,8 +15,10 @@
 // The key travels as the "partitionkey" extension (CloudEvents partitioning
 // extension), each header as an extension attribute of its own, and the
 // trace context as the "traceparent"/"tracestate" extensions (CloudEvents
-// distributed-tracing extension). JSON payloads are embedded as "data"; any
-// other content type is carried base64-encoded in "data_base64".
+// distributed-tracing extension). JSON payloads are embedded as "data"; a
+// payload of any other content type is a JSON string in "data" when it is
+// text that needs no escaping (valid UTF-8 without quotes, backslashes or
+// control characters), and base64-encoded in "data_base64" otherwise.
 package wire
 
 import (
@@ -145,12 +147,22 @@ func AppendStructured(buf []byte, e *Event, validJSON bool) []byte {
 		buf = append(buf, ':')
 		buf = appendString(buf, v)
 	}
-	if IsJSONType(BaseMediaType(e.ContentType)) && (validJSON || json.Valid(e.Data)) && len(e.Data) > 0 {
-		buf = append(buf, `,"data":`...)
-		buf = append(buf, e.Data...)
-	} else if len(e.Data) > 0 {
+	switch {
+	case len(e.Data) == 0:
+	case IsJSONType(BaseMediaType(e.ContentType)):
+		if validJSON || json.Valid(e.Data) {
+			buf = append(buf, `,"data":`...)
+			buf = append(buf, e.Data...)
+			break
+		}
+		fallthrough
+	case !PlainText(e.Data):
 		buf = append(buf, `,"data_base64":"`...)
 		buf = base64.StdEncoding.AppendEncode(buf, e.Data)
+		buf = append(buf, '"')
+	default: // text that needs no escaping travels as a JSON string
+		buf = append(buf, `,"data":"`...)
+		buf = append(buf, e.Data...)
 		buf = append(buf, '"')
 	}
 	return append(buf, '}')
@@ -240,10 +252,10 @@ func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bo
 // MergeHeaders returns the broker headers of a message, less content-type and
 // the trace fields, overlaid with the envelope's extension attributes ext.
 func MergeHeaders(native, ext map[string]string) map[string]string {
-	n := 0
-	for k := range native {
-		if !skipNative(k) {
-			n++
+	n := len(native) // less the skipped names, found by lookup: cheaper than iterating
+	for _, k := range [...]string{"content-type", TraceParent, TraceState} {
+		if _, ok := native[k]; ok {
+			n--
 		}
 	}
 	if n == 0 {
@@ -266,13 +278,43 @@ func skipNative(k string) bool {
 }
 
 // decodeBinary parses a binary-mode CloudEvent from the broker headers h and
-// the value v.
+// the value v, in one pass over h.
 func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	if spec != "1.0" {
 		return fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
 	}
-	*e = Event{Data: v, ContentType: h["content-type"], TraceParent: h[TraceParent], TraceState: h[TraceState]}
-	e.ID, e.Source, e.Type = h["ce_id"], h["ce_source"], h["ce_type"]
+	*e = Event{Data: v}
+	var tm string
+	for k, val := range h {
+		switch k {
+		case "ce_specversion":
+		case "ce_id":
+			e.ID = val
+		case "ce_source":
+			e.Source = val
+		case "ce_type":
+			e.Type = val
+		case "ce_time":
+			tm = val
+		case "ce_partitionkey":
+			e.Key = val
+		case "content-type":
+			e.ContentType = val
+		case TraceParent:
+			e.TraceParent = val
+		case TraceState:
+			e.TraceState = val
+		default:
+			name, ext := strings.CutPrefix(k, binaryPrefix)
+			if ext && reservedAttribute(name) {
+				continue
+			}
+			if e.Headers == nil {
+				e.Headers = make(map[string]string, len(h))
+			}
+			e.Headers[name] = val
+		}
+	}
 	missing := ""
 	switch {
 	case e.ID == "":
@@ -288,22 +330,11 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	if e.ContentType == "" {
 		e.ContentType = "application/json"
 	}
-	if tm := h["ce_time"]; tm != "" {
+	if tm != "" {
 		var err error
 		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
 			return fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
 		}
-	}
-	e.Key = h["ce_partitionkey"]
-	for k, val := range h {
-		name, ext := strings.CutPrefix(k, binaryPrefix)
-		switch {
-		case skipNative(k) || ext && reservedAttribute(name):
-			continue
-		case e.Headers == nil:
-			e.Headers = make(map[string]string, len(h))
-		}
-		e.Headers[name] = val
 	}
 	return nil
 }

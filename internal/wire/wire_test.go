@@ -176,19 +176,23 @@ func BenchmarkDecodeStructured(b *testing.B) {
 			}
 		}
 	})
-	raw := &Event{ID: in.ID, Source: in.Source, Type: "[]uint8", Time: in.Time, ContentType: "application/octet-stream",
-		Data: bytes.Repeat([]byte("0123456789"), 10)}
-	rawEnv := AppendStructured(nil, raw, false)
-	b.Run("scanner-base64", func(b *testing.B) { // what a bus with RawSerializer reads
-		b.ReportAllocs()
-		var e Event
-		for range b.N {
-			e = Event{}
-			if _, err := DecodeInto(&e, nil, rawEnv); err != nil {
-				b.Fatal(err)
+	for name, data := range map[string][]byte{
+		"scanner-text":   bytes.Repeat([]byte("0123456789"), 10),  // what a bus with RawSerializer reads: "data" as a string
+		"scanner-base64": bytes.Repeat([]byte("012345678\n"), 10), // not plain text: "data_base64"
+	} {
+		raw := &Event{ID: in.ID, Source: in.Source, Type: "[]uint8", Time: in.Time, ContentType: "application/octet-stream", Data: data}
+		rawEnv := AppendStructured(nil, raw, false)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var e Event
+			for range b.N {
+				e = Event{}
+				if _, err := DecodeInto(&e, nil, rawEnv); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
@@ -238,5 +242,65 @@ func TestDecodeLeavesDataToTheReader(t *testing.T) {
 	}
 	if _, isEnv, _ := Decode(nil, []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","ext":{"a":}}`)); isEnv {
 		t.Fatal("broken JSON outside data accepted")
+	}
+}
+
+// TestRawPayloadForms: a payload of a non-JSON content type travels as a
+// JSON string in "data" when it is plain text, else in "data_base64"; both
+// decode to the same bytes, the string form without a copy.
+func TestRawPayloadForms(t *testing.T) {
+	for _, tc := range []struct {
+		data   string
+		member string
+	}{
+		{"hello, world <&> é ✓", `"data":"hello, world <&> é ✓"`},
+		{"0123456789abcdefghij", `"data":"0123456789abcdefghij"`},
+		{"line\n", `"data_base64":"bGluZQo="`},
+		{`say "hi"`, `"data_base64":`},
+		{`back\slash`, `"data_base64":`},
+		{"\xff\xfe", `"data_base64":"//4="`},
+		{"tab\there", `"data_base64":`},
+	} {
+		in := &Event{ID: "1", Source: "s", Type: "t", ContentType: "application/octet-stream", Data: []byte(tc.data)}
+		env := AppendStructured(nil, in, false)
+		if !json.Valid(env) {
+			t.Fatalf("%q: invalid JSON %s", tc.data, env)
+		}
+		if !strings.Contains(string(env), tc.member) {
+			t.Errorf("%q: envelope %s, want it to contain %s", tc.data, env, tc.member)
+		}
+		out, isEnv, err := Decode(nil, env)
+		if err != nil || !isEnv || string(out.Data) != tc.data {
+			t.Fatalf("%q: decoded %q, isEnvelope %v, %v", tc.data, out.Data, isEnv, err)
+		}
+		if strings.Contains(tc.member, `"data":`) && &out.Data[0] != &env[strings.Index(string(env), `"data":"`)+len(`"data":"`)] {
+			t.Errorf("%q: the text was copied", tc.data)
+		}
+	}
+	// Invalid JSON of a JSON content type is base64 even when it is plain text.
+	env := AppendStructured(nil, &Event{ID: "1", Source: "s", Type: "t", ContentType: "application/json", Data: []byte("abc")}, false)
+	if !strings.Contains(string(env), `"data_base64":"YWJj"`) {
+		t.Errorf("invalid JSON payload: %s", env)
+	}
+}
+
+// TestPlainRun: the word-at-a-time and vectorized search finds the first quote,
+// backslash or control character at every position, as a byte loop does.
+func TestPlainRun(t *testing.T) {
+	for n := 0; n < 130; n++ { // past the 48 bytes tested by word first
+		for pos := 0; pos <= n; pos++ {
+			for _, c := range []byte{'"', '\\', 0x00, 0x1f, '\n'} {
+				b := bytes.Repeat([]byte{'a'}, n)
+				for i := range b {
+					b[i] = byte(" ~\x7f\x80\xa0\xff!#[]"[i%10])
+				}
+				if pos < n {
+					b[pos] = c
+				}
+				if got := plainRun(string(b), 0); got != pos {
+					t.Fatalf("plainRun(%q) = %d, want %d", b, got, pos)
+				}
+			}
+		}
 	}
 }
