@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/eventstream-go/eventstream/internal/wire"
 )
@@ -278,27 +277,8 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	return e, nil
 }
 
-// decodedEvent is an Event together with the slice its Data holds, so that
-// a decoded event costs one allocation instead of two (the Event, and the
-// copy of the slice header that storing a []byte in an interface makes).
-type decodedEvent struct {
-	Event
-	data []byte
-}
-
 // newDecodedEvent returns a zero Event whose Data is the []byte data.
-func newDecodedEvent(data []byte) *Event {
-	d := &decodedEvent{data: data}
-	// What d.Event.Data = d.data does, except that the interface points at
-	// d.data instead of a copy of it: an interface holding a slice is a
-	// type word and a pointer to the slice header, and d.data is never
-	// written again, as a boxed value never is.
-	type eface struct{ typ, ptr unsafe.Pointer }
-	var boxed any = []byte(nil) // a zero value: boxed without an allocation
-	e := (*eface)(unsafe.Pointer(&d.Event.Data))
-	e.typ, e.ptr = (*eface)(unsafe.Pointer(&boxed)).typ, unsafe.Pointer(&d.data)
-	return &d.Event
-}
+func newDecodedEvent(data []byte) *Event { return &Event{Data: data} }
 
 // detach stops the reader and waits for it.
 func (t *mqTransport) detach(s *subscription) {
