@@ -49,6 +49,7 @@ type subscription struct {
 	mu     sync.Mutex
 	held   map[*Message]struct{} // arrived, not acknowledged, not handed back
 	ready  []*Message            // held, not yet taken by run
+	behind bool                  // run has messages to send: onMsg queues new ones behind them
 	req    pull                  // the outstanding pull request
 	pinID  string                // Exclusive: the pin the server gave this member
 	gotAny bool                  // a message arrived
@@ -76,7 +77,9 @@ type subscription struct {
 // server for no more than the room it has left), and every
 // Config.InProgressInterval it tells the server that the messages it holds
 // are still being worked on, so none is redelivered to the group while the
-// subscription lives, however slow its handler. The channel is unbuffered.
+// subscription lives, however slow its handler. Messages wait in the
+// channel's buffer (they are held like the others) until the reader takes
+// them.
 //
 // The subscription ends when cancel is called, ctx is done or the adapter is
 // closed: it stops pulling, ends its inbox subscription and waits (one round
@@ -336,11 +339,12 @@ func (s *subscription) inProgress() {
 	}
 }
 
-// outBuffer is the capacity of a subscription's channel: a few messages
-// ready for the reader save a goroutine switch per message. Messages in the
-// channel are held like all others (they count against MaxInFlight and get
-// in-progress acknowledgements).
-func outBuffer(maxInFlight int) int { return min(64, max(1, maxInFlight/8)) }
+// outBuffer is the capacity of a subscription's channel: room for every
+// message it may hold (up to a limit), so that onMsg hands them to the
+// reader directly, without run in between. Messages in the channel are held
+// like all others (they count against MaxInFlight and get in-progress
+// acknowledgements); what does not fit waits in ready and run's queue.
+func outBuffer(maxInFlight int) int { return min(4096, max(1, maxInFlight)) }
 
 // linger is how long a subscription with a little room left waits for more
 // room before it pulls for what it has.
@@ -407,14 +411,26 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 		return
 	}
 	s.held[m] = struct{}{}
-	s.ready = append(s.ready, m)
+	// Straight to the reader unless earlier messages wait for room in the
+	// channel (order).
+	wake := true
+	if !s.behind && len(s.ready) == 0 {
+		select {
+		case s.out <- m:
+			wake = false
+		default:
+		}
+	}
+	if wake {
+		s.ready = append(s.ready, m)
+	}
 	s.gotAny = true
 	// Messages carry their stream subject, not the request's: count them
 	// against the outstanding request (only one is).
 	if !s.req.over {
 		s.req.beat = true
 		if s.req.left--; s.req.left <= 0 {
-			s.req.over = true
+			s.req.over, wake = true, true
 		}
 	}
 	if s.a.cfg.Exclusive {
@@ -423,7 +439,9 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 		}
 	}
 	s.mu.Unlock()
-	s.signal()
+	if wake {
+		s.signal()
+	}
 }
 
 // onStatus handles a status reply of the server to a pull request.
@@ -588,6 +606,7 @@ func (s *subscription) run() {
 				clear(s.ready)
 				s.ready = s.ready[:0]
 			}
+			s.behind = len(queue) > 0
 			over, err := s.req.over, s.req.err
 			s.mu.Unlock()
 			if pulling && over {
@@ -612,6 +631,14 @@ func (s *subscription) run() {
 				default:
 				}
 				break
+			}
+			if len(queue) == 0 {
+				// Caught up: onMsg sends to the channel itself again,
+				// unless more came meanwhile.
+				s.mu.Lock()
+				queue, s.ready = s.ready, queue[:0]
+				s.behind = len(queue) > 0
+				s.mu.Unlock()
 			}
 		case <-s.freed:
 		case <-retryC:
