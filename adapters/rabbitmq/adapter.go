@@ -43,6 +43,7 @@ type Adapter struct {
 	subs   map[*subscription]struct{}
 	once   sync.Once
 	wg     sync.WaitGroup // subscriptions
+	late   sync.WaitGroup // settling publishes whose caller gave up (goLate)
 }
 
 var (
@@ -96,12 +97,7 @@ func (a *Adapter) Close() error {
 		a.wg.Wait()
 		a.subConn.close()
 		a.pubConn.close()
-		a.pmu.Lock()
-		pc := a.pc
-		a.pmu.Unlock()
-		if pc != nil {
-			<-pc.dead
-		}
+		a.late.Wait() // the closed connection confirmed everything (negatively)
 	})
 	return nil
 }
@@ -197,7 +193,7 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 			}
 			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, err)
 		}
-		w, err := pc.publish(ctx, ex, key, msg)
+		p, err := pc.publish(ctx, ex, key, msg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ctx.Err())
@@ -208,27 +204,36 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 			a.log.Debug("rabbitmq: publish failed, retrying", "topic", topic, "error", err)
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("rabbitmq: publish to %q: waiting for the confirm: %w", topic, ctx.Err())
-		case res := <-w:
-			switch res {
-			case resAcked:
-				return nil
-			case resNacked:
-				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrNacked)
-			case resReturned:
-				if n := a.cfg.Partitions; n > 1 {
-					return fmt.Errorf("rabbitmq: publish to %q (partition %s of %d): %w", topic, key, n, ErrUnroutable)
-				}
-				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrUnroutable)
-			default: // lost: publish again
-				if a.isClosed() {
-					return fmt.Errorf("rabbitmq: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
-				}
-				a.log.Debug("rabbitmq: channel lost before the confirm, publishing again", "topic", topic)
-			}
+		res, err := pc.wait(ctx, p, a.goLate)
+		if err != nil {
+			return fmt.Errorf("rabbitmq: publish to %q: waiting for the confirm: %w", topic, err)
 		}
+		switch res {
+		case resAcked:
+			return nil
+		case resNacked:
+			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrNacked)
+		case resReturned:
+			if n := a.cfg.Partitions; n > 1 {
+				return fmt.Errorf("rabbitmq: publish to %q (partition %s of %d): %w", topic, key, n, ErrUnroutable)
+			}
+			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrUnroutable)
+		default: // lost: publish again
+			if a.isClosed() {
+				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
+			}
+			a.log.Debug("rabbitmq: channel lost before the confirm, publishing again", "topic", topic)
+		}
+	}
+}
+
+// goLate runs f in a goroutine that Close waits for, unless the adapter is
+// closed (then the connection and every outstanding publish go with it).
+func (a *Adapter) goLate(f func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		a.late.Go(f)
 	}
 }
 
