@@ -132,8 +132,7 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	if a.isClosed() {
 		return fmt.Errorf("rabbitmq: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
 	}
-	ex, err := exchangeName(topic)
-	if err != nil {
+	if err := checkExchangeName(topic); err != nil {
 		return fmt.Errorf("rabbitmq: publish: %w", err)
 	}
 	headers := make(amqp.Table, len(r.Headers)+3)
@@ -187,7 +186,8 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if err != nil {
 			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, err)
 		}
-		if err := a.declareExchange(ctx, pc, topic); err != nil {
+		ex, err := a.declareExchange(ctx, pc, topic)
+		if err != nil {
 			if errors.Is(err, errChannelLost) {
 				continue
 			}
@@ -270,32 +270,33 @@ func (a *Adapter) pubChannel(ctx context.Context) (*pubChannel, error) {
 	}
 }
 
-// declareExchange declares topic's exchange once per connection.
-func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic string) error {
-	if _, ok := pc.known.Load(topic); ok {
-		return nil
+// declareExchange declares topic's exchange once per connection and
+// returns its name.
+func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic string) (string, error) {
+	if ex, ok := pc.known.Load(topic); ok {
+		return ex.(string), nil
 	}
 	pc.dmu.Lock()
 	defer pc.dmu.Unlock()
-	if pc.declared[topic] {
-		return nil
+	if ex, ok := pc.known.Load(topic); ok {
+		return ex.(string), nil
 	}
 	conn, gen, err := a.pubConn.get(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if gen != pc.gen {
-		return errChannelLost
+		return "", errChannelLost
 	}
 	if err := withChannel(conn, func(ch *amqp.Channel) error { return a.declareExchangeOn(ch, topic) }); err != nil {
 		if conn.IsClosed() {
-			return errChannelLost
+			return "", errChannelLost
 		}
-		return err
+		return "", err
 	}
-	pc.declared[topic] = true
-	pc.known.Store(topic, struct{}{})
-	return nil
+	ex := exchangePrefix + topic
+	pc.known.Store(topic, ex)
+	return ex, nil
 }
 
 // withChannel runs fn on a new channel of conn and closes it.

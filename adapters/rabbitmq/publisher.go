@@ -43,9 +43,8 @@ type pubChannel struct {
 	pending map[uint64]*pendingPub // published, outcome not taken yet
 	returns chan amqp.Return       // nil once the library closed it
 
-	dmu      sync.Mutex
-	declared map[string]bool // exchanges known to exist on this connection
-	known    sync.Map        // the same, read without dmu
+	dmu   sync.Mutex // serializes declarations
+	known sync.Map   // topic → exchange name, for exchanges known to exist on this connection
 }
 
 func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChannel, error) {
@@ -64,8 +63,7 @@ func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChan
 		// At most one return per outstanding publish; publishes whose
 		// caller gave up are settled too (see wait), so this never fills
 		// (the library would drop a return after blocking 5 s).
-		returns:  ch.NotifyReturn(make(chan amqp.Return, 2*maxPending+16)),
-		declared: make(map[string]bool),
+		returns: ch.NotifyReturn(make(chan amqp.Return, 2*maxPending+16)),
 	}, nil
 }
 
@@ -74,7 +72,7 @@ type pendingPub struct {
 	tag           uint64
 	dc            *amqp.DeferredConfirmation // set once published
 	exchange, key string
-	msg           *amqp.Publishing
+	msg           amqp.Publishing
 	returned      bool // basic.return seen; the confirm follows
 }
 
@@ -166,7 +164,7 @@ var errChannelLost = errors.New("rabbitmq: publish channel lost before the confi
 
 // publish sends msg and returns its pending publish, for wait.
 func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pendingPub, error) {
-	p := &pendingPub{exchange: exchange, key: key, msg: &msg}
+	p := &pendingPub{exchange: exchange, key: key, msg: msg}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.ch.IsClosed() {
@@ -178,7 +176,7 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 	pc.pmu.Lock()
 	pc.pending[p.tag] = p
 	pc.pmu.Unlock()
-	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, p.msg)
 	if err == nil && dc == nil {
 		err = errors.New("channel not in confirm mode")
 	}
