@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/rabbitmq"
+	"github.com/eventstream-go/eventstream/internal/brokertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -74,6 +78,110 @@ func (e *RabbitEnv) deleteQueue(q string) {
 		_, err := ch.QueueDelete(q, false, false, false)
 		return err
 	})
+}
+
+// RabbitServer is the RabbitMQ broker of a report run: a private node
+// (brokertest.RabbitMQ, the one the adapter tests use) or the broker named
+// by $RABBITMQ_URL.
+type RabbitServer struct {
+	// URL is the AMQP URI of the broker.
+	URL string
+	// Pid is the process id of the node's Erlang VM (beam.smp) for CPU
+	// accounting; 0 for $RABBITMQ_URL or when it cannot be found.
+	Pid int
+	// External reports that the broker is $RABBITMQ_URL's.
+	External bool
+	tb       *startTB
+}
+
+// StartRabbitMQ starts a private RabbitMQ node (the Debian package
+// rabbitmq-server, on free loopback ports, in a temporary directory) and
+// returns once it accepts connections; with $RABBITMQ_URL set it returns
+// that broker instead. Without rabbitmq-server it fails with an error that
+// names the install command.
+func StartRabbitMQ() (*RabbitServer, error) {
+	tb := &startTB{}
+	done := make(chan *brokertest.Broker, 1)
+	// brokertest reports through testing.TB, whose Fatal and Skip end the
+	// calling goroutine: start in a goroutine of its own.
+	go func() {
+		defer close(done)
+		done <- brokertest.RabbitMQ(tb)
+	}()
+	b := <-done
+	if b == nil {
+		tb.cleanup()
+		return nil, fmt.Errorf("rabbitmq: %s", strings.TrimPrefix(tb.msg, "brokertest: "))
+	}
+	s := &RabbitServer{URL: b.URL(), External: b.External(), tb: tb}
+	if !s.External {
+		s.Pid = groupProcess(b.Pid(), "beam.smp")
+	}
+	return s, nil
+}
+
+// Close stops a private node and removes its directory.
+func (s *RabbitServer) Close() { s.tb.cleanup() }
+
+// groupProcess returns the pid of the process named comm in process group
+// pgid, or 0 (also where /proc does not exist).
+func groupProcess(pgid int, comm string) int {
+	if pgid <= 0 {
+		return 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...
+		st := string(b)
+		i, j := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(st[j+1:])
+		if len(f) > 2 && st[i+1:j] == comm && f[2] == strconv.Itoa(pgid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// startTB is the testing.TB brokertest needs outside a test: Fatal and Skip
+// record the message and end the starting goroutine, cleanups run at
+// cleanup. The methods it does not override panic (the embedded interface
+// is nil); brokertest's starters do not call them.
+type startTB struct {
+	testing.TB
+	msg      string
+	cleanups []func()
+}
+
+func (t *startTB) Helper()                   {}
+func (t *startTB) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
+func (t *startTB) Log(...any)                {}
+func (t *startTB) Logf(string, ...any)       {}
+func (t *startTB) Failed() bool              { return t.msg != "" }
+func (t *startTB) Fatal(args ...any)         { t.stop(fmt.Sprint(args...)) }
+func (t *startTB) Fatalf(f string, a ...any) { t.stop(fmt.Sprintf(f, a...)) }
+func (t *startTB) Skip(args ...any)          { t.stop(fmt.Sprint(args...)) }
+func (t *startTB) Skipf(f string, a ...any)  { t.stop(fmt.Sprintf(f, a...)) }
+func (t *startTB) stop(msg string)           { t.msg = msg; runtime.Goexit() }
+
+func (t *startTB) cleanup() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
+	}
+	t.cleanups = nil
 }
 
 // RabbitPeer is a RabbitMQ client under test.

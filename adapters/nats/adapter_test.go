@@ -251,6 +251,97 @@ func TestNakOnCancel(t *testing.T) {
 	}
 }
 
+// TestEndKeepsReceived: when a subscription ends by its context or by Close,
+// a message the reader received and did not acknowledge is not handed to
+// another member while a handler may still work on it: the reader can still
+// acknowledge it (by context) and the cancel function hands back the rest;
+// only what the reader never received goes back to the group at once.
+func TestEndKeepsReceived(t *testing.T) {
+	for _, byClose := range []bool{false, true} {
+		name := "context"
+		if byClose {
+			name = "close"
+		}
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(sharedURL(t))
+			cfg.AckWait = 2 * time.Minute
+			cfg.MaxInFlight = 16
+			a := newAdapter(t, cfg)
+			b := newAdapter(t, cfg)
+			topic, group := uniq(t, "t"), "g"
+			const n = 40
+			for i := range n {
+				publish(t, b, topic, "", fmt.Sprint(i))
+			}
+			ctx, cancelCtx := context.WithCancel(context.Background())
+			defer cancelCtx()
+			ch, cancel, err := a.Subscribe(ctx, topic, group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			inHandler := recv(t, ch) // a handler works on it while the subscription ends
+			other := recv(t, ch)     // received, never acknowledged
+			received := map[string]bool{string(inHandler.Value()): true, string(other.Value()): true}
+			if byClose {
+				if err := a.Close(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				cancelCtx()
+			}
+			for m := range ch { // what the reader takes until the channel closes is received too
+				received[string(m.Value())] = true
+			}
+
+			ch2, _ := subscribe(t, b, topic, group)
+			got := map[string]bool{}
+			take := func(want func() bool) {
+				t.Helper()
+				for !want() {
+					m := recv(t, ch2)
+					got[string(m.Value())] = true
+					ack(t, b, group, m)
+				}
+			}
+			// Everything the first reader never received comes at once.
+			take(func() bool {
+				for i := range n {
+					if v := fmt.Sprint(i); !received[v] && !got[v] {
+						return false
+					}
+				}
+				return true
+			})
+			if byClose {
+				if err := a.Ack(context.Background(), group, inHandler); !errors.Is(err, eventstream.ErrAdapterClosed) {
+					t.Errorf("Ack after Close = %v, want ErrAdapterClosed", err)
+				}
+			} else {
+				if err := a.Ack(context.Background(), group, inHandler); err != nil {
+					t.Errorf("Ack of a received message after the end by context: %v", err)
+				}
+				cancel() // hands back the other received messages
+				take(func() bool {
+					for v := range received {
+						if v != string(inHandler.Value()) && !got[v] {
+							return false
+						}
+					}
+					return true
+				})
+			}
+			// Whatever was queued for this group is in front of a new
+			// message: the one in the handler must not have been.
+			publish(t, b, topic, "", "end")
+			take(func() bool { return got["end"] })
+			if got[string(inHandler.Value())] {
+				t.Errorf("message %q was delivered to another member while its handler still ran", inHandler.Value())
+			}
+		})
+	}
+}
+
 // TestPullBound: a subscription never holds more than MaxInFlight messages,
 // and it pulls more as they are acknowledged.
 func TestPullBound(t *testing.T) {

@@ -59,9 +59,15 @@
 // the way (it waits for a round trip to the server, so that every message
 // the server sent has arrived; what the server assigns after it saw the
 // unsubscription it gives to another member), and sends a negative
-// acknowledgement for every message it holds that was not acknowledged, so
-// the group gets them again at once; an Ack for such a message afterwards
-// is ignored. A member that dies without ending its subscriptions (a crash)
+// acknowledgement for every message it holds that the reader never took
+// from the channel, so the group gets them again at once. A message the
+// reader took stays the reader's until it is acknowledged, so that no other
+// member processes it while a handler still does: the cancel function hands
+// back those not acknowledged (the bus calls it after its handlers
+// returned); after an end by the context or Close they can still be
+// acknowledged (not after Close: the connection is gone), and otherwise the
+// server redelivers them after AckWait. An Ack for a message handed back is
+// ignored. A member that dies without ending its subscriptions (a crash)
 // leaves its messages invisible until AckWait passes; then the server
 // delivers them to the other members.
 //

@@ -49,10 +49,21 @@ type subscription struct {
 	mu     sync.Mutex
 	held   map[*Message]struct{} // arrived, not acknowledged, not handed back
 	ready  []*Message            // held, not yet taken by run
+	behind bool                  // run has messages to send: onMsg queues new ones behind them
 	req    pull                  // the outstanding pull request
 	pinID  string                // Exclusive: the pin the server gave this member
 	gotAny bool                  // a message arrived
 	ended  bool                  // finish took the held messages; later arrivals are handed back at once
+
+	// released: the cancel function was called, so the reader is done
+	// with what it received and did not acknowledge. kept: what the reader
+	// received, had not acknowledged when the subscription ended by ctx
+	// or Close, and may still be handling; the cancel function hands it
+	// back. unpin: an Exclusive member left its unpin to the cancel
+	// function, after that hand-back.
+	released bool
+	kept     []*Message
+	unpin    bool
 }
 
 // Subscribe joins consumer group groupID on topic: it creates the topic's
@@ -66,17 +77,30 @@ type subscription struct {
 // server for no more than the room it has left), and every
 // Config.InProgressInterval it tells the server that the messages it holds
 // are still being worked on, so none is redelivered to the group while the
-// subscription lives, however slow its handler. The channel is unbuffered.
+// subscription lives, however slow its handler. Messages wait in the
+// channel's buffer (they are held like the others) until the reader takes
+// them.
 //
 // The subscription ends when cancel is called, ctx is done or the adapter is
 // closed: it stops pulling, ends its inbox subscription and waits (one round
 // trip to the server) until every message the server sent to it has
-// arrived, hands every message it holds and that was not acknowledged back
-// to the group with a negative acknowledgement (the group gets them again
-// at once), and closes the channel once its goroutine returned. cancel waits for that and is idempotent. An Ack after that is
-// ignored and returns nil. A consumer deleted behind the adapter's back is
-// created again; connection losses and server restarts are ridden out by
-// reconnecting.
+// arrived, hands back to the group with a negative acknowledgement (the
+// group gets them again at once) every message it holds that the reader
+// never received from the channel, and closes the channel once its
+// goroutine returned. cancel waits for that and is idempotent.
+//
+// A message the reader received belongs to the reader until it is
+// acknowledged: the subscription ending does not hand it to another member
+// while a handler may still work on it. cancel hands back every received
+// message that is not acknowledged yet (calling cancel says the reader is
+// done with them; the bus calls it once its handlers have returned). When
+// the subscription ended by ctx or Close, an Ack of such a message before
+// cancel still acknowledges it (after Close it fails with
+// eventstream.ErrAdapterClosed), and one neither acknowledged nor handed
+// back by cancel is redelivered by the server after AckWait. An Ack of a
+// message that was handed back is ignored and returns nil. A consumer
+// deleted behind the adapter's back is created again; connection losses
+// and server restarts are ridden out by reconnecting.
 //
 // Subscribe fails with an error wrapping eventstream.ErrEmptyTopic,
 // eventstream.ErrNoConsumerGroup, ErrInvalidTopic, eventstream.ErrAdapterClosed
@@ -148,7 +172,7 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 	a.subs[s] = struct{}{}
 	a.smu.Unlock()
 	go s.run()
-	return s.out, s.stop, nil
+	return s.out, s.release, nil
 }
 
 func (a *Adapter) isClosing() bool {
@@ -160,10 +184,32 @@ func (a *Adapter) isClosing() bool {
 	}
 }
 
-// stop ends the subscription and waits until its channel is closed.
+// stop ends the subscription and waits until its channel is closed. What
+// the reader received and did not acknowledge stays with it (see kept).
 func (s *subscription) stop() {
 	s.cancel()
 	<-s.done
+}
+
+// release is the cancel function of the subscription: it ends the
+// subscription, waits until its channel is closed, and hands back what the
+// reader received and did not acknowledge.
+func (s *subscription) release() {
+	s.mu.Lock()
+	s.released = true
+	s.mu.Unlock()
+	s.stop()
+	s.mu.Lock()
+	kept, unpin := s.kept, s.unpin
+	s.kept, s.unpin = nil, false
+	s.mu.Unlock()
+	if s.a.isClosing() {
+		return // the connection is gone: the server redelivers after AckWait
+	}
+	s.handBack(kept)
+	if unpin {
+		s.unpinSelf()
+	}
 }
 
 func (s *subscription) consumerConfig() jetstream.ConsumerConfig {
@@ -265,9 +311,8 @@ func (s *subscription) heldCount() int {
 	return len(s.held)
 }
 
-// release forgets m (acknowledged or handed back) and, when run waits for
-// room, wakes it.
-func (s *subscription) release(m *Message) {
+// forget forgets m (acknowledged) and, when run waits for room, wakes it.
+func (s *subscription) forget(m *Message) {
 	s.mu.Lock()
 	delete(s.held, m)
 	s.mu.Unlock()
@@ -294,11 +339,12 @@ func (s *subscription) inProgress() {
 	}
 }
 
-// outBuffer is the capacity of a subscription's channel: a few messages
-// ready for the reader save a goroutine switch per message. Messages in the
-// channel are held like all others (they count against MaxInFlight and get
-// in-progress acknowledgements).
-func outBuffer(maxInFlight int) int { return min(64, max(1, maxInFlight/8)) }
+// outBuffer is the capacity of a subscription's channel: room for every
+// message it may hold (up to a limit), so that onMsg hands them to the
+// reader directly, without run in between. Messages in the channel are held
+// like all others (they count against MaxInFlight and get in-progress
+// acknowledgements); what does not fit waits in ready and run's queue.
+func outBuffer(maxInFlight int) int { return min(4096, max(1, maxInFlight)) }
 
 // linger is how long a subscription with a little room left waits for more
 // room before it pulls for what it has.
@@ -365,14 +411,26 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 		return
 	}
 	s.held[m] = struct{}{}
-	s.ready = append(s.ready, m)
+	// Straight to the reader unless earlier messages wait for room in the
+	// channel (order).
+	wake := true
+	if !s.behind && len(s.ready) == 0 {
+		select {
+		case s.out <- m:
+			wake = false
+		default:
+		}
+	}
+	if wake {
+		s.ready = append(s.ready, m)
+	}
 	s.gotAny = true
 	// Messages carry their stream subject, not the request's: count them
 	// against the outstanding request (only one is).
 	if !s.req.over {
 		s.req.beat = true
 		if s.req.left--; s.req.left <= 0 {
-			s.req.over = true
+			s.req.over, wake = true, true
 		}
 	}
 	if s.a.cfg.Exclusive {
@@ -381,7 +439,9 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 		}
 	}
 	s.mu.Unlock()
-	s.signal()
+	if wake {
+		s.signal()
+	}
 }
 
 // onStatus handles a status reply of the server to a pull request.
@@ -457,14 +517,14 @@ func (s *subscription) sendPull(n int) error {
 // messages to the channel. It never asks for more than the room left under
 // MaxInFlight.
 func (s *subscription) run() {
-	defer s.finish()
+	var queue []*Message // held, not yet handed to the channel
+	defer func() { s.finish(queue) }()
 	maxInFlight := s.a.cfg.MaxInFlight
 	threshold := max(1, maxInFlight/4)
 
 	var (
-		queue    []*Message // held, not yet handed to the channel
-		pulling  bool       // a pull request is outstanding
-		missed   int        // heartbeat periods without news from it
+		pulling  bool // a pull request is outstanding
+		missed   int  // heartbeat periods without news from it
 		failures int
 		retry    *time.Timer // pause after a failed pull
 		retryC   <-chan time.Time
@@ -546,6 +606,7 @@ func (s *subscription) run() {
 				clear(s.ready)
 				s.ready = s.ready[:0]
 			}
+			s.behind = len(queue) > 0
 			over, err := s.req.over, s.req.err
 			s.mu.Unlock()
 			if pulling && over {
@@ -570,6 +631,14 @@ func (s *subscription) run() {
 				default:
 				}
 				break
+			}
+			if len(queue) == 0 {
+				// Caught up: onMsg sends to the channel itself again,
+				// unless more came meanwhile.
+				s.mu.Lock()
+				queue, s.ready = s.ready, queue[:0]
+				s.behind = len(queue) > 0
+				s.mu.Unlock()
 			}
 		case <-s.freed:
 		case <-retryC:
@@ -677,17 +746,18 @@ func (s *subscription) drain() {
 	}
 }
 
-// finish hands back every held message that was not acknowledged and
-// closes the channel.
-func (s *subscription) finish() {
+// finish hands back every held message the reader never received (queue:
+// run's, not yet sent on the channel) and closes the channel. What the
+// reader received and did not acknowledge is handed back too when the
+// cancel function ended the subscription, and kept for it otherwise.
+func (s *subscription) finish(queue []*Message) {
 	s.drain()
 	s.mu.Lock()
 	s.ended = true
-	ms := make([]*Message, 0, len(s.held))
-	for m := range s.held {
-		ms = append(ms, m)
-	}
+	held := s.held
 	s.held = make(map[*Message]struct{})
+	unread := make([]*Message, 0, len(queue)+len(s.ready)+len(s.out))
+	unread = append(append(unread, queue...), s.ready...)
 	s.ready = nil
 	gotAny := s.gotAny
 	s.mu.Unlock()
@@ -695,11 +765,51 @@ func (s *subscription) finish() {
 	// any more: they are handed back below with the rest.
 	for drained := false; !drained; {
 		select {
-		case <-s.out:
+		case m := <-s.out:
+			unread = append(unread, m.(*Message))
 		default:
 			drained = true
 		}
 	}
+	for _, m := range unread {
+		delete(held, m)
+	}
+	var received []*Message
+	for m := range held {
+		if m.state.Load() == msgPending {
+			received = append(received, m)
+		}
+	}
+	s.mu.Lock()
+	released := s.released
+	if released {
+		unread = append(unread, received...)
+	} else {
+		s.kept = received
+	}
+	unpin := s.a.cfg.Exclusive && gotAny
+	if unpin && !released && len(received) > 0 {
+		// Another member takes over once the received messages are
+		// back, so that it gets every key in order.
+		s.unpin, unpin = true, false
+	}
+	s.mu.Unlock()
+	s.handBack(unread)
+	if unpin && s.a.nc.IsConnected() {
+		s.unpinSelf()
+	}
+	close(s.out)
+	s.a.smu.Lock()
+	delete(s.a.subs, s)
+	s.a.smu.Unlock()
+	close(s.done)
+}
+
+// handBack gives the messages of ms that are neither acknowledged nor handed
+// back yet to the group again, in stream order, with negative
+// acknowledgements, and waits (a bounded time) until the server processed
+// them.
+func (s *subscription) handBack(ms []*Message) {
 	// The server redelivers in the order of the Naks: keep stream order,
 	// so that a member taking over (Exclusive) gets every key in order.
 	slices.SortFunc(ms, func(x, y *Message) int { return cmp.Compare(x.Sequence(), y.Sequence()) })
@@ -732,32 +842,28 @@ func (s *subscription) finish() {
 	if len(back) > 0 {
 		s.log.Debug("nats: subscription ended, handed messages back", "count", len(back))
 	}
-	if s.a.cfg.Exclusive && gotAny && s.a.nc.IsConnected() {
-		// Probably pinned: let another member take over now rather than
-		// after PinnedTTL. (Unpinning another member only makes the
-		// server pin again.)
-		ctx, cancel := context.WithTimeout(context.Background(), min(s.a.cfg.RequestTimeout, 2*time.Second))
-		st, err := s.a.js.Stream(ctx, s.stream)
-		if err == nil {
-			err = st.UnpinConsumer(ctx, s.consumer, priorityGroup)
-		}
-		cancel()
-		if err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
-			s.log.Debug("nats: unpin at the end of the subscription", "err", err)
-		}
+}
+
+// unpinSelf lets another member of an Exclusive group take over now rather
+// than after PinnedTTL. (Unpinning another member only makes the server pin
+// again.)
+func (s *subscription) unpinSelf() {
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.a.cfg.RequestTimeout, 2*time.Second))
+	defer cancel()
+	st, err := s.a.js.Stream(ctx, s.stream)
+	if err == nil {
+		err = st.UnpinConsumer(ctx, s.consumer, priorityGroup)
 	}
-	close(s.out)
-	s.a.smu.Lock()
-	delete(s.a.subs, s)
-	s.a.smu.Unlock()
-	close(s.done)
+	if err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+		s.log.Debug("nats: unpin at the end of the subscription", "err", err)
+	}
 }
 
 // Ack acknowledges msg, a *Message this adapter delivered to groupID. The
 // acknowledgement is sent without waiting for the server's answer: a lost
 // one (connection loss) means the message is delivered again. Acknowledging
-// a message twice, or after its subscription ended (it was handed back to
-// the group then), does nothing and returns nil. Ack fails for a message of
+// a message twice, or after it was handed back to the group (see
+// Subscribe), does nothing and returns nil. Ack fails for a message of
 // another adapter or group, and with an error wrapping
 // eventstream.ErrAdapterClosed after Close.
 func (a *Adapter) Ack(ctx context.Context, groupID string, msg eventstream.Message) error {
@@ -778,7 +884,7 @@ func (a *Adapter) Ack(ctx context.Context, groupID string, msg eventstream.Messa
 		return nil
 	}
 	err := m.reply(ackAck)
-	m.sub.release(m)
+	m.sub.forget(m)
 	if err != nil {
 		return fmt.Errorf("nats: ack of message %d on %q: %w", m.Sequence(), m.topic, err)
 	}

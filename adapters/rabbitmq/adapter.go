@@ -43,6 +43,7 @@ type Adapter struct {
 	subs   map[*subscription]struct{}
 	once   sync.Once
 	wg     sync.WaitGroup // subscriptions
+	late   sync.WaitGroup // settling publishes whose caller gave up (goLate)
 }
 
 var (
@@ -96,12 +97,7 @@ func (a *Adapter) Close() error {
 		a.wg.Wait()
 		a.subConn.close()
 		a.pubConn.close()
-		a.pmu.Lock()
-		pc := a.pc
-		a.pmu.Unlock()
-		if pc != nil {
-			<-pc.dead
-		}
+		a.late.Wait() // the closed connection confirmed everything (negatively)
 	})
 	return nil
 }
@@ -136,8 +132,7 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	if a.isClosed() {
 		return fmt.Errorf("rabbitmq: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
 	}
-	ex, err := exchangeName(topic)
-	if err != nil {
+	if err := checkExchangeName(topic); err != nil {
 		return fmt.Errorf("rabbitmq: publish: %w", err)
 	}
 	headers := make(amqp.Table, len(r.Headers)+3)
@@ -191,13 +186,14 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if err != nil {
 			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, err)
 		}
-		if err := a.declareExchange(ctx, pc, topic); err != nil {
+		ex, err := a.declareExchange(ctx, pc, topic)
+		if err != nil {
 			if errors.Is(err, errChannelLost) {
 				continue
 			}
 			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, err)
 		}
-		w, err := pc.publish(ctx, ex, key, msg)
+		p, err := pc.publish(ctx, ex, key, msg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ctx.Err())
@@ -208,27 +204,36 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 			a.log.Debug("rabbitmq: publish failed, retrying", "topic", topic, "error", err)
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("rabbitmq: publish to %q: waiting for the confirm: %w", topic, ctx.Err())
-		case res := <-w:
-			switch res {
-			case resAcked:
-				return nil
-			case resNacked:
-				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrNacked)
-			case resReturned:
-				if n := a.cfg.Partitions; n > 1 {
-					return fmt.Errorf("rabbitmq: publish to %q (partition %s of %d): %w", topic, key, n, ErrUnroutable)
-				}
-				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrUnroutable)
-			default: // lost: publish again
-				if a.isClosed() {
-					return fmt.Errorf("rabbitmq: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
-				}
-				a.log.Debug("rabbitmq: channel lost before the confirm, publishing again", "topic", topic)
-			}
+		res, err := pc.wait(ctx, p, a.goLate)
+		if err != nil {
+			return fmt.Errorf("rabbitmq: publish to %q: waiting for the confirm: %w", topic, err)
 		}
+		switch res {
+		case resAcked:
+			return nil
+		case resNacked:
+			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrNacked)
+		case resReturned:
+			if n := a.cfg.Partitions; n > 1 {
+				return fmt.Errorf("rabbitmq: publish to %q (partition %s of %d): %w", topic, key, n, ErrUnroutable)
+			}
+			return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ErrUnroutable)
+		default: // lost: publish again
+			if a.isClosed() {
+				return fmt.Errorf("rabbitmq: publish to %q: %w", topic, eventstream.ErrAdapterClosed)
+			}
+			a.log.Debug("rabbitmq: channel lost before the confirm, publishing again", "topic", topic)
+		}
+	}
+}
+
+// goLate runs f in a goroutine that Close waits for, unless the adapter is
+// closed (then the connection and every outstanding publish go with it).
+func (a *Adapter) goLate(f func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		a.late.Go(f)
 	}
 }
 
@@ -265,32 +270,33 @@ func (a *Adapter) pubChannel(ctx context.Context) (*pubChannel, error) {
 	}
 }
 
-// declareExchange declares topic's exchange once per connection.
-func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic string) error {
-	if _, ok := pc.known.Load(topic); ok {
-		return nil
+// declareExchange declares topic's exchange once per connection and
+// returns its name.
+func (a *Adapter) declareExchange(ctx context.Context, pc *pubChannel, topic string) (string, error) {
+	if ex, ok := pc.known.Load(topic); ok {
+		return ex.(string), nil
 	}
 	pc.dmu.Lock()
 	defer pc.dmu.Unlock()
-	if pc.declared[topic] {
-		return nil
+	if ex, ok := pc.known.Load(topic); ok {
+		return ex.(string), nil
 	}
 	conn, gen, err := a.pubConn.get(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if gen != pc.gen {
-		return errChannelLost
+		return "", errChannelLost
 	}
 	if err := withChannel(conn, func(ch *amqp.Channel) error { return a.declareExchangeOn(ch, topic) }); err != nil {
 		if conn.IsClosed() {
-			return errChannelLost
+			return "", errChannelLost
 		}
-		return err
+		return "", err
 	}
-	pc.declared[topic] = true
-	pc.known.Store(topic, struct{}{})
-	return nil
+	ex := exchangePrefix + topic
+	pc.known.Store(topic, ex)
+	return ex, nil
 }
 
 // withChannel runs fn on a new channel of conn and closes it.

@@ -242,14 +242,24 @@ func redact(u amqp.URI) string {
 // to "es.<topic>/<group>/<i>".
 
 func exchangeName(topic string) (string, error) {
+	if err := checkExchangeName(topic); err != nil {
+		return "", err
+	}
+	return exchangePrefix + topic, nil
+}
+
+const exchangePrefix = "es."
+
+// checkExchangeName reports why topic has no valid exchange name, if it has
+// none.
+func checkExchangeName(topic string) error {
 	if topic == "" {
-		return "", eventstream.ErrEmptyTopic
+		return eventstream.ErrEmptyTopic
 	}
-	n := "es." + topic
-	if len(n) > 255 {
-		return "", fmt.Errorf("%w: exchange name for topic %q is longer than 255 bytes", ErrInvalidName, topic)
+	if len(exchangePrefix)+len(topic) > 255 {
+		return fmt.Errorf("%w: exchange name for topic %q is longer than 255 bytes", ErrInvalidName, topic)
 	}
-	return n, nil
+	return nil
 }
 
 var nameEscaper = strings.NewReplacer("%", "%25", "/", "%2F")

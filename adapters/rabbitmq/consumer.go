@@ -90,13 +90,23 @@ func (g *generation) acker() {
 }
 
 // handedOut records that the message of tag was given to the subscriber
-// (tags arrive in ascending order).
+// (tags arrive in ascending order). When that fills the window while
+// handled tags wait behind an unhandled one, it wakes the acker: they must
+// go one by one now, or the broker sends nothing more (and the subscriber
+// may be waiting for the next message before it handles the unhandled one).
 func (g *generation) handedOut(tag uint64) {
 	g.total.Add(1)
 	g.mu.Lock()
 	g.out++
 	g.order = append(g.order, tag)
+	wake := g.out >= g.full && len(g.pending) > 0
 	g.mu.Unlock()
+	if wake {
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // takeBack undoes handedOut for the last message handed out, which the

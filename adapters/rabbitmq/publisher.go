@@ -23,7 +23,16 @@ const (
 
 // pubChannel is one confirm-mode channel of the publishing connection.
 // Publishes are pipelined: every Publish call registers its delivery tag and
-// waits for its own confirm, while any number of others are outstanding.
+// waits for its own confirm (the library's deferred confirmation), while any
+// number of others are outstanding.
+//
+// Returns (basic.return, for mandatory messages no queue took) carry no
+// delivery tag. The broker sends a message's return before its confirm and
+// the library's reader hands the return to the buffered returns channel
+// before it processes that confirm, so once a publish is confirmed its
+// return, if any, is in the channel: every publisher drains the channel
+// (under pmu) after its confirm, before it looks at its own outcome, and
+// charges each return to the pending publish it matches.
 type pubChannel struct {
 	ch  *amqp.Channel
 	gen uint64 // connection generation
@@ -31,14 +40,11 @@ type pubChannel struct {
 	mu sync.Mutex // orders GetNextPublishSeqNo and the publish
 
 	pmu     sync.Mutex
-	pending map[uint64]*pendingPub
-	lost    bool
+	pending map[uint64]*pendingPub // published, outcome not taken yet
+	returns chan amqp.Return       // nil once the library closed it
 
-	dead chan struct{} // closed when the channel is gone
-
-	dmu      sync.Mutex
-	declared map[string]bool // exchanges known to exist on this connection
-	known    sync.Map        // the same, read without dmu
+	dmu   sync.Mutex // serializes declarations
+	known sync.Map   // topic → exchange name, for exchanges known to exist on this connection
 }
 
 func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChannel, error) {
@@ -50,78 +56,43 @@ func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChan
 		_ = ch.Close()
 		return nil, err
 	}
-	pc := &pubChannel{
-		ch:       ch,
-		gen:      gen,
-		pending:  make(map[uint64]*pendingPub),
-		dead:     make(chan struct{}),
-		declared: make(map[string]bool),
-	}
-	// The return channel is unbuffered: the library hands over a return
-	// before it processes the confirm of the same message, and both are
-	// received by the single loop goroutine, so a return is always recorded
-	// before its confirm is seen.
-	returns := ch.NotifyReturn(make(chan amqp.Return))
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, maxPending+16))
-	go pc.loop(returns, confirms)
-	return pc, nil
-}
-
-func (pc *pubChannel) loop(returns <-chan amqp.Return, confirms <-chan amqp.Confirmation) {
-	defer close(pc.dead)
-	for {
-		select {
-		case r, ok := <-returns:
-			if !ok {
-				returns = nil
-				continue
-			}
-			pc.pmu.Lock()
-			for _, p := range pc.matchReturn(&r) {
-				p.returned = true
-			}
-			pc.pmu.Unlock()
-		case c, ok := <-confirms:
-			if !ok {
-				pc.pmu.Lock()
-				pc.lost = true
-				for tag, p := range pc.pending {
-					p.w <- resLost
-					delete(pc.pending, tag)
-				}
-				pc.pmu.Unlock()
-				// Drain returns until the library closes them too.
-				if returns != nil {
-					for range returns {
-					}
-				}
-				return
-			}
-			pc.pmu.Lock()
-			p := pc.pending[c.DeliveryTag]
-			delete(pc.pending, c.DeliveryTag)
-			pc.pmu.Unlock()
-			if p == nil {
-				continue
-			}
-			switch {
-			case !c.Ack:
-				p.w <- resNacked
-			case p.returned:
-				p.w <- resReturned
-			default:
-				p.w <- resAcked
-			}
-		}
-	}
+	return &pubChannel{
+		ch:      ch,
+		gen:     gen,
+		pending: make(map[uint64]*pendingPub),
+		// At most one return per outstanding publish; publishes whose
+		// caller gave up are settled too (see wait), so this never fills
+		// (the library would drop a return after blocking 5 s).
+		returns: ch.NotifyReturn(make(chan amqp.Return, 2*maxPending+16)),
+	}, nil
 }
 
 // pendingPub is a published message waiting for its confirm.
 type pendingPub struct {
-	w             chan pubResult
+	tag           uint64
+	dc            *amqp.DeferredConfirmation // set once published
 	exchange, key string
-	msg           *amqp.Publishing
+	msg           amqp.Publishing
 	returned      bool // basic.return seen; the confirm follows
+}
+
+// drainReturnsLocked charges every return received so far (called with pmu
+// held).
+func (pc *pubChannel) drainReturnsLocked() {
+	for pc.returns != nil {
+		select {
+		case r, ok := <-pc.returns:
+			if !ok {
+				pc.returns = nil
+				return
+			}
+			for _, p := range pc.matchReturn(&r) {
+				p.returned = true
+			}
+		default:
+			return
+		}
+	}
 }
 
 // matchReturn returns the pending publishes a basic.return is charged to
@@ -191,33 +162,72 @@ func sameTable(sent, got amqp.Table) bool {
 
 var errChannelLost = errors.New("rabbitmq: publish channel lost before the confirm")
 
-// publish sends msg and returns the channel its outcome will arrive on.
-func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (<-chan pubResult, error) {
-	p := &pendingPub{w: make(chan pubResult, 1), exchange: exchange, key: key, msg: &msg}
+// publish sends msg and returns its pending publish, for wait.
+func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pendingPub, error) {
+	p := &pendingPub{exchange: exchange, key: key, msg: msg}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	tag := pc.ch.GetNextPublishSeqNo()
-	pc.pmu.Lock()
-	if pc.lost {
-		pc.pmu.Unlock()
+	if pc.ch.IsClosed() {
 		return nil, errChannelLost
 	}
-	pc.pending[tag] = p
+	// Registered before it is sent: its return may come before
+	// PublishWithDeferredConfirm returns.
+	p.tag = pc.ch.GetNextPublishSeqNo()
+	pc.pmu.Lock()
+	pc.pending[p.tag] = p
 	pc.pmu.Unlock()
-	if err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg); err != nil {
-		pc.pmu.Lock()
-		delete(pc.pending, tag)
-		pc.pmu.Unlock()
+	dc, err := pc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, p.msg)
+	if err == nil && dc == nil {
+		err = errors.New("channel not in confirm mode")
+	}
+	pc.pmu.Lock()
+	if err != nil {
+		delete(pc.pending, p.tag)
+	} else {
+		p.dc = dc
+	}
+	pc.pmu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errChannelLost, err)
 	}
-	return p.w, nil
+	return p, nil
 }
 
-func (pc *pubChannel) isDead() bool {
+// wait waits for the outcome of p, or for the end of ctx; then p is settled
+// in the background (by goLate) once its confirm comes, so that its return
+// is charged to it and not to another publish.
+func (pc *pubChannel) wait(ctx context.Context, p *pendingPub, goLate func(func())) (pubResult, error) {
 	select {
-	case <-pc.dead:
-		return true
-	default:
-		return false
+	case <-p.dc.Done():
+		return pc.settle(p), nil
+	case <-ctx.Done():
+		goLate(func() {
+			<-p.dc.Done() // confirmed, or the channel closed
+			pc.settle(p)
+		})
+		return 0, ctx.Err()
 	}
 }
+
+// settle takes the outcome of a confirmed p.
+func (pc *pubChannel) settle(p *pendingPub) pubResult {
+	pc.pmu.Lock()
+	pc.drainReturnsLocked()
+	delete(pc.pending, p.tag)
+	returned := p.returned
+	pc.pmu.Unlock()
+	switch {
+	case p.dc.Acked() && returned:
+		return resReturned
+	case p.dc.Acked():
+		return resAcked
+	case pc.ch.IsClosed():
+		// The library confirms every outstanding publish negatively
+		// when the channel closes: the outcome is unknown.
+		return resLost
+	default:
+		return resNacked
+	}
+}
+
+func (pc *pubChannel) isDead() bool { return pc.ch.IsClosed() }

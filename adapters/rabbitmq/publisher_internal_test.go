@@ -12,7 +12,7 @@ import (
 // one it belongs to never reports success (a duplicate, never a loss).
 func TestMatchReturn(t *testing.T) {
 	pub := func(key, body string, headers amqp.Table) *pendingPub {
-		return &pendingPub{exchange: "x", key: key, msg: &amqp.Publishing{Body: []byte(body), Headers: headers}}
+		return &pendingPub{exchange: "x", key: key, msg: amqp.Publishing{Body: []byte(body), Headers: headers}}
 	}
 	a, b, c, other := pub("k", "a", nil), pub("k", "b", nil), pub("k", "b", nil), pub("other", "b", nil)
 	pc := &pubChannel{pending: map[uint64]*pendingPub{1: a, 2: b, 3: c, 4: other}}

@@ -2,16 +2,15 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/eventstream-go/eventstream/bench"
 )
 
-// The RabbitMQ sections run against the broker named by $RABBITMQ_URL (a
-// node on a free port, not the system service; the adapter tests'
-// internal/brokertest starts one the same way); without it they are left
-// out of the report.
+// The RabbitMQ sections run against a private rabbitmq-server node started
+// for the run (bench.StartRabbitMQ: the node the adapter tests use), or the
+// broker named by $RABBITMQ_URL; without rabbitmq-server they are left out
+// of the report with the install command.
 
 func (r *runner) rabbitCounts() (seq, par, consume int) {
 	if r.o.quick {
@@ -44,11 +43,6 @@ func (r *runner) rabbitCases() (produce, consume []testCase) {
 }
 
 func (r *runner) runRabbit() error {
-	url := os.Getenv("RABBITMQ_URL")
-	if url == "" {
-		r.logf("rabbitmq: RABBITMQ_URL not set; RabbitMQ sections skipped")
-		return nil
-	}
 	produce, consume := r.rabbitCases()
 	any := false
 	for _, tc := range append(produce, consume...) {
@@ -59,12 +53,25 @@ func (r *runner) runRabbit() error {
 	if !any {
 		return nil
 	}
-	env, err := bench.NewRabbitEnv(url)
+	srv, err := bench.StartRabbitMQ()
+	if err != nil {
+		r.rabbitInfo = "not run: " + err.Error()
+		r.logf("%v", err)
+		return nil
+	}
+	defer srv.Close()
+	env, err := bench.NewRabbitEnv(srv.URL)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	r.rabbitInfo = "RabbitMQ at " + url
+	env.BrokerPid = srv.Pid
+	if srv.External {
+		r.rabbitInfo = "RabbitMQ at $RABBITMQ_URL (" + srv.URL + ")"
+	} else {
+		r.rabbitInfo = fmt.Sprintf("a private RabbitMQ node (rabbitmq-server, Erlang VM pid %d) at %s", srv.Pid, srv.URL)
+	}
+	r.logf("rabbitmq: %s", r.rabbitInfo)
 	r.cases = append(r.cases, produce...)
 	r.cases = append(r.cases, consume...)
 	for _, tc := range append(produce, consume...) {
