@@ -41,8 +41,10 @@ type Message interface {
 //     time. Subscribe on a closed adapter returns an error wrapping
 //     ErrAdapterClosed.
 //   - Delivery is at least once: a message that the group has not acknowledged
-//     with Ack is delivered again to the group, at the latest once the
-//     subscription that received it has ended. Messages are delivered in
+//     with Ack is delivered again to the group once the subscription that
+//     received it has ended: at once, or after a broker-specific timeout
+//     (a session timeout, an ack wait) when the adapter cannot hand it back
+//     itself, e.g. after a crash. Messages are delivered in
 //     publish order per key (per partition, for partitioned brokers), though a
 //     redelivered message may arrive after later ones.
 //   - Ack(ctx, groupID, msg) records that groupID has processed msg. It is

@@ -64,9 +64,10 @@
 // reader took stays the reader's until it is acknowledged, so that no other
 // member processes it while a handler still does: the cancel function hands
 // back those not acknowledged (the bus calls it after its handlers
-// returned); after an end by the context or Close they can still be
-// acknowledged (not after Close: the connection is gone), and otherwise the
-// server redelivers them after AckWait. An Ack for a message handed back is
+// returned); after an end by the context they can still be acknowledged
+// (after Close they cannot: the connection is gone, and Ack returns an error
+// wrapping ErrAdapterClosed), and otherwise the server redelivers them after
+// AckWait. An Ack for a message handed back is
 // ignored. A member that dies without ending its subscriptions (a crash)
 // leaves its messages invisible until AckWait passes; then the server
 // delivers them to the other members.
