@@ -54,6 +54,8 @@ func maxVersion(key int16) int16 {
 		return 5
 	case kmsg.Heartbeat, kmsg.LeaveGroup:
 		return 4
+	case kmsg.Fetch:
+		return 11
 	case kmsg.Metadata:
 		return 12
 	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
@@ -76,6 +78,11 @@ type brokerConn struct {
 	err      error // set once the connection failed; it is closed then
 
 	broken atomic.Bool // err is set or close was called: read without waiting for mu
+
+	// rbuf, when set, is where the next response is read if it fits (and
+	// the buffer it was read into otherwise): set by a caller that is done
+	// with the response before it gives the buffer to anyone else.
+	rbuf *[]byte
 }
 
 // dialBroker connects to addr with the adapter's TLS and SASL settings and
@@ -244,7 +251,16 @@ func (c *brokerConn) roundTrip(req []byte) ([]byte, error) {
 	if n < 4 || n > 64<<20 {
 		return nil, fmt.Errorf("response size %d out of range", n)
 	}
-	body := make([]byte, n)
+	var body []byte
+	switch {
+	case c.rbuf != nil && cap(*c.rbuf) >= int(n):
+		body = (*c.rbuf)[:n]
+	case c.rbuf != nil:
+		body = make([]byte, n)
+		*c.rbuf = body
+	default:
+		body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(c.nc, body); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,46 @@ type topicPartition struct {
 }
 
 // pendingRecord is one record waiting in a partition writer's queue. done
-// receives exactly one result.
+// receives exactly one result. Once the publisher received a nil result the
+// broker answered the request that carried the record, so nothing refers to
+// the pendingRecord any more and it goes back to the adapter's pool (with
+// its channel and buffers); after a failure or an abandoned wait it is left
+// to the garbage collector, since kafka-go may still be encoding it.
 type pendingRecord struct {
 	rec  eventstream.Record
 	done chan error
+
+	// What the produce request reads, reused: the kafka-go record's key and
+	// value readers and header slice.
+	key, value recordBytes
+	hdrs       []kafkago.Header
+}
+
+// recordBytes is a kafkago.Bytes over a slice, without an allocation of
+// its own.
+type recordBytes struct{ bytes.Reader }
+
+// Close implements kafkago.Bytes; there is nothing to release.
+func (*recordBytes) Close() error { return nil }
+
+// getPending returns a pendingRecord for r from the adapter's pool.
+func (a *Adapter) getPending(r eventstream.Record) *pendingRecord {
+	pr, _ := a.prPool.Get().(*pendingRecord)
+	if pr == nil {
+		pr = &pendingRecord{done: make(chan error, 1)}
+	}
+	pr.rec = r
+	return pr
+}
+
+// putPending returns pr, whose nil result was received, to the pool.
+func (a *Adapter) putPending(pr *pendingRecord) {
+	pr.rec = eventstream.Record{}
+	pr.key.Reset(nil)
+	pr.value.Reset(nil)
+	clear(pr.hdrs)
+	pr.hdrs = pr.hdrs[:0]
+	a.prPool.Put(pr)
 }
 
 // partitionWriter is the producer side of one topic partition: a bounded
@@ -148,7 +185,7 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 	} else {
 		p = a.nextRoundRobin(topic, n)
 	}
-	pr := &pendingRecord{rec: r, done: make(chan error, 1)}
+	pr := a.getPending(r)
 
 	tp := topicPartition{topic, p}
 	a.pmu.Lock()
@@ -181,6 +218,9 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 
 	select {
 	case err := <-pr.done:
+		if err == nil {
+			a.putPending(pr)
+		}
 		return err
 	case <-ctx.Done():
 		// The record may still be written: at-least-once, never reported
@@ -275,23 +315,28 @@ func (w *partitionWriter) failQueued(err error) {
 	}
 }
 
-func toKafkaRecord(r eventstream.Record) kafkago.Record {
+// kafkaRecord returns pr's record as kafka-go encodes it, reading through
+// pr's own buffers (reset, so a record sent again reads from the start).
+func (pr *pendingRecord) kafkaRecord() kafkago.Record {
+	r := &pr.rec
 	value := r.Value
 	if value == nil {
 		value = []byte{}
 	}
+	pr.value.Reset(value)
 	kr := kafkago.Record{
 		Time:  r.Time,
-		Value: kafkago.NewBytes(value),
+		Value: &pr.value,
 	}
 	if kr.Time.IsZero() {
 		kr.Time = time.Now()
 	}
 	if r.Key != nil {
-		kr.Key = kafkago.NewBytes(r.Key)
+		pr.key.Reset(r.Key)
+		kr.Key = &pr.key
 	}
 	if len(r.Headers) > 0 {
-		kr.Headers = make([]kafkago.Header, 0, len(r.Headers))
+		hs := pr.hdrs[:0]
 		for k, v := range r.Headers {
 			// kafka-go only reads header values (to encode them), so the
 			// string's bytes are used without a copy.
@@ -299,8 +344,10 @@ func toKafkaRecord(r eventstream.Record) kafkago.Record {
 			if v != "" {
 				value = unsafe.Slice(unsafe.StringData(v), len(v))
 			}
-			kr.Headers = append(kr.Headers, kafkago.Header{Key: k, Value: value})
+			hs = append(hs, kafkago.Header{Key: k, Value: value})
 		}
+		pr.hdrs = hs
+		kr.Headers = hs
 	}
 	return kr
 }

@@ -255,7 +255,7 @@ func (b *brokerWriter) produce(batches []partBatch) []error {
 	for _, pb := range batches {
 		recs := make([]kafkago.Record, len(pb.prs))
 		for i, pr := range pb.prs {
-			recs[i] = toKafkaRecord(pr.rec)
+			recs[i] = pr.kafkaRecord()
 		}
 		part := produce.RequestPartition{
 			Partition: int32(pb.w.partition),
