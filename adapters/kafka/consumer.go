@@ -335,11 +335,6 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 				offset = a.cfg.kafkaStartOffset()
 				continue
 			}
-			if errors.Is(err, errBadBatch) {
-				// Not retried at the same pace as a broker failure would
-				// be, but never skipped: the records stay undelivered.
-				log.Error("kafka: fetched records cannot be decoded", "offset", offset, "error", err)
-			}
 			if !retry("fetch", err) {
 				break
 			}
@@ -401,11 +396,6 @@ func (g *generation) commit(final bool) {
 			"group", g.s.group, "offsets", offsets)
 		return
 	}
-	if !g.s.topicUnchanged() {
-		// Kept pending (unless the topic was deleted): the next commit
-		// tries again.
-		return
-	}
 	g.acks.Store(0)
 	log := g.s.a.log.With("topic", g.s.topic, "group", g.s.group, "generation", g.id)
 	attempts := 1
@@ -418,7 +408,12 @@ func (g *generation) commit(final bool) {
 			// false means stopped early; the attempt is made all the same.
 			_ = retrywait.Sleep(g.s.ctx, g.s.a.closing, finalCommitBackoff.Delay(i))
 		}
-		err = g.s.member.commit(g.id, g.memberID, offsets)
+		err = g.s.member.commit(g.id, g.memberID, offsets, g.s.knownID(), g.s.topicUnchanged)
+		if errors.Is(err, errCommitSkipped) {
+			// Kept pending (unless the topic was deleted): the next commit
+			// tries again.
+			return
+		}
 		if err == nil {
 			for p, off := range offsets {
 				g.trackers[p].setCommitted(off)
@@ -430,7 +425,7 @@ func (g *generation) commit(final bool) {
 			errors.Is(err, kafkago.RebalanceInProgress) {
 			break
 		}
-		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+		if errors.Is(err, kafkago.UnknownTopicOrPartition) || errors.Is(err, kafkago.UnknownTopicID) {
 			g.s.suspectGone()
 			break
 		}
@@ -571,7 +566,15 @@ func (s *subscription) sameID(id [16]byte) bool {
 	return s.topicID == id
 }
 
-// topicUnchanged asks the metadata before offsets are committed: it reports
+// knownID returns the topic's id as first seen; zero while unknown.
+func (s *subscription) knownID() [16]byte {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	return s.topicID
+}
+
+// topicUnchanged asks the metadata before offsets are committed by topic
+// name (the coordinator cannot take them by topic id): it reports
 // false when the topic is unknown (the commit could not succeed) or was
 // created again since the subscription first saw it (the offsets belong to
 // the deleted topic; the subscription then ends). When the broker does not

@@ -9,12 +9,14 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 	"unsafe"
 
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -206,20 +208,29 @@ const (
 func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (int64, error) {
 	next := offset
 	var r fetchedRecord // one for all: fn does not keep it
+	b0 := b
 	for len(b) >= 12 {
+		start := len(b0) - len(b)
 		base := int64(binary.BigEndian.Uint64(b))
 		size := int64(int32(binary.BigEndian.Uint32(b[8:])))
 		if size > int64(len(b)-12) {
 			break // the response ends inside this batch (it is fetched again)
 		}
-		batch := b[12 : 12+size]
-		b = b[12+size:]
-		if size < batchRecords {
+		if size <= batchMagic {
 			return next, fmt.Errorf("%w: %d bytes at offset %d", errBadBatch, size, base)
 		}
-		if magic := batch[batchMagic]; magic != 2 {
-			return next, fmt.Errorf("kafka: record batch at offset %d has format %d; only format 2 (Kafka 0.11 and later) is supported: %w",
-				base, magic, errBadBatch)
+		batch := b[12 : 12+size]
+		b = b[12+size:]
+		if magic := batch[batchMagic]; magic < 2 {
+			// A message set of the formats before Kafka 0.11, written
+			// before the topic's data was upgraded: rare enough for
+			// kafka-go's decoder, which reads those too.
+			return f.decodeLegacy(slices.Concat(make([]byte, 4), b0[start:]), offset, next, fn)
+		} else if magic != 2 {
+			return next, fmt.Errorf("%w: unknown record format %d at offset %d", errBadBatch, magic, base)
+		}
+		if size < batchRecords {
+			return next, fmt.Errorf("%w: %d bytes at offset %d", errBadBatch, size, base)
 		}
 		if crc := binary.BigEndian.Uint32(batch[batchCRC:]); crc32.Checksum(batch[batchAttrs:], crcTable) != crc {
 			return next, fmt.Errorf("%w: CRC mismatch at offset %d", errBadBatch, base)
@@ -263,6 +274,51 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 	return next, nil
 }
 
+// decodeLegacy decodes b, a record set (size first) starting with a message
+// set of format 0 or 1, with kafka-go's decoder, continuing decode's work
+// from next.
+func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRecord) bool) (int64, error) {
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	var rs protocol.RecordSet
+	if _, err := rs.ReadFrom(bytes.NewReader(b)); err != nil {
+		return next, fmt.Errorf("%w: %v", errBadBatch, err)
+	}
+	if rs.Records == nil {
+		return next, nil
+	}
+	for {
+		rec, err := rs.Records.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return next, nil
+		}
+		if err != nil {
+			return next, fmt.Errorf("%w: %v", errBadBatch, err)
+		}
+		if rec.Offset < offset {
+			continue
+		}
+		r := fetchedRecord{offset: rec.Offset, ts: rec.Time}
+		if rec.Key != nil {
+			if r.key, err = protocol.ReadAll(rec.Key); err == nil && r.key == nil {
+				r.key = []byte{}
+			}
+		}
+		if err == nil && rec.Value != nil {
+			r.value, err = protocol.ReadAll(rec.Value)
+		}
+		if err != nil {
+			return next, fmt.Errorf("%w: record at offset %d: %v", errBadBatch, rec.Offset, err)
+		}
+		for _, h := range rec.Headers {
+			r.hdrs = append(r.hdrs, rawHeader{key: []byte(h.Key), value: h.Value})
+		}
+		if !fn(&r) {
+			return r.offset, nil
+		}
+		next = max(next, r.offset+1)
+	}
+}
+
 // inflate decompresses a batch's records into f.inflated.
 func (f *fetcher) inflate(codec compress.Compression, recs []byte) ([]byte, error) {
 	c := codec.Codec()
@@ -284,7 +340,7 @@ func (f *fetcher) inflate(codec compress.Compression, recs []byte) ([]byte, erro
 func (f *fetcher) record(b []byte, base, firstTS int64, logAppend bool, r *fetchedRecord) ([]byte, error) {
 	d := recDecoder{b: b}
 	n := d.varint()
-	if d.err != nil || n < 0 || n > int64(len(d.b)) {
+	if d.err != nil || n < 1 || n > int64(len(d.b)) {
 		return nil, errors.New("bad record length")
 	}
 	rest := d.b[n:]

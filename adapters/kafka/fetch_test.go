@@ -19,7 +19,13 @@ import (
 // encoder, with base offset base.
 func encodeBatch(t *testing.T, base int64, codec compress.Compression, recs ...kafkago.Record) []byte {
 	t.Helper()
-	rs := protocol.RecordSet{Version: 2, Attributes: protocol.Attributes(codec), Records: kafkago.NewRecordReader(recs...)}
+	return encodeSet(t, 2, base, codec, recs...)
+}
+
+// encodeSet encodes recs in record format version.
+func encodeSet(t *testing.T, version int8, base int64, codec compress.Compression, recs ...kafkago.Record) []byte {
+	t.Helper()
+	rs := protocol.RecordSet{Version: version, Attributes: protocol.Attributes(codec), Records: kafkago.NewRecordReader(recs...)}
 	var buf bytes.Buffer
 	if _, err := rs.WriteTo(&buf); err != nil {
 		t.Fatal(err)
@@ -126,6 +132,29 @@ func TestDecodeBatches(t *testing.T) {
 			got, next, err = decodeAll(t, marker, 14, -1)
 			check("marker only", got, next, err, nil, 15)
 		})
+	}
+}
+
+// TestDecodeLegacy decodes a message set of format 1 (before Kafka 0.11)
+// and a format-2 batch after it.
+func TestDecodeLegacy(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_123)
+	for _, codec := range []compress.Compression{0, compress.Gzip} {
+		v1 := encodeSet(t, 1, 0, codec,
+			kafkago.Record{Time: t0, Key: kafkago.NewBytes([]byte("k0")), Value: kafkago.NewBytes([]byte("v0"))},
+			kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("v1"))})
+		v2 := encodeBatch(t, 2, 0, kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("v2"))})
+		got, next, err := decodeAll(t, slices.Concat(v1, v2), 0, -1)
+		if err != nil {
+			t.Fatalf("%v: %v", codec, err)
+		}
+		var vals []string
+		for _, g := range got {
+			vals = append(vals, g.value)
+		}
+		if !slices.Equal(vals, []string{"v0", "v1", "v2"}) || next != 3 || string(got[0].key) != "k0" || got[1].key != nil {
+			t.Fatalf("%v: decoded %+v, next %d", codec, got, next)
+		}
 	}
 }
 
