@@ -26,6 +26,7 @@ type topicPartition struct {
 // to the garbage collector, since kafka-go may still be encoding it.
 type pendingRecord struct {
 	rec  eventstream.Record
+	size int // about the bytes rec adds to a request
 	done chan error
 
 	// What the produce request reads, reused: the kafka-go record's key and
@@ -172,8 +173,9 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 	// answering, which looks like a network failure and would be retried
 	// until ctx ends. (Compressed batches may be smaller than the record:
 	// the broker decides.)
+	hb := headerBytes(r.Headers) // the only pass over the map besides encoding
 	if ti.maxBytes > 0 && a.cfg.Compression == CompressionNone {
-		if size := batchSize(r); size > ti.maxBytes {
+		if size := batchSizeWith(r, hb); size > ti.maxBytes {
 			return fmt.Errorf("kafka: publish to %s: a record batch of at least %d bytes, the topic's max.message.bytes is %d: %w",
 				topic, size, ti.maxBytes, ErrMessageTooLarge)
 		}
@@ -186,6 +188,7 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 		p = a.nextRoundRobin(topic, n)
 	}
 	pr := a.getPending(r)
+	pr.size = len(r.Key) + len(r.Value) + 16 + hb
 
 	tp := topicPartition{topic, p}
 	a.pmu.Lock()
@@ -279,20 +282,21 @@ var ErrMessageTooLarge = errors.New("kafka: message too large")
 // batchSize returns a lower bound of the size of a record batch holding only
 // r, as the broker compares it with max.message.bytes: the batch header
 // (61 bytes) and the record with varint lengths of at least one byte.
-func batchSize(r eventstream.Record) int {
+func batchSize(r eventstream.Record) int { return batchSizeWith(r, headerBytes(r.Headers)) }
+
+// batchSizeWith is batchSize with the header keys and values adding up
+// to hb bytes.
+func batchSizeWith(r eventstream.Record, hb int) int {
 	const batchHeader = 61
 	// length, attributes, timestamp delta, offset delta, key length,
-	// value length, header count.
-	n := batchHeader + 7 + len(r.Key) + len(r.Value)
-	for k, v := range r.Headers {
-		n += 2 + len(k) + len(v)
-	}
-	return n
+	// value length, header count; a key and a value length per header.
+	return batchHeader + 7 + len(r.Key) + len(r.Value) + 2*len(r.Headers) + hb
 }
 
-func recordSize(r eventstream.Record) int {
-	n := len(r.Key) + len(r.Value) + 16
-	for k, v := range r.Headers {
+// headerBytes returns the length of the keys and values of hs.
+func headerBytes(hs map[string]string) int {
+	n := 0
+	for k, v := range hs {
 		n += len(k) + len(v)
 	}
 	return n

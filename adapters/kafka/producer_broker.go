@@ -168,7 +168,7 @@ func (b *brokerWriter) collect(ready []*partitionWriter, batches []partBatch) []
 			case pr := <-w.queue:
 				prs = append(prs, pr)
 				n++
-				size += recordSize(pr.rec)
+				size += pr.size
 			default:
 				break drain
 			}
