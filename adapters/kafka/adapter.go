@@ -44,6 +44,9 @@ type Adapter struct {
 	writers map[topicPartition]*partitionWriter
 	topics  map[string]*topicInfo
 	rr      atomic.Uint64
+	prPool  sync.Pool // of *pendingRecord
+
+	fetchBufs sync.Pool // of *[]byte: fetch response buffers
 
 	smu  sync.Mutex
 	subs map[*subscription]struct{}

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,5 +242,70 @@ func TestCloseFlushesCommits(t *testing.T) {
 	}
 	if total != n {
 		t.Fatalf("committed %d after Close, want %d", total, n)
+	}
+}
+
+// TestCommitsByTopicID: where the broker takes commits naming the topic by
+// id (kfake does, as Kafka 4.1 and later), every commit does, and the
+// metadata is not asked before each commit (the broker itself refuses a
+// commit to a topic deleted meanwhile, even one created again).
+func TestCommitsByTopicID(t *testing.T) {
+	const topic, group = "byid", "g-byid"
+	c := startCluster(t, 1, topic)
+	var byID, byName, metadata atomic.Int64
+	c.Fake.ControlKey(int16(kmsg.OffsetCommit), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		if req := r.(*kmsg.OffsetCommitRequest); req.Group == group {
+			if req.GetVersion() >= 10 && req.Topics[0].TopicID != ([16]byte{}) {
+				byID.Add(1)
+			} else {
+				byName.Add(1)
+			}
+		}
+		return nil, nil, false
+	})
+	c.Fake.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.Fake.KeepControl()
+		metadata.Add(1)
+		return nil, nil, false
+	})
+	cfg := testConfig(c.Addrs())
+	cfg.CommitCount = 1 // a commit per ack
+	cfg.PartitionWatchInterval = time.Hour
+	a := newAdapter(t, cfg)
+	ctx := ctxT(t, 30*time.Second)
+	want := vals("m", 20)
+	for _, v := range want {
+		if err := a.Publish(ctx, topic, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, cancel, err := a.Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	m0 := metadata.Load()
+	for i := range want {
+		select {
+		case m := <-ch:
+			if err := a.Ack(ctx, group, m); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("received %d of %d", i, len(want))
+		}
+		// One ack at a time, each committed before the next (counted
+		// by the broker hook, not asked with a client that would send
+		// metadata requests of its own).
+		waitFor(t, 10*time.Second, "the ack to be committed", func() bool {
+			return byID.Load()+byName.Load() >= int64(i+1)
+		})
+	}
+	if byName.Load() != 0 || byID.Load() < int64(len(want)) {
+		t.Fatalf("%d commits by topic id and %d by name, want at least %d and 0", byID.Load(), byName.Load(), len(want))
+	}
+	if n := metadata.Load() - m0; n >= int64(len(want)) {
+		t.Errorf("%d metadata requests for %d commits: the metadata is still asked before each commit", n, len(want))
 	}
 }

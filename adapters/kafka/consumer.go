@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +11,6 @@ import (
 	eventstream "github.com/eventstream-go/eventstream"
 	retrywait "github.com/eventstream-go/eventstream/internal/backoff"
 	kafkago "github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
 )
 
 // subscription is one member of a consumer group.
@@ -266,6 +264,8 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 	s, a := g.s, g.s.a
 	log := a.log.With("topic", s.topic, "group", s.group, "partition", tr.partition)
 	offset := tr.start
+	f := &fetcher{a: a, topic: s.topic, partition: int32(tr.partition)}
+	defer f.close()
 	failures := 0
 	retry := func(what string, err error) bool {
 		failures++
@@ -274,7 +274,6 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 		}
 		return sleepCtx(ctx, backoff(failures)) == nil
 	}
-fetching:
 	for ctx.Err() == nil {
 		if offset < 0 {
 			o, err := a.resolveOffset(ctx, s.topic, tr.partition, offset)
@@ -289,16 +288,30 @@ fetching:
 		if !tr.waitCapacity(ctx) {
 			break
 		}
-		resp, err := a.client.Fetch(ctx, &kafkago.FetchRequest{
-			Topic:     s.topic,
-			Partition: tr.partition,
-			Offset:    offset,
-			MinBytes:  1,
-			MaxBytes:  int64(a.cfg.FetchMaxBytes),
-			MaxWait:   a.cfg.FetchMaxWait,
+		var stop bool // the generation ended while records were delivered
+		next, err := f.fetch(ctx, offset, func(r *fetchedRecord) bool {
+			m := f.message(r)
+			m.group, m.tracker = s.group, tr
+			if !tr.reserve(ctx, m.offset) {
+				stop = true
+				return false
+			}
+			select {
+			case s.out <- m:
+			default: // the channel is full: wait, or give up when the generation ends
+				select {
+				case s.out <- m:
+				case <-ctx.Done():
+					tr.abandon(m.offset)
+					stop = true
+					return false
+				}
+			}
+			return true
 		})
-		if err == nil && resp.Error != nil {
-			err = resp.Error
+		offset = next
+		if stop {
+			break
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -328,43 +341,6 @@ fetching:
 			continue
 		}
 		failures = 0
-		// Control batches (transaction markers) are skipped by the record
-		// reader but occupy offsets: move past them once the response was
-		// read completely, or a log ending in a marker is fetched forever.
-		skipTo := controlBatchesEnd(resp.Records)
-		for {
-			rec, err := resp.Records.ReadRecord()
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					offset = max(offset, skipTo)
-				} else if ctx.Err() == nil {
-					log.Warn("kafka: reading fetched records failed", "error", err)
-				}
-				break
-			}
-			if rec.Offset < offset {
-				continue
-			}
-			m, err := g.newMessage(rec, tr)
-			if err != nil {
-				log.Warn("kafka: reading fetched record failed", "offset", rec.Offset, "error", err)
-				break
-			}
-			if !tr.reserve(ctx, m.offset) {
-				break fetching
-			}
-			select {
-			case s.out <- m:
-			default: // the channel is full: wait, or give up when the generation ends
-				select {
-				case s.out <- m:
-				case <-ctx.Done():
-					tr.abandon(m.offset)
-					break fetching
-				}
-			}
-			offset = rec.Offset + 1
-		}
 	}
 	if g.rebalancing() {
 		// Give in-flight messages a chance to be acknowledged before the
@@ -373,55 +349,6 @@ fetching:
 			log.Info("kafka: partition revoked with unacknowledged messages; they will be redelivered")
 		}
 	}
-}
-
-// newMessage copies a fetched record into a Message: key and value share
-// one allocation; the headers map comes from the partition's headerCache.
-func (g *generation) newMessage(rec *kafkago.Record, tr *partTracker) (*Message, error) {
-	klen, vlen := 0, 0
-	if rec.Key != nil {
-		klen = rec.Key.Len()
-	}
-	if rec.Value != nil {
-		vlen = rec.Value.Len()
-	}
-	buf := make([]byte, klen+vlen)
-	var key []byte
-	if rec.Key != nil {
-		key = buf[:klen:klen]
-		if err := readBytes(rec.Key, key); err != nil {
-			return nil, err
-		}
-	}
-	value := buf[klen:]
-	if err := readBytes(rec.Value, value); err != nil {
-		return nil, err
-	}
-	m := &Message{
-		topic:     g.s.topic,
-		partition: tr.partition,
-		offset:    rec.Offset,
-		key:       key,
-		value:     value,
-		ts:        rec.Time,
-		group:     g.s.group,
-		tracker:   tr,
-	}
-	m.headers = tr.hdrs.headers(rec.Headers)
-	return m, nil
-}
-
-// readBytes reads b, which holds exactly len(dst) bytes, into dst and
-// closes it. A nil b is an empty key or value.
-func readBytes(b kafkago.Bytes, dst []byte) error {
-	if b == nil {
-		return nil
-	}
-	defer b.Close()
-	if _, err := io.ReadFull(b, dst); err != nil {
-		return err
-	}
-	return nil
 }
 
 func (g *generation) commitLoop(ctx context.Context) {
@@ -469,11 +396,6 @@ func (g *generation) commit(final bool) {
 			"group", g.s.group, "offsets", offsets)
 		return
 	}
-	if !g.s.topicUnchanged() {
-		// Kept pending (unless the topic was deleted): the next commit
-		// tries again.
-		return
-	}
 	g.acks.Store(0)
 	log := g.s.a.log.With("topic", g.s.topic, "group", g.s.group, "generation", g.id)
 	attempts := 1
@@ -486,7 +408,12 @@ func (g *generation) commit(final bool) {
 			// false means stopped early; the attempt is made all the same.
 			_ = retrywait.Sleep(g.s.ctx, g.s.a.closing, finalCommitBackoff.Delay(i))
 		}
-		err = g.s.member.commit(g.id, g.memberID, offsets)
+		err = g.s.member.commit(g.id, g.memberID, offsets, g.s.knownID(), g.s.topicUnchanged)
+		if errors.Is(err, errCommitSkipped) {
+			// Kept pending (unless the topic was deleted): the next commit
+			// tries again.
+			return
+		}
 		if err == nil {
 			for p, off := range offsets {
 				g.trackers[p].setCommitted(off)
@@ -498,7 +425,7 @@ func (g *generation) commit(final bool) {
 			errors.Is(err, kafkago.RebalanceInProgress) {
 			break
 		}
-		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+		if errors.Is(err, kafkago.UnknownTopicOrPartition) || errors.Is(err, kafkago.UnknownTopicID) {
 			g.s.suspectGone()
 			break
 		}
@@ -547,30 +474,6 @@ func (a *Adapter) Ack(_ context.Context, groupID string, msg eventstream.Message
 	}
 	m.tracker.ack(m.offset)
 	return nil
-}
-
-// controlBatchesEnd returns the offset just past the last control batch in
-// records, or -1 when there is none.
-func controlBatchesEnd(records kafkago.RecordReader) int64 {
-	rs, ok := records.(*protocol.RecordStream)
-	if !ok {
-		return -1
-	}
-	end := int64(-1)
-	for _, b := range rs.Records {
-		cb, ok := b.(*protocol.ControlBatch)
-		if !ok {
-			continue
-		}
-		for {
-			r, err := cb.ReadRecord()
-			if err != nil {
-				break
-			}
-			end = max(end, r.Offset+1)
-		}
-	}
-	return end
 }
 
 // Deleted topics. Real Kafka briefly calls a topic created a moment ago
@@ -663,7 +566,15 @@ func (s *subscription) sameID(id [16]byte) bool {
 	return s.topicID == id
 }
 
-// topicUnchanged asks the metadata before offsets are committed: it reports
+// knownID returns the topic's id as first seen; zero while unknown.
+func (s *subscription) knownID() [16]byte {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	return s.topicID
+}
+
+// topicUnchanged asks the metadata before offsets are committed by topic
+// name (the coordinator cannot take them by topic id): it reports
 // false when the topic is unknown (the commit could not succeed) or was
 // created again since the subscription first saw it (the offsets belong to
 // the deleted topic; the subscription then ends). When the broker does not

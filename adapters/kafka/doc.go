@@ -34,9 +34,13 @@
 // rebalancing, the "range" and "roundrobin" assignors), which the adapter
 // runs itself on connections of its own to the group coordinator (requests
 // encoded with github.com/twmb/franz-go/pkg/kmsg). Each
-// partition assigned to the member is fetched by its own goroutine, which may
-// have up to Config.MaxInFlightPerPartition messages delivered and not yet
-// acknowledged. Ack may be called in any order; per partition the adapter
+// partition assigned to the member is fetched by its own goroutine, over a
+// connection of its own to the partition's leader, which may have up to
+// Config.MaxInFlightPerPartition messages delivered and not yet
+// acknowledged. The adapter decodes the fetched record batches itself
+// (record format 2, Kafka 0.11 and later; CRC checked; any compression
+// codec): a delivered message owns one copy of its key, value and headers,
+// and consecutive records with identical headers share one header map. Ack may be called in any order; per partition the adapter
 // tracks the delivered offsets and commits only up to just past the highest
 // offset below which every delivered message was acknowledged, so a gap is
 // never skipped and a commit never moves backwards. Commits are batched
@@ -61,11 +65,13 @@
 // for 3s (real Kafka briefly says that about a topic created a moment
 // ago), about 3s after the deletion on Apache Kafka 4.x and 3.9.x. A
 // topic deleted and created again under the same name has a new topic id:
-// the subscription notices it at its next check or commit (every commit
-// compares the id first), ends the same way and never commits offsets of
-// the deleted topic to the new one, so no record of the new topic is
-// skipped by a commit (records fetched from it meanwhile are not
-// committed). A subscription never creates its topic again, not even with
+// the subscription notices it at its next check or commit, ends the same
+// way and never commits offsets of the deleted topic to the new one, so no
+// record of the new topic is skipped by a commit (records fetched from it
+// meanwhile are not committed): a commit names the topic by its id where
+// the group coordinator supports that (OffsetCommit v10, Kafka 4.1 and
+// later), so the broker refuses it, and elsewhere compares the id in the
+// metadata first. A subscription never creates its topic again, not even with
 // Config.AutoCreateTopics; Publish with AutoCreateTopics does.
 //
 // # Failover

@@ -47,13 +47,15 @@ import (
 func maxVersion(key int16) int16 {
 	switch kmsg.Key(key) {
 	case kmsg.OffsetCommit:
-		return 8
+		return 10
 	case kmsg.OffsetFetch, kmsg.JoinGroup:
 		return 7
 	case kmsg.SyncGroup:
 		return 5
 	case kmsg.Heartbeat, kmsg.LeaveGroup:
 		return 4
+	case kmsg.Fetch:
+		return 11
 	case kmsg.Metadata:
 		return 12
 	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
@@ -76,6 +78,11 @@ type brokerConn struct {
 	err      error // set once the connection failed; it is closed then
 
 	broken atomic.Bool // err is set or close was called: read without waiting for mu
+
+	// rbuf, when set, is where the next response is read if it fits (and
+	// the buffer it was read into otherwise): set by a caller that is done
+	// with the response before it gives the buffer to anyone else.
+	rbuf *[]byte
 }
 
 // dialBroker connects to addr with the adapter's TLS and SASL settings and
@@ -172,13 +179,33 @@ func (c *brokerConn) authenticate(ctx context.Context, mech sasl.Mechanism) erro
 // response. When ctx ends first, the connection is closed and ctx's error
 // returned. Any I/O error closes the connection for good.
 func (c *brokerConn) request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	return c.requestUpTo(ctx, req, maxVersion(req.Key()))
+}
+
+// version returns the version request would send a request of key at;
+// -1 when the broker supports none.
+func (c *brokerConn) version(key int16) int16 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := maxVersion(key)
+	if c.versions != nil {
+		r, ok := c.versions[key]
+		if !ok || r[0] > v {
+			return -1
+		}
+		v = min(v, r[1])
+	}
+	return v
+}
+
+// requestUpTo is request with version v at most.
+func (c *brokerConn) requestUpTo(ctx context.Context, req kmsg.Request, v int16) (kmsg.Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
 		return nil, c.err
 	}
 	key := req.Key()
-	v := maxVersion(key)
 	if c.versions != nil {
 		r, ok := c.versions[key]
 		if !ok || r[0] > v {
@@ -244,7 +271,16 @@ func (c *brokerConn) roundTrip(req []byte) ([]byte, error) {
 	if n < 4 || n > 64<<20 {
 		return nil, fmt.Errorf("response size %d out of range", n)
 	}
-	body := make([]byte, n)
+	var body []byte
+	switch {
+	case c.rbuf != nil && cap(*c.rbuf) >= int(n):
+		body = (*c.rbuf)[:n]
+	case c.rbuf != nil:
+		body = make([]byte, n)
+		*c.rbuf = body
+	default:
+		body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(c.nc, body); err != nil {
 		return nil, err
 	}
@@ -720,12 +756,25 @@ func (m *groupMember) tryFetchOffsets(ctx context.Context, partitions []int, out
 // commit commits offsets of the member's topic under generation gen. The
 // first failing partition's error is returned, as a kafkago.Error when the
 // broker sent a code.
-func (m *groupMember) commit(gen int32, memberID string, offsets map[int]int64) error {
+// When the coordinator takes commits naming the topic by its id
+// (OffsetCommit v10, Kafka 4.1 and later) and topicID is known, the commit
+// names it so: the broker then refuses it (UNKNOWN_TOPIC_ID) if the topic
+// was deleted, even if it was created again under the same name. Otherwise
+// the commit names the topic, and byName is asked first: when it returns
+// false the commit is not sent and errCommitSkipped returned.
+func (m *groupMember) commit(gen int32, memberID string, offsets map[int]int64, topicID [16]byte, byName func() bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.requestTimeout())
 	defer cancel()
 	c, err := m.conn(ctx, &m.ctrl)
 	if err != nil {
 		return err
+	}
+	v := c.version(int16(kmsg.OffsetCommit))
+	if topicID == ([16]byte{}) || v < 10 {
+		v = 9
+		if !byName() {
+			return errCommitSkipped
+		}
 	}
 	req := kmsg.NewPtrOffsetCommitRequest()
 	req.Group = m.group
@@ -733,13 +782,14 @@ func (m *groupMember) commit(gen int32, memberID string, offsets map[int]int64) 
 	req.MemberID = memberID
 	rt := kmsg.NewOffsetCommitRequestTopic()
 	rt.Topic = m.topic
+	rt.TopicID = topicID // sent at v10 only
 	for p, off := range offsets {
 		rp := kmsg.NewOffsetCommitRequestTopicPartition()
 		rp.Partition, rp.Offset = int32(p), off
 		rt.Partitions = append(rt.Partitions, rp)
 	}
 	req.Topics = append(req.Topics, rt)
-	resp, err := c.request(ctx, req)
+	resp, err := c.requestUpTo(ctx, req, v)
 	if err != nil {
 		return err
 	}
@@ -753,6 +803,10 @@ func (m *groupMember) commit(gen int32, memberID string, offsets map[int]int64) 
 	}
 	return nil
 }
+
+// errCommitSkipped is returned by groupMember.commit when its byName check
+// said not to commit.
+var errCommitSkipped = errors.New("kafka: commit skipped")
 
 // leave leaves the group, so its partitions move at once instead of after
 // the session timeout, and closes the connections.

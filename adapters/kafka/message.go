@@ -2,10 +2,8 @@ package kafka
 
 import (
 	"time"
-	"unsafe"
 
 	eventstream "github.com/eventstream-go/eventstream"
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 // Message is a record delivered by an Adapter subscription. It implements
@@ -54,40 +52,27 @@ func (m *Message) Partition() int { return m.partition }
 // Offset returns the record's offset within its partition.
 func (m *Message) Offset() int64 { return m.offset }
 
-// headerCache turns record headers into the map Message.Headers returns,
-// reusing the previous record's map when the headers are the same (records
-// written by one producer usually carry the same few headers, such as the
-// content-type of a structured CloudEvent). The maps are never modified
-// once built. It belongs to one goroutine.
+// headerCache remembers the previous record's header map, so that a record
+// with the same headers shares it (records written by one producer usually
+// carry the same few headers, such as the content-type of a structured
+// CloudEvent). The maps are never modified once built. It belongs to one
+// goroutine.
 type headerCache struct {
 	last map[string]string
 }
 
-// headers returns the map of hs, nil when hs is empty.
-func (c *headerCache) headers(hs []kafkago.Header) map[string]string {
-	if len(hs) == 0 {
-		return nil
+// reusable reports whether hs are exactly the headers of c.last.
+func (c *headerCache) reusable(hs []rawHeader) bool {
+	m := c.last
+	if len(hs) == 0 || len(m) != len(hs) {
+		return false
 	}
-	if m := c.last; len(m) == len(hs) {
-		same := true
-		for _, h := range hs {
-			if v, ok := m[h.Key]; !ok || v != string(h.Value) {
-				same = false
-				break
-			}
-		}
-		if same {
-			return m
-		}
-	}
-	m := make(map[string]string, len(hs))
 	for _, h := range hs {
-		// h.Value was allocated for this record by kafka-go and is
-		// referenced by nothing else, so the string may share it.
-		m[h.Key] = unsafe.String(unsafe.SliceData(h.Value), len(h.Value))
+		if v, ok := m[string(h.key)]; !ok || v != string(h.value) {
+			return false
+		}
 	}
-	c.last = m
-	return m
+	return true
 }
 
 // outBuffer is the capacity of a subscription's channel. A buffer lets a

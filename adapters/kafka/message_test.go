@@ -3,27 +3,28 @@ package kafka
 import (
 	"maps"
 	"testing"
-
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 // TestHeaderCache: records with the same headers share one map, any
 // difference (a value, a key, a count, a repeated key) gets a map of its own
 // with the last value of a repeated key.
 func TestHeaderCache(t *testing.T) {
-	var c headerCache
-	hs := func(kv ...string) []kafkago.Header {
-		var out []kafkago.Header
+	f := &fetcher{topic: "t"}
+	hs := func(kv ...string) []rawHeader {
+		var out []rawHeader
 		for i := 0; i < len(kv); i += 2 {
-			out = append(out, kafkago.Header{Key: kv[i], Value: []byte(kv[i+1])})
+			out = append(out, rawHeader{key: []byte(kv[i]), value: []byte(kv[i+1])})
 		}
 		return out
 	}
-	if m := c.headers(nil); m != nil {
+	headers := func(h []rawHeader) map[string]string {
+		return f.message(&fetchedRecord{value: []byte("v"), hdrs: h}).Headers()
+	}
+	if m := headers(nil); m != nil {
 		t.Fatalf("no headers: %v, want nil", m)
 	}
-	a := c.headers(hs("content-type", "x"))
-	b := c.headers(hs("content-type", "x"))
+	a := headers(hs("content-type", "x"))
+	b := headers(hs("content-type", "x"))
 	if !maps.Equal(a, map[string]string{"content-type": "x"}) {
 		t.Fatalf("headers = %v", a)
 	}
@@ -33,7 +34,7 @@ func TestHeaderCache(t *testing.T) {
 	}
 	delete(a, "probe")
 	for _, tc := range []struct {
-		in   []kafkago.Header
+		in   []rawHeader
 		want map[string]string
 	}{
 		{hs("content-type", "y"), map[string]string{"content-type": "y"}},
@@ -41,8 +42,9 @@ func TestHeaderCache(t *testing.T) {
 		{hs("other", "y", "k", "v"), map[string]string{"other": "y", "k": "v"}},
 		{hs("k", "1", "k", "2"), map[string]string{"k": "2"}},
 		{hs("k", "1", "k", "2"), map[string]string{"k": "2"}},
+		{[]rawHeader{{key: []byte("n")}}, map[string]string{"n": ""}},
 	} {
-		if got := c.headers(tc.in); !maps.Equal(got, tc.want) {
+		if got := headers(tc.in); !maps.Equal(got, tc.want) {
 			t.Fatalf("headers(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,47 @@ type topicPartition struct {
 }
 
 // pendingRecord is one record waiting in a partition writer's queue. done
-// receives exactly one result.
+// receives exactly one result. Once the publisher received a nil result the
+// broker answered the request that carried the record, so nothing refers to
+// the pendingRecord any more and it goes back to the adapter's pool (with
+// its channel and buffers); after a failure or an abandoned wait it is left
+// to the garbage collector, since kafka-go may still be encoding it.
 type pendingRecord struct {
 	rec  eventstream.Record
+	size int // about the bytes rec adds to a request
 	done chan error
+
+	// What the produce request reads, reused: the kafka-go record's key and
+	// value readers and header slice.
+	key, value recordBytes
+	hdrs       []kafkago.Header
+}
+
+// recordBytes is a kafkago.Bytes over a slice, without an allocation of
+// its own.
+type recordBytes struct{ bytes.Reader }
+
+// Close implements kafkago.Bytes; there is nothing to release.
+func (*recordBytes) Close() error { return nil }
+
+// getPending returns a pendingRecord for r from the adapter's pool.
+func (a *Adapter) getPending(r eventstream.Record) *pendingRecord {
+	pr, _ := a.prPool.Get().(*pendingRecord)
+	if pr == nil {
+		pr = &pendingRecord{done: make(chan error, 1)}
+	}
+	pr.rec = r
+	return pr
+}
+
+// putPending returns pr, whose nil result was received, to the pool.
+func (a *Adapter) putPending(pr *pendingRecord) {
+	pr.rec = eventstream.Record{}
+	pr.key.Reset(nil)
+	pr.value.Reset(nil)
+	clear(pr.hdrs)
+	pr.hdrs = pr.hdrs[:0]
+	a.prPool.Put(pr)
 }
 
 // partitionWriter is the producer side of one topic partition: a bounded
@@ -135,8 +173,9 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 	// answering, which looks like a network failure and would be retried
 	// until ctx ends. (Compressed batches may be smaller than the record:
 	// the broker decides.)
+	hb := headerBytes(r.Headers) // the only pass over the map besides encoding
 	if ti.maxBytes > 0 && a.cfg.Compression == CompressionNone {
-		if size := batchSize(r); size > ti.maxBytes {
+		if size := batchSizeWith(r, hb); size > ti.maxBytes {
 			return fmt.Errorf("kafka: publish to %s: a record batch of at least %d bytes, the topic's max.message.bytes is %d: %w",
 				topic, size, ti.maxBytes, ErrMessageTooLarge)
 		}
@@ -148,7 +187,8 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 	} else {
 		p = a.nextRoundRobin(topic, n)
 	}
-	pr := &pendingRecord{rec: r, done: make(chan error, 1)}
+	pr := a.getPending(r)
+	pr.size = len(r.Key) + len(r.Value) + 16 + hb
 
 	tp := topicPartition{topic, p}
 	a.pmu.Lock()
@@ -181,6 +221,9 @@ func (a *Adapter) publishOnce(ctx context.Context, topic string, r eventstream.R
 
 	select {
 	case err := <-pr.done:
+		if err == nil {
+			a.putPending(pr)
+		}
 		return err
 	case <-ctx.Done():
 		// The record may still be written: at-least-once, never reported
@@ -239,20 +282,21 @@ var ErrMessageTooLarge = errors.New("kafka: message too large")
 // batchSize returns a lower bound of the size of a record batch holding only
 // r, as the broker compares it with max.message.bytes: the batch header
 // (61 bytes) and the record with varint lengths of at least one byte.
-func batchSize(r eventstream.Record) int {
+func batchSize(r eventstream.Record) int { return batchSizeWith(r, headerBytes(r.Headers)) }
+
+// batchSizeWith is batchSize with the header keys and values adding up
+// to hb bytes.
+func batchSizeWith(r eventstream.Record, hb int) int {
 	const batchHeader = 61
 	// length, attributes, timestamp delta, offset delta, key length,
-	// value length, header count.
-	n := batchHeader + 7 + len(r.Key) + len(r.Value)
-	for k, v := range r.Headers {
-		n += 2 + len(k) + len(v)
-	}
-	return n
+	// value length, header count; a key and a value length per header.
+	return batchHeader + 7 + len(r.Key) + len(r.Value) + 2*len(r.Headers) + hb
 }
 
-func recordSize(r eventstream.Record) int {
-	n := len(r.Key) + len(r.Value) + 16
-	for k, v := range r.Headers {
+// headerBytes returns the length of the keys and values of hs.
+func headerBytes(hs map[string]string) int {
+	n := 0
+	for k, v := range hs {
 		n += len(k) + len(v)
 	}
 	return n
@@ -275,23 +319,28 @@ func (w *partitionWriter) failQueued(err error) {
 	}
 }
 
-func toKafkaRecord(r eventstream.Record) kafkago.Record {
+// kafkaRecord returns pr's record as kafka-go encodes it, reading through
+// pr's own buffers (reset, so a record sent again reads from the start).
+func (pr *pendingRecord) kafkaRecord() kafkago.Record {
+	r := &pr.rec
 	value := r.Value
 	if value == nil {
 		value = []byte{}
 	}
+	pr.value.Reset(value)
 	kr := kafkago.Record{
 		Time:  r.Time,
-		Value: kafkago.NewBytes(value),
+		Value: &pr.value,
 	}
 	if kr.Time.IsZero() {
 		kr.Time = time.Now()
 	}
 	if r.Key != nil {
-		kr.Key = kafkago.NewBytes(r.Key)
+		pr.key.Reset(r.Key)
+		kr.Key = &pr.key
 	}
 	if len(r.Headers) > 0 {
-		kr.Headers = make([]kafkago.Header, 0, len(r.Headers))
+		hs := pr.hdrs[:0]
 		for k, v := range r.Headers {
 			// kafka-go only reads header values (to encode them), so the
 			// string's bytes are used without a copy.
@@ -299,8 +348,10 @@ func toKafkaRecord(r eventstream.Record) kafkago.Record {
 			if v != "" {
 				value = unsafe.Slice(unsafe.StringData(v), len(v))
 			}
-			kr.Headers = append(kr.Headers, kafkago.Header{Key: k, Value: value})
+			hs = append(hs, kafkago.Header{Key: k, Value: value})
 		}
+		pr.hdrs = hs
+		kr.Headers = hs
 	}
 	return kr
 }

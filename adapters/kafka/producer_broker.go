@@ -168,7 +168,7 @@ func (b *brokerWriter) collect(ready []*partitionWriter, batches []partBatch) []
 			case pr := <-w.queue:
 				prs = append(prs, pr)
 				n++
-				size += recordSize(pr.rec)
+				size += pr.size
 			default:
 				break drain
 			}
@@ -255,7 +255,7 @@ func (b *brokerWriter) produce(batches []partBatch) []error {
 	for _, pb := range batches {
 		recs := make([]kafkago.Record, len(pb.prs))
 		for i, pr := range pb.prs {
-			recs[i] = toKafkaRecord(pr.rec)
+			recs[i] = pr.kafkaRecord()
 		}
 		part := produce.RequestPartition{
 			Partition: int32(pb.w.partition),

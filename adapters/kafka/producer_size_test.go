@@ -30,7 +30,7 @@ func TestBatchSizeIsATightLowerBound(t *testing.T) {
 		{"1 MiB value and headers", eventstream.Record{Value: big, Headers: map[string]string{"a": strings.Repeat("h", 300)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs := protocol.RecordSet{Version: 2, Records: kafkago.NewRecordReader(toKafkaRecord(tc.r))}
+			rs := protocol.RecordSet{Version: 2, Records: kafkago.NewRecordReader((&pendingRecord{rec: tc.r}).kafkaRecord())}
 			var buf bytes.Buffer
 			if _, err := rs.WriteTo(&buf); err != nil {
 				t.Fatal(err)

@@ -21,7 +21,6 @@ type partTracker struct {
 	start     int64 // assigned start offset; may be kafka-go's FirstOffset/LastOffset
 	max       int   // max unacknowledged messages
 	onAck     func()
-	hdrs      headerCache // used by the partition's fetch goroutine only
 
 	mu        sync.Mutex
 	window    []slot        // delivered offsets, ascending, from the first not acknowledged (window[head:])

@@ -1,0 +1,175 @@
+package kafka
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/protocol"
+)
+
+// encodeBatch encodes recs as one record batch (format 2) with kafka-go's
+// encoder, with base offset base.
+func encodeBatch(t *testing.T, base int64, codec compress.Compression, recs ...kafkago.Record) []byte {
+	t.Helper()
+	return encodeSet(t, 2, base, codec, recs...)
+}
+
+// encodeSet encodes recs in record format version.
+func encodeSet(t *testing.T, version int8, base int64, codec compress.Compression, recs ...kafkago.Record) []byte {
+	t.Helper()
+	rs := protocol.RecordSet{Version: version, Attributes: protocol.Attributes(codec), Records: kafkago.NewRecordReader(recs...)}
+	var buf bytes.Buffer
+	if _, err := rs.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()[4:] // the record set's size
+	binary.BigEndian.PutUint64(b, uint64(base))
+	return b
+}
+
+// markControl turns batch into a control batch (fixing its CRC).
+func markControl(batch []byte) []byte {
+	b := slices.Clone(batch)
+	attrs := binary.BigEndian.Uint16(b[12+batchAttrs:])
+	binary.BigEndian.PutUint16(b[12+batchAttrs:], attrs|0x20)
+	binary.BigEndian.PutUint32(b[12+batchCRC:], crc32.Checksum(b[12+batchAttrs:], crcTable))
+	return b
+}
+
+type decoded struct {
+	offset  int64
+	ts      time.Time
+	key     []byte
+	value   string
+	headers map[string]string
+}
+
+func decodeAll(t *testing.T, b []byte, offset int64, limit int) ([]decoded, int64, error) {
+	t.Helper()
+	f := &fetcher{topic: "t", partition: 3}
+	var got []decoded
+	next, err := f.decode(b, offset, func(r *fetchedRecord) bool {
+		if len(got) == limit {
+			return false
+		}
+		m := f.message(r)
+		if m.Value() == nil {
+			t.Errorf("offset %d: nil value", m.Offset())
+		}
+		if m.Partition() != 3 || m.Topic() != "t" {
+			t.Errorf("offset %d: partition %s[%d]", m.Offset(), m.Topic(), m.Partition())
+		}
+		got = append(got, decoded{m.Offset(), m.Timestamp(), m.Key(), string(m.Value()), m.Headers()})
+		return true
+	})
+	return got, next, err
+}
+
+// TestDecodeBatches decodes record batches written by kafka-go's encoder:
+// keys, null keys and values, headers (a repeated key keeps its last
+// value), timestamps, every compression codec, records before the fetch
+// offset, control batches, a truncated last batch and a refused record.
+func TestDecodeBatches(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_123)
+	for _, codec := range []compress.Compression{0, compress.Gzip, compress.Snappy, compress.Lz4, compress.Zstd} {
+		t.Run(codec.String(), func(t *testing.T) {
+			b1 := encodeBatch(t, 10, codec,
+				kafkago.Record{Time: t0, Key: kafkago.NewBytes([]byte("k0")), Value: kafkago.NewBytes([]byte("v0"))},
+				kafkago.Record{Time: t0.Add(time.Millisecond), Value: kafkago.NewBytes([]byte("v1")),
+					Headers: []kafkago.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: nil}}},
+				kafkago.Record{Time: t0.Add(2 * time.Millisecond), Key: kafkago.NewBytes([]byte{}),
+					Headers: []kafkago.Header{{Key: "a", Value: []byte("1")}, {Key: "a", Value: []byte("2")}}},
+			)
+			b2 := encodeBatch(t, 13, codec,
+				kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("v3")),
+					Headers: []kafkago.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte{}}}},
+			)
+			marker := markControl(encodeBatch(t, 14, 0, kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("m"))}))
+			want := []decoded{
+				{10, t0, []byte("k0"), "v0", nil},
+				{11, t0.Add(time.Millisecond), nil, "v1", map[string]string{"a": "1", "b": ""}},
+				{12, t0.Add(2 * time.Millisecond), []byte{}, "", map[string]string{"a": "2"}},
+				{13, t0, nil, "v3", map[string]string{"a": "1", "b": ""}},
+			}
+			all := slices.Concat(b1, b2, marker)
+			check := func(name string, got []decoded, next int64, err error, want []decoded, wantNext int64) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if next != wantNext {
+					t.Errorf("%s: next offset %d, want %d", name, next, wantNext)
+				}
+				if len(got) != len(want) {
+					t.Fatalf("%s: %d records, want %d: %+v", name, len(got), len(want), got)
+				}
+				for i := range got {
+					g, w := got[i], want[i]
+					if g.offset != w.offset || !g.ts.Equal(w.ts) || (g.key == nil) != (w.key == nil) ||
+						!bytes.Equal(g.key, w.key) || g.value != w.value || !maps.Equal(g.headers, w.headers) {
+						t.Errorf("%s: record %d = %+v, want %+v", name, i, g, w)
+					}
+				}
+			}
+			got, next, err := decodeAll(t, all, 10, -1)
+			check("all", got, next, err, want, 15)
+			got, next, err = decodeAll(t, all, 12, -1)
+			check("from 12", got, next, err, want[2:], 15)
+			got, next, err = decodeAll(t, all[:len(all)-5], 10, -1)
+			check("truncated marker", got, next, err, want, 14)
+			got, next, err = decodeAll(t, slices.Concat(b1, b2[:len(b2)-1]), 10, -1)
+			check("truncated batch", got, next, err, want[:3], 13)
+			got, next, err = decodeAll(t, all, 10, 2)
+			check("refused", got, next, err, want[:2], 12)
+			got, next, err = decodeAll(t, marker, 14, -1)
+			check("marker only", got, next, err, nil, 15)
+		})
+	}
+}
+
+// TestDecodeLegacy decodes a message set of format 1 (before Kafka 0.11)
+// and a format-2 batch after it.
+func TestDecodeLegacy(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_123)
+	for _, codec := range []compress.Compression{0, compress.Gzip} {
+		v1 := encodeSet(t, 1, 0, codec,
+			kafkago.Record{Time: t0, Key: kafkago.NewBytes([]byte("k0")), Value: kafkago.NewBytes([]byte("v0"))},
+			kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("v1"))})
+		v2 := encodeBatch(t, 2, 0, kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("v2"))})
+		got, next, err := decodeAll(t, slices.Concat(v1, v2), 0, -1)
+		if err != nil {
+			t.Fatalf("%v: %v", codec, err)
+		}
+		var vals []string
+		for _, g := range got {
+			vals = append(vals, g.value)
+		}
+		if !slices.Equal(vals, []string{"v0", "v1", "v2"}) || next != 3 || string(got[0].key) != "k0" || got[1].key != nil {
+			t.Fatalf("%v: decoded %+v, next %d", codec, got, next)
+		}
+	}
+}
+
+// TestDecodeBadBatch: a corrupted batch or an old record format is an
+// error wrapping errBadBatch, and nothing of it is delivered.
+func TestDecodeBadBatch(t *testing.T) {
+	b := encodeBatch(t, 0, 0, kafkago.Record{Value: kafkago.NewBytes([]byte("value"))})
+	corrupt := slices.Clone(b)
+	corrupt[len(corrupt)-3] ^= 0xff
+	old := slices.Clone(b)
+	old[12+batchMagic] = 1
+	for name, in := range map[string][]byte{"crc": corrupt, "magic": old} {
+		got, next, err := decodeAll(t, in, 0, -1)
+		if !errors.Is(err, errBadBatch) || len(got) != 0 || next != 0 {
+			t.Errorf("%s: %d records, next %d, error %v; want none, 0 and errBadBatch", name, len(got), next, err)
+		}
+	}
+}
