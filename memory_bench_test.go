@@ -50,7 +50,7 @@ func BenchmarkMemoryFloor(b *testing.B) {
 	}
 }
 
-type floorPayload struct{ n int }
+type floorPayload struct{ _ int }
 
 // benchEmitters runs emit b.N times from emitters goroutines (with
 // b.RunParallel when there are several: the report's 64-way Emit is 64), then
