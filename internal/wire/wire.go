@@ -170,10 +170,16 @@ func AppendStructured(buf []byte, e *Event, validJSON bool) []byte {
 
 // appendString appends s as a JSON string.
 func appendString(buf []byte, s string) []byte {
-	plain := utf8.ValidString(s)
+	// One pass over the bytes; the UTF-8 check runs only for strings with
+	// non-ASCII bytes (IDs, sources and types are usually ASCII).
+	plain, ascii := true, true
 	for i := 0; plain && i < len(s); i++ {
 		c := s[i]
+		ascii = ascii && c < utf8.RuneSelf
 		plain = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if plain && !ascii {
+		plain = utf8.ValidString(s)
 	}
 	if plain {
 		buf = append(buf, '"')
