@@ -33,7 +33,7 @@ type pool struct {
 	lanes  []chan delivery
 	shared chan delivery // nil with one worker
 	seed   maphash.Seed
-	s      *subscription // the workers call s.process
+	s      *subscription // the workers call s.processOne
 
 	// src is the adapter's channel when the single worker reads it
 	// itself; nil otherwise. decode turns an adapter's message into a
@@ -62,7 +62,6 @@ type worker struct {
 	cur     delivery
 	attempt int
 	actx    context.Context // the context of cur's last handler attempt
-	batch   [1]delivery
 }
 
 // newPool returns the pool of workers goroutines that call s.process for
@@ -147,9 +146,7 @@ func (w *worker) run(r *resume) {
 			s.mu.Unlock()
 			continue
 		}
-		w.batch[0] = d
-		s.s.process(w, w.batch[:])
-		w.batch[0] = delivery{}
+		s.s.processOne(w, d, 1, nil)
 	}
 	returned = true
 }
@@ -181,9 +178,7 @@ func (w *worker) runDirect() {
 		if p.aside.Load() || isClosed(s.stopping) {
 			return // stopping: m stays unacknowledged and is redelivered
 		}
-		w.batch[0] = p.decode(m)
-		s.process(w, w.batch[:])
-		w.batch[0] = delivery{}
+		s.processOne(w, p.decode(m), 1, nil)
 	}
 }
 
