@@ -62,6 +62,9 @@ type worker struct {
 	cur     delivery
 	attempt int
 	actx    context.Context // the context of cur's last handler attempt
+	// sharedFirst says the next receive polls the shared queue before
+	// the lane.
+	sharedFirst bool
 }
 
 // newPool returns the pool of workers goroutines that call s.process for
@@ -127,16 +130,39 @@ func (w *worker) run(r *resume) {
 				break
 			}
 		} else {
-			select {
-			case d, ok = <-lane:
+			// A receive that finds a delivery waiting takes one channel
+			// lock (none for an empty channel); the two-case select
+			// below locks both, and workers and senders contend for
+			// the shared queue's lock. Which queue is polled first
+			// alternates, as fair as the select's random choice.
+			first, second := &lane, &shared
+			if w.sharedFirst {
+				first, second = second, first
+			}
+			w.sharedFirst = !w.sharedFirst
+			got := false
+			if d, ok, got = poll(*first); !got {
+				if d, ok, got = poll(*second); got {
+					first = second
+				}
+			}
+			if got {
 				if !ok {
-					lane = nil
+					*first = nil
 					continue
 				}
-			case d, ok = <-shared:
-				if !ok {
-					shared = nil
-					continue
+			} else {
+				select {
+				case d, ok = <-lane:
+					if !ok {
+						lane = nil
+						continue
+					}
+				case d, ok = <-shared:
+					if !ok {
+						shared = nil
+						continue
+					}
 				}
 			}
 		}
@@ -179,6 +205,17 @@ func (w *worker) runDirect() {
 			return // stopping: m stays unacknowledged and is redelivered
 		}
 		s.processOne(w, p.decode(m), 1, nil)
+	}
+}
+
+// poll receives from ch if a delivery is waiting or ch is closed (got true,
+// ok false when closed); it does not block. A nil ch has nothing waiting.
+func poll(ch chan delivery) (d delivery, ok, got bool) {
+	select {
+	case d, ok = <-ch:
+		return d, ok, true
+	default:
+		return delivery{}, false, false
 	}
 }
 
