@@ -305,7 +305,12 @@ func (b *bus) buildEvent(topic string, payload any, opts []EmitOption) (*Event, 
 	if e.Type == "" {
 		e.Type = typeName(payload)
 	}
-	// The ID is generated and the Source was checked by New.
+	// The ID is generated and the Source was checked by New. Without options
+	// there is nothing left to check: the Type is a Go type name (valid
+	// UTF-8), the Key and Headers are unset.
+	if len(opts) == 0 {
+		return e, nil
+	}
 	if err := wire.Validate("", "", e.Type, e.Key, e.Headers); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}

@@ -33,7 +33,7 @@ type pool struct {
 	lanes  []chan delivery
 	shared chan delivery // nil with one worker
 	seed   maphash.Seed
-	s      *subscription // the workers call s.process
+	s      *subscription // the workers call s.processOne
 
 	// src is the adapter's channel when the single worker reads it
 	// itself; nil otherwise. decode turns an adapter's message into a
@@ -62,7 +62,9 @@ type worker struct {
 	cur     delivery
 	attempt int
 	actx    context.Context // the context of cur's last handler attempt
-	batch   [1]delivery
+	// sharedFirst says the next receive polls the shared queue before
+	// the lane.
+	sharedFirst bool
 }
 
 // newPool returns the pool of workers goroutines that call s.process for
@@ -128,16 +130,39 @@ func (w *worker) run(r *resume) {
 				break
 			}
 		} else {
-			select {
-			case d, ok = <-lane:
+			// A receive that finds a delivery waiting takes one channel
+			// lock (none for an empty channel); the two-case select
+			// below locks both, and workers and senders contend for
+			// the shared queue's lock. Which queue is polled first
+			// alternates, as fair as the select's random choice.
+			first, second := &lane, &shared
+			if w.sharedFirst {
+				first, second = second, first
+			}
+			w.sharedFirst = !w.sharedFirst
+			got := false
+			if d, ok, got = poll(*first); !got {
+				if d, ok, got = poll(*second); got {
+					first = second
+				}
+			}
+			if got {
 				if !ok {
-					lane = nil
+					*first = nil
 					continue
 				}
-			case d, ok = <-shared:
-				if !ok {
-					shared = nil
-					continue
+			} else {
+				select {
+				case d, ok = <-lane:
+					if !ok {
+						lane = nil
+						continue
+					}
+				case d, ok = <-shared:
+					if !ok {
+						shared = nil
+						continue
+					}
 				}
 			}
 		}
@@ -147,9 +172,7 @@ func (w *worker) run(r *resume) {
 			s.mu.Unlock()
 			continue
 		}
-		w.batch[0] = d
-		s.s.process(w, w.batch[:])
-		w.batch[0] = delivery{}
+		s.s.processOne(w, d, 1, nil)
 	}
 	returned = true
 }
@@ -181,9 +204,18 @@ func (w *worker) runDirect() {
 		if p.aside.Load() || isClosed(s.stopping) {
 			return // stopping: m stays unacknowledged and is redelivered
 		}
-		w.batch[0] = p.decode(m)
-		s.process(w, w.batch[:])
-		w.batch[0] = delivery{}
+		s.processOne(w, p.decode(m), 1, nil)
+	}
+}
+
+// poll receives from ch if a delivery is waiting or ch is closed (got true,
+// ok false when closed); it does not block. A nil ch has nothing waiting.
+func poll(ch chan delivery) (d delivery, ok, got bool) {
+	select {
+	case d, ok = <-ch:
+		return d, ok, true
+	default:
+		return delivery{}, false, false
 	}
 }
 

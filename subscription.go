@@ -230,15 +230,6 @@ type stoppedErr struct{ err error }
 func (e stoppedErr) Error() string { return "eventstream: delivery stopped: " + e.err.Error() }
 func (e stoppedErr) Unwrap() error { return e.err }
 
-// process handles a batch of deliveries on worker w. Today the pool hands
-// over one delivery at a time; the batch is the seam for adapters that can
-// deliver (and acknowledge) in batches.
-func (s *subscription) process(w *worker, batch []delivery) {
-	for _, d := range batch {
-		s.processOne(w, d, 1, nil)
-	}
-}
-
 // processOne runs the handler for d with retries, starting at attempt (a
 // worker replacing one whose handler called runtime.Goexit resumes after
 // the attempt that exited, whose error is last), and settles d.

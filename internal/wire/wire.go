@@ -168,12 +168,33 @@ func AppendStructured(buf []byte, e *Event, validJSON bool) []byte {
 	return append(buf, '}')
 }
 
+// jsonEscaped has bit c set for each ASCII byte c below 64 that a JSON
+// string must escape (control characters, '"') or that encoding/json
+// escapes ('&', '<', '>'); '\\' is the only other one.
+const jsonEscaped uint64 = 1<<0x20 - 1 | 1<<'"' | 1<<'&' | 1<<'<' | 1<<'>'
+
 // appendString appends s as a JSON string.
 func appendString(buf []byte, s string) []byte {
-	plain := utf8.ValidString(s)
-	for i := 0; plain && i < len(s); i++ {
-		c := s[i]
-		plain = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	// One pass over the bytes; the UTF-8 check runs only for strings with
+	// non-ASCII bytes (IDs, sources and types are usually ASCII).
+	plain, ascii := true, true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 64:
+			if jsonEscaped>>c&1 != 0 {
+				plain = false
+			}
+		case c == '\\':
+			plain = false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+		if !plain {
+			break
+		}
+	}
+	if plain && !ascii {
+		plain = utf8.ValidString(s)
 	}
 	if plain {
 		buf = append(buf, '"')

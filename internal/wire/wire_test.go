@@ -304,3 +304,43 @@ func TestPlainRun(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAppendStructured is the envelope encoding of one Emit (~100 B
+// JSON payload) into a reused buffer.
+func BenchmarkAppendStructured(b *testing.B) {
+	e := &Event{ID: "0190c3f0-0000-7000-8000-000000000001", Source: "eventstream", Type: "main.order",
+		Time: time.Now(), Key: "customer-7", ContentType: "application/json",
+		Data: []byte(`{"id":7,"customer":"c-7","items":["a","b","c"],"total":12.5,"note":"fragile"}`)}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for range b.N {
+		buf = AppendStructured(buf[:0], e, true)
+	}
+}
+
+// TestAppendString checks that every string comes out as a JSON string that
+// decodes to it (invalid UTF-8 as encoding/json replaces it), the escaped
+// ones exactly as encoding/json writes them.
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", "0190c3f0-0000-7000-8000-000000000001", "main.order[x]",
+		`q"uote`, `back\slash`, "tab\t", "nl\n", "\x00", "\x1f", "del\x7f", "<a&b>", "?@AZ[]^_`{|}~",
+		"héllo", "日本", "bad\xff", "\xc3", "mixed é \"q\"", "\u2028", "é<"} {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := appendString([]byte("x"), s)[1:]
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("appendString(%q) = %s: %v", s, got, err)
+		}
+		var wantBack string
+		_ = json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Errorf("appendString(%q) = %s decodes to %q, want %q", s, got, back, wantBack)
+		}
+		if strings.ContainsAny(s, "\"\\\x00\x1f\t\n<&\xff") && string(got) != string(want) {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
