@@ -10,7 +10,7 @@ import (
 
 // discardAdapter is an MQAdapter whose publishes return at once: it measures
 // what the distributed bus itself costs per Emit. It keeps nothing.
-type discardAdapter struct{ record bool }
+type discardAdapter struct{}
 
 func (discardAdapter) Publish(context.Context, string, []byte) error { return nil }
 func (discardAdapter) Subscribe(context.Context, string, string) (<-chan eventstream.Message, func(), error) {
