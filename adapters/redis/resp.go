@@ -112,6 +112,9 @@ func (r *respReader) aggregate() (n int, null bool, err error) {
 		if t == '%' {
 			n *= 2
 		}
+		if n > (len(r.b)-r.off)/3 { // every element takes at least 3 bytes ("_\r\n")
+			return 0, false, fmt.Errorf("%w: %d elements in a reply of %d bytes", errProtocol, n, len(r.b))
+		}
 		return n, false, nil
 	}
 	return 0, false, fmt.Errorf("%w: %q where an array was expected", errProtocol, t)

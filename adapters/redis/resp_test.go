@@ -81,7 +81,9 @@ func TestParseReadGroupEmptyAndErrors(t *testing.T) {
 			t.Fatalf("reply truncated to %d bytes: error %v, want errProtocol", i, err)
 		}
 	}
-	for _, bad := range []string{":1\r\n", "*1\r\n*3\r\n", "*1\r\n*2\r\n" + bulk("k") + "*1\r\n*2\r\n" + bulk("1-1") + "*1\r\n" + bulk("v")} {
+	for _, bad := range []string{":1\r\n", "*1\r\n*3\r\n",
+		"*1\r\n*2\r\n$1\r\nk\r\n*999999999999999999\r\n", // a count no reply of this size can hold
+		"*1\r\n*2\r\n$1\r\nk\r\n%999999999\r\n", "*1\r\n*2\r\n" + bulk("k") + "*1\r\n*2\r\n" + bulk("1-1") + "*1\r\n" + bulk("v")} {
 		if _, err := b.parseReadGroup([]byte(bad), "t"); !errors.Is(err, errProtocol) {
 			t.Errorf("%q: error %v, want errProtocol", bad, err)
 		}
