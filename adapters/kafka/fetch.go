@@ -214,6 +214,12 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 		base := int64(binary.BigEndian.Uint64(b))
 		size := int64(int32(binary.BigEndian.Uint32(b[8:])))
 		if size > int64(len(b)-12) {
+			if start == 0 {
+				// A broker sends the first batch whole, however large (KIP-74):
+				// a cut-off first batch is a bad length, and fetching it again
+				// would get the same bytes at once, forever.
+				return next, fmt.Errorf("%w: first batch at offset %d claims %d bytes, the response has %d", errBadBatch, base, size, len(b)-12)
+			}
 			break // the response ends inside this batch (it is fetched again)
 		}
 		if size <= batchMagic {
@@ -354,6 +360,8 @@ func (f *fetcher) record(b []byte, base, firstTS int64, logAppend bool, r *fetch
 	}
 	if ts := firstTS + tsDelta; ts >= 0 {
 		r.ts = time.UnixMilli(ts)
+	} else {
+		r.ts = time.Time{} // no timestamp (r is reused: never the previous record's)
 	}
 	r.key = d.bytes()
 	r.value = d.bytes()

@@ -173,3 +173,31 @@ func TestDecodeBadBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeCutFirstBatch: a first batch that claims more bytes than the
+// response holds is an error (a broker always sends the first batch whole),
+// not an empty fetch that would be retried at once, forever.
+func TestDecodeCutFirstBatch(t *testing.T) {
+	b := slices.Clone(encodeBatch(t, 5, 0, kafkago.Record{Value: kafkago.NewBytes([]byte("value"))}))
+	binary.BigEndian.PutUint32(b[8:], binary.BigEndian.Uint32(b[8:])+1)
+	got, next, err := decodeAll(t, b, 5, -1)
+	if !errors.Is(err, errBadBatch) || len(got) != 0 || next != 5 {
+		t.Errorf("%d records, next %d, error %v; want none, 5 and errBadBatch", len(got), next, err)
+	}
+}
+
+// TestDecodeNoTimestamp: a record without a timestamp (negative) has a zero
+// Timestamp, not the one of the record before it.
+func TestDecodeNoTimestamp(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	b := encodeBatch(t, 0, 0,
+		kafkago.Record{Time: t0, Value: kafkago.NewBytes([]byte("a"))},
+		kafkago.Record{Time: t0.Add(-time.Duration(t0.UnixMilli()+1) * time.Millisecond), Value: kafkago.NewBytes([]byte("b"))})
+	got, _, err := decodeAll(t, b, 0, -1)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%d records, error %v", len(got), err)
+	}
+	if !got[0].ts.Equal(t0) || !got[1].ts.IsZero() {
+		t.Errorf("timestamps %v, %v; want %v and zero", got[0].ts, got[1].ts, t0)
+	}
+}
