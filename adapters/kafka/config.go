@@ -186,7 +186,8 @@ type Config struct {
 	// FetchMaxWait is how long the broker may hold a fetch open waiting for
 	// new messages. Default 500ms.
 	FetchMaxWait time.Duration
-	// FetchMaxBytes caps the size of one fetch response. Default 1 MiB.
+	// FetchMaxBytes caps the size of one fetch response. Default 1 MiB, at
+	// most 1 GiB. A record batch larger than it is still fetched whole.
 	FetchMaxBytes int
 
 	// Logger receives diagnostics (retries, rebalances, commit failures).
@@ -311,6 +312,9 @@ func (c Config) withDefaults() (Config, error) {
 			*n.v = n.def
 		}
 	}
+	if c.FetchMaxBytes > maxFetchBytes {
+		return c, invalid("FetchMaxBytes %d is above %d", c.FetchMaxBytes, maxFetchBytes)
+	}
 	if c.RequiredAcks < AcksAll || c.RequiredAcks > AcksNone {
 		return c, invalid("unknown RequiredAcks %d", c.RequiredAcks)
 	}
@@ -372,3 +376,7 @@ func (c *Config) kafkaStartOffset() int64 {
 	}
 	return kafkago.FirstOffset
 }
+
+// maxFetchBytes is the largest FetchMaxBytes: a fetch response must fit the
+// protocol's int32 sizes with room to spare.
+const maxFetchBytes = 1 << 30

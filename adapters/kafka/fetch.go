@@ -146,7 +146,17 @@ func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecor
 	if bp == nil {
 		bp = new([]byte)
 	}
-	defer a.fetchBufs.Put(bp)
+	defer func() {
+		// A response (or a batch decompressed from it) far above
+		// FetchMaxBytes, as one huge record batch makes, is not kept.
+		if cap(*bp) > 4*a.cfg.FetchMaxBytes {
+			*bp = nil
+		}
+		if cap(f.inflated) > 4*a.cfg.FetchMaxBytes {
+			f.inflated = nil
+		}
+		a.fetchBufs.Put(bp)
+	}()
 	c := f.conn
 	c.rbuf = bp
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.FetchMaxWait+a.cfg.DialTimeout+a.cfg.SessionTimeout)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -268,7 +269,14 @@ func (c *brokerConn) roundTrip(req []byte) ([]byte, error) {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(size[:])
-	if n < 4 || n > 64<<20 {
+	// Group responses are small; a fetch response (read into rbuf) is as
+	// large as the broker makes it: FetchMaxBytes, or one whole record batch
+	// above that, which the topic's max.message.bytes bounds.
+	limit := uint32(64 << 20)
+	if c.rbuf != nil {
+		limit = math.MaxInt32
+	}
+	if n < 4 || n > limit {
 		return nil, fmt.Errorf("response size %d out of range", n)
 	}
 	var body []byte

@@ -103,6 +103,7 @@ func TestConfigValidation(t *testing.T) {
 		{Brokers: []string{"x:1"}, HeartbeatInterval: 5 * time.Second, SessionTimeout: time.Second},
 		{Brokers: []string{"x:1"}, RevokeTimeout: time.Minute},
 		{Brokers: []string{"x:1"}, MaxInFlightPerPartition: -3},
+		{Brokers: []string{"x:1"}, FetchMaxBytes: 2 << 30},
 		{Brokers: []string{"x:1"}, RequiredAcks: 7},
 		{Brokers: []string{"x:1"}, Compression: 9},
 		{Brokers: []string{"x:1"}, StartOffset: 5},
