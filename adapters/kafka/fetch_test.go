@@ -201,3 +201,16 @@ func TestDecodeNoTimestamp(t *testing.T) {
 		t.Errorf("timestamps %v, %v; want %v and zero", got[0].ts, got[1].ts, t0)
 	}
 }
+
+// TestHeaderCacheRepeatedKey: a record whose headers repeat a key never
+// shares the previous record's map of as many distinct keys.
+func TestHeaderCacheRepeatedKey(t *testing.T) {
+	c := headerCache{last: map[string]string{"a": "1", "b": "2"}}
+	h := func(k, v string) rawHeader { return rawHeader{key: []byte(k), value: []byte(v)} }
+	if c.reusable([]rawHeader{h("a", "1"), h("a", "1")}) {
+		t.Error("[a:1 a:1] reuses {a:1 b:2}")
+	}
+	if !c.reusable([]rawHeader{h("b", "2"), h("a", "1")}) {
+		t.Error("[b:2 a:1] does not reuse {a:1 b:2}")
+	}
+}

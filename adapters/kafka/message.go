@@ -64,12 +64,19 @@ type headerCache struct {
 // reusable reports whether hs are exactly the headers of c.last.
 func (c *headerCache) reusable(hs []rawHeader) bool {
 	m := c.last
-	if len(hs) == 0 || len(m) != len(hs) {
+	if len(hs) == 0 || len(m) != len(hs) || len(hs) > 16 {
 		return false
 	}
-	for _, h := range hs {
+	for i, h := range hs {
 		if v, ok := m[string(h.key)]; !ok || v != string(h.value) {
 			return false
+		}
+		// With a key repeated, len(hs) distinct keys of m cannot all be
+		// among hs: [a a] must not reuse {a, b}.
+		for _, prev := range hs[:i] {
+			if string(prev.key) == string(h.key) {
+				return false
+			}
 		}
 	}
 	return true
