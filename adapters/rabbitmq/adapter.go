@@ -174,7 +174,23 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	case <-ctx.Done():
 		return fmt.Errorf("rabbitmq: publish to %q: %w", topic, ctx.Err())
 	}
-	defer func() { <-a.sem }()
+	// The slot is held until the publish is settled, also when the caller
+	// gives up waiting for its confirm (then the goroutine settling it frees
+	// the slot): MaxPending bounds the outstanding publishes, and so the
+	// returns the library may queue.
+	held := true
+	defer func() {
+		if held {
+			<-a.sem
+		}
+	}()
+	late := func(f func()) {
+		held = false
+		a.goLate(func() {
+			defer func() { <-a.sem }()
+			f()
+		}, func() { <-a.sem })
+	}
 
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -204,7 +220,7 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 			a.log.Debug("rabbitmq: publish failed, retrying", "topic", topic, "error", err)
 			continue
 		}
-		res, err := pc.wait(ctx, p, a.goLate)
+		res, err := pc.wait(ctx, p, late)
 		if err != nil {
 			return fmt.Errorf("rabbitmq: publish to %q: waiting for the confirm: %w", topic, err)
 		}
@@ -228,13 +244,16 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 }
 
 // goLate runs f in a goroutine that Close waits for, unless the adapter is
-// closed (then the connection and every outstanding publish go with it).
-func (a *Adapter) goLate(f func()) {
+// closed (then the connection and every outstanding publish go with it, and
+// instead runs at once).
+func (a *Adapter) goLate(f, instead func()) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.closed {
 		a.late.Go(f)
+		return
 	}
+	instead()
 }
 
 // pubChannel returns the current confirm channel, opening one (waiting for

@@ -60,9 +60,10 @@ func openPubChannel(conn *amqp.Connection, gen uint64, maxPending int) (*pubChan
 		ch:      ch,
 		gen:     gen,
 		pending: make(map[uint64]*pendingPub),
-		// At most one return per outstanding publish; publishes whose
-		// caller gave up are settled too (see wait), so this never fills
-		// (the library would drop a return after blocking 5 s).
+		// At most one return per outstanding publish, and a publish holds
+		// one of the MaxPending slots until it is settled, also when its
+		// caller gave up (see wait and Adapter.PublishRecord), so this
+		// never fills (the library would drop a return after blocking 5 s).
 		returns: ch.NotifyReturn(make(chan amqp.Return, 2*maxPending+16)),
 	}, nil
 }
