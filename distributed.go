@@ -155,11 +155,13 @@ func (t *mqTransport) attach(s *subscription) error {
 	return nil
 }
 
-// read moves messages from the adapter into s's queue. A message that may
-// carry a key is decoded first, so that it routes to its key's worker; one
-// that cannot (see keyless) goes to the shared queue as it is and is decoded
-// by the worker that takes it, so that decoding runs in parallel. (With one
-// worker there is no reader: see pool.src.)
+// read moves messages from the adapter into s's queue, undecoded when its
+// queue is known without decoding, so that decoding runs in parallel in the
+// workers: one that cannot carry a key (see keyless) goes to the shared
+// queue, one whose event key is certainly its broker key (see
+// brokerKeyIsEventKey: every keyed event the bus writes) to that key's
+// worker. Any other message is decoded first, to route it to its key's
+// worker. (With one worker there is no reader: see pool.src.)
 func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 	defer close(s.readDone)
 	for {
@@ -179,16 +181,58 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 			return
 		}
 		d := delivery{msg: m}
-		key := ""
-		if !keyless(m) {
+		key, bkey := "", []byte(nil)
+		switch {
+		case keyless(m):
+		case brokerKeyIsEventKey(m):
+			bkey = m.Key() // its lane is known: the worker decodes it
+		default:
 			if d = t.decode(m); d.ev != nil {
 				key = d.ev.Key
 			}
 		}
-		if ok, _ := s.enqueue(context.Background(), d, key); !ok {
+		if ok, _ := s.enqueue(context.Background(), d, key, bkey); !ok {
 			return // stopping; the message stays unacknowledged
 		}
 	}
+}
+
+// brokerKeyIsEventKey reports whether m's event certainly has m's broker key
+// as its key, as every event the bus publishes with a key does: m has a
+// broker key, and its binary-mode key header is that key, or its value
+// names no other (it holds "partitionkey" at most once, as
+// "partitionkey":"<key>", and no escape that could spell it).
+func brokerKeyIsEventKey(m Message) (ok bool) {
+	defer func() { // the adapter's bug; decode reports it
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	k := m.Key()
+	if len(k) == 0 {
+		return false
+	}
+	if hc, isHC := m.(HeaderCarrier); isHC {
+		if pk, has := hc.Headers()["ce_partitionkey"]; has {
+			return pk == string(k)
+		}
+	}
+	v := m.Value()
+	if bytes.Contains(v, []byte(`\u`)) {
+		return false
+	}
+	switch bytes.Count(v, []byte("partitionkey")) {
+	case 0:
+		return true // the event's key is the broker key (see decodeEvent)
+	case 1:
+		i := bytes.Index(v, []byte(`"partitionkey":"`))
+		if i < 0 {
+			return false
+		}
+		rest := v[i+len(`"partitionkey":"`):]
+		return len(rest) > len(k) && bytes.HasPrefix(rest, k) && rest[len(k)] == '"'
+	}
+	return false
 }
 
 // keyless reports whether m's event certainly has no key: m is not nil and

@@ -66,7 +66,7 @@ func (t *memTransport) deliverToGroup(ctx context.Context, g *memGroup, e *Event
 		} else {
 			s = members[g.rr.Add(1)%uint64(len(members))]
 		}
-		ok, err := s.enqueue(ctx, delivery{ev: e}, e.Key)
+		ok, err := s.enqueue(ctx, delivery{ev: e}, e.Key, nil)
 		if err != nil || ok {
 			return ok, err
 		}

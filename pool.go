@@ -229,12 +229,15 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// queue returns the queue for a delivery with the given key.
-func (p *pool) queue(key string) chan delivery {
-	if p.shared == nil {
+// queue returns the queue for a delivery with the given key; bkey, when
+// set, is the key as bytes (the same lane as key string(bkey)).
+func (p *pool) queue(key string, bkey []byte) chan delivery {
+	switch {
+	case p.shared == nil:
 		return p.lanes[0]
-	}
-	if key == "" {
+	case len(bkey) > 0: // the same lane as key string(bkey)
+		return p.lanes[maphash.Bytes(p.seed, bkey)%uint64(len(p.lanes))]
+	case key == "":
 		return p.shared
 	}
 	return p.lanes[maphash.String(p.seed, key)%uint64(len(p.lanes))]

@@ -129,13 +129,13 @@ func (s *subscription) abandon() {
 
 // enqueue queues d for the workers, waiting while the queue is full. It
 // reports false when the subscription stopped accepting events.
-func (s *subscription) enqueue(ctx context.Context, d delivery, key string) (bool, error) {
+func (s *subscription) enqueue(ctx context.Context, d delivery, key string, bkey []byte) (bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return false, nil
 	}
-	q := s.p.queue(key)
+	q := s.p.queue(key, bkey)
 	select {
 	case q <- d:
 		return true, nil

@@ -1,0 +1,77 @@
+package eventstream
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+type keyedMsg struct {
+	key, value []byte
+	headers    map[string]string
+}
+
+func (m *keyedMsg) Topic() string              { return "t" }
+func (m *keyedMsg) Value() []byte              { return m.value }
+func (m *keyedMsg) Key() []byte                { return m.key }
+func (m *keyedMsg) Timestamp() time.Time       { return time.Time{} }
+func (m *keyedMsg) Headers() map[string]string { return m.headers }
+
+// TestBrokerKeyIsEventKey: when the reader takes a message's broker key as
+// its lane key without decoding it, that is the key its event decodes to
+// (else the per-key order would follow the wrong key), and the messages the
+// bus itself writes with a key are recognised.
+func TestBrokerKeyIsEventKey(t *testing.T) {
+	var pub []Record
+	rec := recordFunc(func(r Record) { pub = append(pub, r) })
+	for _, binary := range []bool{false, true} {
+		tr := &mqTransport{ser: JSONSerializer{}, binary: binary, rp: rec}
+		e := &Event{Topic: "t", ID: "1", Source: "s", Type: "t", Time: time.Unix(1, 0), Key: "k-1", Data: map[string]any{"n": 1}}
+		if err := tr.publish(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range pub {
+		m := &keyedMsg{key: r.Key, value: r.Value, headers: r.Headers}
+		if !brokerKeyIsEventKey(m) {
+			t.Errorf("the bus's own record %q (headers %v) is not recognised", r.Value, r.Headers)
+		}
+	}
+	env := func(ext string) []byte {
+		return []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t"` + ext + `,"datacontenttype":"application/json","data":{"n":1}}`)
+	}
+	cases := []*keyedMsg{
+		{key: []byte("a"), value: env(`,"partitionkey":"a"`)},
+		{key: []byte("a"), value: env(`,"partitionkey":"ab"`)},
+		{key: []byte("a"), value: env(`,"partitionkey":"b"`)},
+		{key: []byte("a"), value: env(`,"partitionkey":"\u0062"`)},
+		{key: []byte("a"), value: env(``)},
+		{key: []byte("a"), value: env(`,"x":"partitionkey","partitionkey":"a"`)},
+		{key: []byte("a"), value: []byte(`{"n":1}`)},
+		{key: []byte("a"), value: []byte(`garbage`)},
+		{key: []byte("a"), value: []byte(`{"n":1}`), headers: map[string]string{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_partitionkey": "a"}},
+		{key: []byte("a"), value: []byte(`{"n":1}`), headers: map[string]string{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_partitionkey": "b"}},
+		{key: nil, value: env(`,"partitionkey":"a"`)},
+	}
+	tr := &mqTransport{ser: JSONSerializer{}}
+	for i, m := range cases {
+		if !brokerKeyIsEventKey(m) {
+			continue
+		}
+		d := tr.decode(m)
+		if d.ev != nil && d.ev.Key != string(m.key) {
+			t.Errorf("case %d: lane key %q, but the event decodes with key %q", i, m.key, d.ev.Key)
+		}
+	}
+	if brokerKeyIsEventKey(cases[2]) || brokerKeyIsEventKey(cases[9]) || !brokerKeyIsEventKey(cases[0]) || !brokerKeyIsEventKey(cases[4]) {
+		t.Error("a plain case is judged wrongly")
+	}
+}
+
+type recordFunc func(Record)
+
+func (f recordFunc) Publish(context.Context, string, []byte) error { return nil }
+func (f recordFunc) PublishRecord(_ context.Context, _ string, r Record) error {
+	f(r)
+	return nil
+}
