@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/eventstream-go/eventstream"
@@ -91,7 +90,7 @@ type RabbitServer struct {
 	Pid int
 	// External reports that the broker is $RABBITMQ_URL's.
 	External bool
-	tb       *startTB
+	stop     func()
 }
 
 // StartRabbitMQ starts a private RabbitMQ node (the Debian package
@@ -100,20 +99,11 @@ type RabbitServer struct {
 // that broker instead. Without rabbitmq-server it fails with an error that
 // names the install command.
 func StartRabbitMQ() (*RabbitServer, error) {
-	tb := &startTB{}
-	done := make(chan *brokertest.Broker, 1)
-	// brokertest reports through testing.TB, whose Fatal and Skip end the
-	// calling goroutine: start in a goroutine of its own.
-	go func() {
-		defer close(done)
-		done <- brokertest.RabbitMQ(tb)
-	}()
-	b := <-done
-	if b == nil {
-		tb.cleanup()
-		return nil, fmt.Errorf("rabbitmq: %s", strings.TrimPrefix(tb.msg, "brokertest: "))
+	b, stop, err := brokertest.Outside(nil, brokertest.RabbitMQ)
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: %s", strings.TrimPrefix(err.Error(), "brokertest: "))
 	}
-	s := &RabbitServer{URL: b.URL(), External: b.External(), tb: tb}
+	s := &RabbitServer{URL: b.URL(), External: b.External(), stop: stop}
 	if !s.External {
 		s.Pid = groupProcess(b.Pid(), "beam.smp")
 	}
@@ -121,7 +111,7 @@ func StartRabbitMQ() (*RabbitServer, error) {
 }
 
 // Close stops a private node and removes its directory.
-func (s *RabbitServer) Close() { s.tb.cleanup() }
+func (s *RabbitServer) Close() { s.stop() }
 
 // groupProcess returns the pid of the process named comm in process group
 // pgid, or 0 (also where /proc does not exist).
@@ -154,34 +144,6 @@ func groupProcess(pgid int, comm string) int {
 		}
 	}
 	return 0
-}
-
-// startTB is the testing.TB brokertest needs outside a test: Fatal and Skip
-// record the message and end the starting goroutine, cleanups run at
-// cleanup. The methods it does not override panic (the embedded interface
-// is nil); brokertest's starters do not call them.
-type startTB struct {
-	testing.TB
-	msg      string
-	cleanups []func()
-}
-
-func (t *startTB) Helper()                   {}
-func (t *startTB) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
-func (t *startTB) Log(...any)                {}
-func (t *startTB) Logf(string, ...any)       {}
-func (t *startTB) Failed() bool              { return t.msg != "" }
-func (t *startTB) Fatal(args ...any)         { t.stop(fmt.Sprint(args...)) }
-func (t *startTB) Fatalf(f string, a ...any) { t.stop(fmt.Sprintf(f, a...)) }
-func (t *startTB) Skip(args ...any)          { t.stop(fmt.Sprint(args...)) }
-func (t *startTB) Skipf(f string, a ...any)  { t.stop(fmt.Sprintf(f, a...)) }
-func (t *startTB) stop(msg string)           { t.msg = msg; runtime.Goexit() }
-
-func (t *startTB) cleanup() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
-	}
-	t.cleanups = nil
 }
 
 // RabbitPeer is a RabbitMQ client under test.

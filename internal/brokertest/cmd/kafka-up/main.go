@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,24 +42,17 @@ func main() {
 }
 
 func run(version string, sasl bool, args []string) (code int) {
-	tb := &cmdTB{}
-	defer tb.runCleanups()
-	done := make(chan *brokertest.Broker)
-	// brokertest reports failures through testing.TB, whose Fatal and Skip
-	// end the calling goroutine; run the start in its own goroutine.
-	go func() {
-		defer close(done)
-		opts := []brokertest.KafkaOption{brokertest.KafkaVersion(version)}
-		if sasl {
-			opts = append(opts, brokertest.KafkaSASL())
-		}
-		done <- brokertest.Kafka(tb, opts...)
-	}()
-	b := <-done
-	if b == nil {
-		fmt.Fprintln(os.Stderr, "kafka-up:", tb.msg)
+	opts := []brokertest.KafkaOption{brokertest.KafkaVersion(version)}
+	if sasl {
+		opts = append(opts, brokertest.KafkaSASL())
+	}
+	logf := func(f string, args ...any) { fmt.Fprintf(os.Stderr, "kafka-up: "+f+"\n", args...) }
+	b, stop, err := brokertest.Outside(logf, func(t testing.TB) *brokertest.Broker { return brokertest.Kafka(t, opts...) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kafka-up:", err)
 		return 1
 	}
+	defer stop()
 	fmt.Fprintf(os.Stderr, "kafka-up: Kafka %s ready at %s", b.Version(), b.Addr())
 	if b.SASLAddr() != "" {
 		fmt.Fprintf(os.Stderr, ", SASL_PLAINTEXT at %s (user %s, password %s)", b.SASLAddr(), brokertest.KafkaSASLUser, brokertest.KafkaSASLPassword)
@@ -90,7 +82,7 @@ func run(version string, sasl bool, args []string) (code int) {
 			_ = cmd.Process.Signal(s)
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
@@ -104,36 +96,4 @@ func run(version string, sasl bool, args []string) (code int) {
 		return 1
 	}
 	return 0
-}
-
-// cmdTB is the testing.TB brokertest needs, outside a test: failures and
-// skips end the starting goroutine, cleanups run at exit. Methods it does
-// not override panic (the embedded interface is nil); brokertest does not
-// call them.
-type cmdTB struct {
-	testing.TB
-	msg      string
-	cleanups []func()
-}
-
-func (c *cmdTB) Helper()                    {}
-func (c *cmdTB) Cleanup(f func())           { c.cleanups = append(c.cleanups, f) }
-func (c *cmdTB) Log(args ...any)            { fmt.Fprintln(os.Stderr, append([]any{"kafka-up:"}, args...)...) }
-func (c *cmdTB) Logf(f string, args ...any) { fmt.Fprintf(os.Stderr, "kafka-up: "+f+"\n", args...) }
-func (c *cmdTB) Fatal(args ...any)          { c.msg = fmt.Sprint(args...); runtime.Goexit() }
-func (c *cmdTB) Fatalf(f string, args ...any) {
-	c.msg = fmt.Sprintf(f, args...)
-	runtime.Goexit()
-}
-func (c *cmdTB) Skip(args ...any) { c.msg = fmt.Sprint(args...); runtime.Goexit() }
-func (c *cmdTB) Skipf(f string, args ...any) {
-	c.msg = fmt.Sprintf(f, args...)
-	runtime.Goexit()
-}
-func (c *cmdTB) Failed() bool { return c.msg != "" }
-
-func (c *cmdTB) runCleanups() {
-	for i := len(c.cleanups) - 1; i >= 0; i-- {
-		c.cleanups[i]()
-	}
 }
