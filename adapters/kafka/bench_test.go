@@ -54,18 +54,26 @@ func BenchmarkPublishSequential(b *testing.B) {
 // BenchmarkPublishParallel measures concurrent publishes, which share
 // produce requests.
 func BenchmarkPublishParallel(b *testing.B) {
+	msg := make([]byte, 256)
+	benchPublishParallel(b, "bench-par-", func(ctx context.Context, a *kafka.Adapter, topic string) error {
+		return a.Publish(ctx, topic, msg)
+	})
+}
+
+// benchPublishParallel runs publish from 64 goroutines per core on a new
+// topic (created by a first publish before the timer starts).
+func benchPublishParallel(b *testing.B, prefix string, publish func(context.Context, *kafka.Adapter, string) error) {
 	a := benchAdapter(b)
 	ctx := context.Background()
-	msg := make([]byte, 256)
-	topic := "bench-par-" + time.Now().Format("150405.000000")
-	if err := a.Publish(ctx, topic, msg); err != nil {
+	topic := prefix + time.Now().Format("150405.000000")
+	if err := publish(ctx, a, topic); err != nil {
 		b.Fatal(err)
 	}
 	b.SetParallelism(64)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := a.Publish(ctx, topic, msg); err != nil {
+			if err := publish(ctx, a, topic); err != nil {
 				b.Error(err)
 				return
 			}
@@ -76,17 +84,26 @@ func BenchmarkPublishParallel(b *testing.B) {
 // BenchmarkConsume measures receiving and acknowledging b.N messages spread
 // over 6 partitions.
 func BenchmarkConsume(b *testing.B) {
+	msg := make([]byte, 256)
+	benchConsume(b, "bench-consume-", func(ctx context.Context, a *kafka.Adapter, topic string, _ int) error {
+		return a.Publish(ctx, topic, msg)
+	}, nil)
+}
+
+// benchConsume publishes b.N messages to a new topic with publish (from 32
+// goroutines; i is the message's number), then measures subscribing,
+// receiving each (and handing it to read, when set) and acknowledging it.
+func benchConsume(b *testing.B, prefix string, publish func(ctx context.Context, a *kafka.Adapter, topic string, i int) error, read func(eventstream.Message)) {
 	a := benchAdapter(b)
 	ctx := context.Background()
-	topic := "bench-consume-" + time.Now().Format("150405.000000")
-	msg := make([]byte, 256)
+	topic := prefix + time.Now().Format("150405.000000")
 	var wg sync.WaitGroup
 	for w := 0; w < 32; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; i < b.N; i += 32 {
-				if err := a.Publish(ctx, topic, msg); err != nil {
+				if err := publish(ctx, a, topic, i); err != nil {
 					b.Error(err)
 					return
 				}
@@ -102,6 +119,9 @@ func BenchmarkConsume(b *testing.B) {
 	defer cancel()
 	for i := 0; i < b.N; i++ {
 		m := <-ch
+		if read != nil {
+			read(m)
+		}
 		if err := a.Ack(ctx, "bench", m); err != nil {
 			b.Fatal(err)
 		}
@@ -123,22 +143,9 @@ var ceHeaders = map[string]string{
 // BenchmarkPublishParallelHeaders is BenchmarkPublishParallel with the 7
 // headers of a binary-mode CloudEvent and a key.
 func BenchmarkPublishParallelHeaders(b *testing.B) {
-	a := benchAdapter(b)
-	ctx := context.Background()
 	r := eventstream.Record{Key: []byte("customer-42"), Value: make([]byte, 100), Headers: ceHeaders}
-	topic := "bench-parh-" + time.Now().Format("150405.000000")
-	if err := a.PublishRecord(ctx, topic, r); err != nil {
-		b.Fatal(err)
-	}
-	b.SetParallelism(64)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if err := a.PublishRecord(ctx, topic, r); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	benchPublishParallel(b, "bench-parh-", func(ctx context.Context, a *kafka.Adapter, topic string) error {
+		return a.PublishRecord(ctx, topic, r)
 	})
 }
 
@@ -146,40 +153,12 @@ func BenchmarkPublishParallelHeaders(b *testing.B) {
 // headers of a binary-mode CloudEvent (with a ce_id of their own, as
 // events have), each read through Headers.
 func BenchmarkConsumeHeaders(b *testing.B) {
-	a := benchAdapter(b)
-	ctx := context.Background()
-	topic := "bench-consumeh-" + time.Now().Format("150405.000000")
-	var wg sync.WaitGroup
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < b.N; i += 32 {
-				hs := maps.Clone(ceHeaders)
-				hs["ce_id"] = strconv.Itoa(i)
-				r := eventstream.Record{Value: make([]byte, 100), Headers: hs}
-				if err := a.PublishRecord(ctx, topic, r); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.ResetTimer()
-	ch, cancel, err := a.Subscribe(ctx, topic, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cancel()
 	n := 0
-	for i := 0; i < b.N; i++ {
-		m := <-ch
-		n += len(m.(eventstream.HeaderCarrier).Headers())
-		if err := a.Ack(ctx, "bench", m); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchConsume(b, "bench-consumeh-", func(ctx context.Context, a *kafka.Adapter, topic string, i int) error {
+		hs := maps.Clone(ceHeaders)
+		hs["ce_id"] = strconv.Itoa(i)
+		return a.PublishRecord(ctx, topic, eventstream.Record{Value: make([]byte, 100), Headers: hs})
+	}, func(m eventstream.Message) { n += len(m.(eventstream.HeaderCarrier).Headers()) })
 	if n != b.N*len(ceHeaders) {
 		b.Fatalf("%d headers read, want %d", n, b.N*len(ceHeaders))
 	}
