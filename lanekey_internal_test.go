@@ -75,3 +75,19 @@ func (f recordFunc) PublishRecord(_ context.Context, _ string, r Record) error {
 	f(r)
 	return nil
 }
+
+// TestQueueByBrokerKey: a delivery routed by its broker key (undecoded)
+// goes to the same lane as one routed by the decoded key, so events of one
+// key stay in one worker's order whichever way the reader routed them.
+func TestQueueByBrokerKey(t *testing.T) {
+	p := newPool(nil, 8, 256)
+	for i := range 200 {
+		k := "key-" + string(rune('a'+i%26)) + string(rune('0'+i%10))
+		if got, want := p.queue("", []byte(k)), p.queue(k, nil); got != want || got == p.shared {
+			t.Fatalf("key %q: lane by bytes differs from lane by string (or is the shared queue)", k)
+		}
+	}
+	if p.queue("", nil) != p.shared {
+		t.Error("a keyless delivery is not on the shared queue")
+	}
+}
