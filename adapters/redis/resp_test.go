@@ -144,3 +144,27 @@ func TestHeaderMapsShared(t *testing.T) {
 		t.Errorf("entries with other headers share a map")
 	}
 }
+
+// TestHeaderValuesPastTheInternTable: once the table of shared strings is
+// full, header values are views of the reply, and still the entries' own.
+func TestHeaderValuesPastTheInternTable(t *testing.T) {
+	var b batch
+	n := maxInterned + 10
+	raw := "*1\r\n*2\r\n" + bulk("es:t") + "*" + itoa(n) + "\r\n"
+	for i := range n {
+		raw += entry("1-"+itoa(i), "v", "x", "h:ce_id", "id-"+itoa(i), "h:"+strings.Repeat("l", maxInternedLen+1), strings.Repeat("v", maxInternedLen+1)+itoa(i))
+	}
+	msgs, err := b.parseReadGroup([]byte(raw), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != n || len(b.intern) != maxInterned {
+		t.Fatalf("%d messages, %d interned strings", len(msgs), len(b.intern))
+	}
+	for i, m := range msgs {
+		h := m.Headers()
+		if h["ce_id"] != "id-"+itoa(i) || h[strings.Repeat("l", maxInternedLen+1)] != strings.Repeat("v", maxInternedLen+1)+itoa(i) || len(h) != 2 {
+			t.Fatalf("entry %d: headers %v", i, h)
+		}
+	}
+}
