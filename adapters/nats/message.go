@@ -48,6 +48,11 @@ var (
 
 func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply}
+	// The key and the time are read here; the user headers are compared
+	// with the previous message's, whose map is shared when they are the
+	// same (as they are for the bus's structured events): one map fewer
+	// per message.
+	users, same := 0, true
 	for k, vs := range raw.Header {
 		if len(vs) == 0 {
 			continue
@@ -71,20 +76,49 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 			continue
 		}
 		if strings.HasPrefix(k, HeaderEncodedPrefix) {
+			users, same = users+1, false
+			continue
+		}
+		if reservedHeader(k) {
+			continue // server (Nats-*) or adapter (es-*) metadata
+		}
+		users++
+		if lv, ok := s.lastHeaders[k]; !ok || lv != v {
+			same = false
+		}
+	}
+	switch {
+	case users == 0:
+	case same && users == len(s.lastHeaders):
+		m.headers = s.lastHeaders
+	default:
+		m.headers = userHeaders(raw.Header, users)
+		s.lastHeaders = m.headers
+	}
+	return m
+}
+
+// userHeaders returns the user headers of h, n of them at most: the
+// reserved ones left out, the encoded ones (HeaderEncodedPrefix) decoded.
+func userHeaders(h natsgo.Header, n int) map[string]string {
+	out := make(map[string]string, n)
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		v := vs[0]
+		if strings.HasPrefix(k, HeaderEncodedPrefix) {
 			name, err1 := base64.RawURLEncoding.DecodeString(k[len(HeaderEncodedPrefix):])
 			val, err2 := base64.StdEncoding.DecodeString(v)
 			if err1 == nil && err2 == nil {
 				k, v = string(name), string(val)
 			}
 		} else if reservedHeader(k) {
-			continue // server (Nats-*) or adapter (es-*) metadata
+			continue
 		}
-		if m.headers == nil {
-			m.headers = make(map[string]string, len(raw.Header))
-		}
-		m.headers[k] = v
+		out[k] = v
 	}
-	return m
+	return out
 }
 
 func (m *Message) meta() {
@@ -173,7 +207,9 @@ func (m *Message) Timestamp() time.Time {
 
 // Headers returns the message headers without the adapter's (es-*) and the
 // server's (Nats-*) own; nil when there are none. When a header occurs
-// several times the first value wins.
+// several times the first value wins. Consecutive messages of a
+// subscription with the same headers share one map: it must not be
+// modified.
 func (m *Message) Headers() map[string]string { return m.headers }
 
 // Sequence returns the message's sequence number in its topic's stream.

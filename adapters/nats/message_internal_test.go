@@ -1,8 +1,12 @@
 package nats
 
 import (
+	"maps"
+	"reflect"
 	"testing"
 	"time"
+
+	natsgo "github.com/nats-io/nats.go"
 )
 
 func TestParseAckSubject(t *testing.T) {
@@ -26,6 +30,44 @@ func TestParseAckSubject(t *testing.T) {
 		got, ok := parseAckSubject(tc.subject)
 		if ok != tc.ok || got.seq != tc.want.seq || got.delivered != tc.want.delivered || !got.stored.Equal(tc.want.stored) {
 			t.Errorf("parseAckSubject(%q) = %+v, %v; want %+v, %v", tc.subject, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestNewMessageSharesHeaders: consecutive messages with the same user
+// headers share one map; any difference (a value, a header more or less, an
+// encoded header) gets a map of its own with exactly that message's headers.
+func TestNewMessageSharesHeaders(t *testing.T) {
+	s := &subscription{topic: "t", group: "g"}
+	msg := func(h natsgo.Header) *Message {
+		return newMessage(s, &natsgo.Msg{Reply: "$JS.ACK.x", Header: h})
+	}
+	ce := natsgo.Header{"content-type": {"application/cloudevents+json"}, HeaderTime: {"5"}}
+	m1 := msg(ce)
+	m2 := msg(natsgo.Header{"content-type": {"application/cloudevents+json"}, HeaderTime: {"6"}, HeaderKey: {"k"}})
+	if !maps.Equal(m1.Headers(), map[string]string{"content-type": "application/cloudevents+json"}) {
+		t.Fatalf("m1 headers %v", m1.Headers())
+	}
+	if reflect.ValueOf(m1.Headers()).UnsafePointer() != reflect.ValueOf(m2.Headers()).UnsafePointer() {
+		t.Error("the same headers got a map each")
+	}
+	if string(m2.Key()) != "k" || m2.Timestamp().UnixNano() != 6 {
+		t.Errorf("m2 key %q time %v", m2.Key(), m2.Timestamp())
+	}
+	for _, tc := range []struct {
+		h    natsgo.Header
+		want map[string]string
+	}{
+		{natsgo.Header{"content-type": {"text/plain"}}, map[string]string{"content-type": "text/plain"}},
+		{natsgo.Header{"content-type": {"text/plain"}, "a": {"1"}}, map[string]string{"content-type": "text/plain", "a": "1"}},
+		{natsgo.Header{"a": {"1"}}, map[string]string{"a": "1"}},
+		{natsgo.Header{"a": {"1"}, HeaderEncodedPrefix + "Yg": {"Mg=="}}, map[string]string{"a": "1", "b": "2"}},
+		{natsgo.Header{"a": {"1"}, HeaderEncodedPrefix + "Yg": {"Mw=="}}, map[string]string{"a": "1", "b": "3"}},
+		{natsgo.Header{"Nats-Msg-Id": {"x"}}, nil},
+		{natsgo.Header{"a": {"1"}}, map[string]string{"a": "1"}},
+	} {
+		if got := msg(tc.h).Headers(); !maps.Equal(got, tc.want) || (tc.want == nil) != (got == nil) {
+			t.Errorf("headers %v: got %v, want %v", tc.h, got, tc.want)
 		}
 	}
 }

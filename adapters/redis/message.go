@@ -24,9 +24,9 @@ const (
 // Message is an entry delivered by an Adapter subscription. It implements
 // eventstream.Message and eventstream.HeaderCarrier. Its accessors return
 // values owned by the message that the caller must not modify. A Message is
-// safe for concurrent reads. The values and keys of the entries of one read
-// share the read's reply buffer, which stays in memory while any of them is
-// referenced.
+// safe for concurrent reads. The values, keys and (most) header values of
+// the entries of one read share the read's reply buffer, which stays in
+// memory while any of them is referenced.
 type Message struct {
 	topic       string
 	id          string

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -231,23 +232,30 @@ const (
 	maxInternedLen = 64
 )
 
-// str returns b as a string, shared with earlier entries when it was seen
+// str returns v as a string, shared with earlier entries when it was seen
 // before: header names and most header values (content type, ...) repeat
-// from entry to entry.
+// from entry to entry. A string that is not interned (too long, or the
+// table is full: unique values such as the bus's binary-mode ce_id) is a
+// view of v, which the reply buffer holds and nothing modifies (see
+// Message): no copy per entry.
 func (b *batch) str(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
 	if len(v) > maxInternedLen {
-		return string(v)
+		return unsafe.String(unsafe.SliceData(v), len(v))
 	}
 	if s, ok := b.intern[string(v)]; ok {
 		return s
 	}
-	s := string(v)
-	if len(b.intern) < maxInterned {
-		if b.intern == nil {
-			b.intern = make(map[string]string)
-		}
-		b.intern[s] = s
+	if len(b.intern) >= maxInterned {
+		return unsafe.String(unsafe.SliceData(v), len(v))
 	}
+	if b.intern == nil {
+		b.intern = make(map[string]string)
+	}
+	s := string(v) // a copy: the table outlives the reply
+	b.intern[s] = s
 	return s
 }
 

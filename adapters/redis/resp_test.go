@@ -144,3 +144,46 @@ func TestHeaderMapsShared(t *testing.T) {
 		t.Errorf("entries with other headers share a map")
 	}
 }
+
+// TestHeaderValuesPastTheInternTable: once the table of shared strings is
+// full, header values are views of the reply, and still the entries' own.
+func TestHeaderValuesPastTheInternTable(t *testing.T) {
+	var b batch
+	n := maxInterned + 10
+	raw := "*1\r\n*2\r\n" + bulk("es:t") + "*" + itoa(n) + "\r\n"
+	for i := range n {
+		raw += entry("1-"+itoa(i), "v", "x", "h:ce_id", "id-"+itoa(i), "h:"+strings.Repeat("l", maxInternedLen+1), strings.Repeat("v", maxInternedLen+1)+itoa(i))
+	}
+	msgs, err := b.parseReadGroup([]byte(raw), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != n || len(b.intern) != maxInterned {
+		t.Fatalf("%d messages, %d interned strings", len(msgs), len(b.intern))
+	}
+	for i, m := range msgs {
+		h := m.Headers()
+		if h["ce_id"] != "id-"+itoa(i) || h[strings.Repeat("l", maxInternedLen+1)] != strings.Repeat("v", maxInternedLen+1)+itoa(i) || len(h) != 2 {
+			t.Fatalf("entry %d: headers %v", i, h)
+		}
+	}
+}
+
+// BenchmarkParseReadGroupBinary parses replies of 256 entries shaped like the
+// bus's binary-mode events (six header fields, two of them unique per entry).
+func BenchmarkParseReadGroupBinary(b *testing.B) {
+	raw := "*1\r\n*2\r\n" + bulk("es:t") + "*256\r\n"
+	for i := range 256 {
+		raw += entry("1700000000000-"+itoa(i), "v", strings.Repeat("a", 100), "t", "1700000000000",
+			"h:ce_specversion", "1.0", "h:ce_id", "0192d3c1-7f3a-7c4e-9b1d-"+strings.Repeat("0", 8)+itoa(1000+i),
+			"h:ce_source", "order-service", "h:ce_type", "main.OrderCreated",
+			"h:ce_time", "2026-12-03T16:18:04.12345"+itoa(1000+i)+"Z", "h:content-type", "application/octet-stream")
+	}
+	var bt batch
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := bt.parseReadGroup([]byte(raw), "t"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -373,7 +372,7 @@ func (env *envelope) event(e *Event, b []byte, ext []member) error {
 		return err
 	}
 	if tm != "" {
-		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
+		if e.Time, err = parseTime(tm); err != nil {
 			return fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
 		}
 	}

@@ -353,7 +353,7 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	}
 	if tm != "" {
 		var err error
-		if e.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
+		if e.Time, err = parseTime(tm); err != nil {
 			return fmt.Errorf("%w: CloudEvent time %q: %w", ErrDecode, tm, err)
 		}
 	}
