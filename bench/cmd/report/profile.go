@@ -318,7 +318,11 @@ func (r *runner) missesSection(b *strings.Builder, evals []goalEval) {
 	for _, ge := range missed {
 		i := ge.worst()
 		tc := ge.cases[i]
-		w("- **%s** (%s %s) — worst in *%s*: %s.\n", ge.ID, ge.required(), ge.baseline(), tc.Title, ge.fmtValue(ge.values[i]))
+		req := ge.required()
+		if bl := ge.baseline(); bl != "" {
+			req += " " + bl
+		}
+		w("- **%s** (%s) — worst in *%s*: %s.\n", ge.ID, req, tc.Title, ge.fmtValue(ge.values[i]))
 		if line := r.peersVsBaseline(ge, tc); line != "" {
 			w("  - %s\n", line)
 		}
