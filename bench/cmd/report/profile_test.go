@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventstream-go/eventstream/bench"
+)
 
 func TestKindOf(t *testing.T) {
 	const es = "github.com/eventstream-go/eventstream"
@@ -36,5 +42,41 @@ func TestShortFunc(t *testing.T) {
 	}
 	if got := shortFunc("github.com/eventstream-go/eventstream/adapters/kafka.(*Adapter).Ack"); got != "eventstream/adapters/kafka.(*Adapter).Ack" {
 		t.Errorf("shortFunc kept the module path: %q", got)
+	}
+}
+
+func TestMissesSection(t *testing.T) {
+	tc := testCase{Section: "nats-produce", ID: "par64-100B", Title: "64-way Emit/publish, 100 B"}
+	r := &runner{cases: []testCase{tc}, results: map[string]*result{}}
+	rate := func(peer string, perSec int) {
+		s := bench.Sample{Events: perSec, Elapsed: time.Second}
+		r.results[key(tc.Section, tc.ID, peer)] = &result{Section: tc.Section, Case: tc.ID, Peer: peer, Samples: []bench.Sample{s}, Median: s}
+	}
+	rate(bench.PeerBusNATS, 30000)       // N1 met (1×), N2 missed (1.5×)
+	rate(bench.PeerNATSGo, 30000)        // the raw client: 1.5× Watermill
+	rate(bench.PeerAdapterNATS, 110000)  // 5.5× Watermill
+	rate(bench.PeerWatermillNATS, 20000) // N2's baseline
+	r.profiles = map[string]*cpuBreakdown{key(tc.Section, tc.ID, bench.PeerBusNATS): {
+		Runs: 3, Wall: 2 * time.Second, CPU: 3 * time.Second,
+		Kinds: []cpuShare{{kindSched, 0.6}, {kindEngine, 0.4}},
+		Top:   []cpuShare{{"runtime.futex", 0.3}},
+	}}
+	var b strings.Builder
+	r.missesSection(&b, r.evalGoals())
+	out := b.String()
+	for _, want := range []string{
+		"- **N2** (≥ 5× Watermill-nats JetStream) — worst in *64-way Emit/publish, 100 B*: 1.50×.",
+		"**eventstream (bus over adapters/nats) 1.50×**",
+		"nats.go jetstream (raw) 1.50×",
+		"Reaching ≥ 5× here: adapters/nats alone (no bus).",
+		"(3 run(s), 2s, 1.50 cores busy): " + kindSched + " 60%, " + kindEngine + " 40%",
+		"`runtime.futex` 30%",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "**N1**") {
+		t.Errorf("N1 is met but is listed:\n%s", out)
 	}
 }
