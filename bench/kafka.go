@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -77,9 +76,9 @@ func KafkaPeers() []KafkaPeer {
 		{
 			Name:        PeerBusKafkaBinary,
 			Config:      "as above with Distributed.BinaryMode: attributes as ce_ headers, the payload alone as the value",
-			newProducer: func(env *KafkaEnv, topic string) (kProducer, error) { return busProducerMode(env, topic, true) },
+			newProducer: func(env *KafkaEnv, topic string) (kProducer, error) { return busProducerOver(env.adapter, true, topic) },
 			newConsumer: func(env *KafkaEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-				return busConsumerMode(env, topic, groups, concurrency, on, true)
+				return busConsumerOver(env.adapter, true, topic, groups, concurrency, on)
 			},
 			preload: func(env *KafkaEnv, topic string, n, size int) error { return busPreloadMode(env, topic, n, size, true) },
 		},
@@ -153,24 +152,11 @@ func KafkaProduce(env *KafkaEnv, p KafkaPeer, sc Scenario) (Sample, error) {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
 	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	value := newData(sc.Payload)
-	send := func(int, int) error { return prod.send(ctx, value) }
-	// Warm up: metadata, connections, producer state.
-	if err := runProducers(sc.Producers, 4*sc.Producers, send); err != nil {
-		return Sample{}, fmt.Errorf("%s: warm-up: %w", p.Name, err)
-	}
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
-	start := time.Now()
-	err = runProducers(sc.Producers, sc.Events, send)
-	elapsed := time.Since(start)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
+	s, err := timedProduce(prod, sc, env.BrokerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return Sample{Events: sc.Events, Elapsed: elapsed, Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // KafkaPreload creates a topic holding n messages of size bytes written in
@@ -205,24 +191,7 @@ func KafkaConsume(env *KafkaEnv, p KafkaPeer, topic, joinTopic string, sc Scenar
 	if err != nil {
 		return Sample{}, err
 	}
-	elapsed := full.Elapsed - join.Elapsed
-	if elapsed < full.Elapsed/20 {
-		// Join time varies; never let it eat the whole measurement.
-		elapsed = full.Elapsed / 20
-	}
-	var m uint64
-	if full.Mallocs > join.Mallocs {
-		m = full.Mallocs - join.Mallocs
-	}
-	return Sample{
-		Events:    sc.Events,
-		Handled:   full.Handled,
-		Elapsed:   elapsed,
-		Mallocs:   m,
-		CPU:       max(0, full.CPU-join.CPU),
-		BrokerCPU: max(0, full.BrokerCPU-join.BrokerCPU),
-		Startup:   join.Elapsed,
-	}, nil
+	return lessJoin(full, join), nil
 }
 
 // consumeOnce subscribes groups new groups to topic and times until each
@@ -232,24 +201,13 @@ func consumeOnce(env *KafkaEnv, p KafkaPeer, topic string, groups, concurrency, 
 	for i := range names {
 		names[i] = env.Name("g")
 	}
-	c := newCounter(int64(n * groups))
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
-	start := time.Now()
-	cons, err := p.newConsumer(env, topic, names, concurrency, c.add)
-	if err != nil {
-		return Sample{}, err
-	}
-	err = c.wait(3 * time.Minute)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
-	if cerr := cons.close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	s, err := timedConsume(func(on func()) (kConsumer, error) {
+		return p.newConsumer(env, topic, names, concurrency, on)
+	}, n, groups, env.BrokerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	end := time.Unix(0, c.last.Load())
-	return Sample{Events: n, Handled: c.n.Load(), Elapsed: end.Sub(start), Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // KafkaLatency measures n unloaded publish→handler latencies with one
@@ -328,64 +286,15 @@ func newAdapter(env *KafkaEnv) (*kafka.Adapter, error) {
 	return kafka.NewAdapter(kafka.Config{Brokers: env.Brokers, Logger: quiet})
 }
 
-func newDistributedBus(ad *kafka.Adapter, binary bool) (eventstream.Bus, error) {
-	cfg := eventstream.DefaultDistributedConfig()
-	cfg.Logger = quiet
-	cfg.Distributed.MQAdapter = ad
-	cfg.Distributed.Serializer = eventstream.RawSerializer{}
-	cfg.Distributed.BinaryMode = binary
-	return eventstream.New(cfg)
-}
+// adapter opens a new adapters/kafka adapter on env's brokers.
+func (env *KafkaEnv) adapter() (eventstream.MQAdapter, error) { return newAdapter(env) }
 
 func busProducer(env *KafkaEnv, topic string) (kProducer, error) {
-	return busProducerMode(env, topic, false)
-}
-
-func busProducerMode(env *KafkaEnv, topic string, binary bool) (kProducer, error) {
-	ad, err := newAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	bus, err := newDistributedBus(ad, binary)
-	if err != nil {
-		_ = ad.Close()
-		return kProducer{}, err
-	}
-	return kProducer{
-		send: func(ctx context.Context, v []byte) error { return bus.Emit(ctx, topic, v) },
-		close: func() error {
-			return errors.Join(bus.Close(), ad.Close())
-		},
-	}, nil
+	return busProducerOver(env.adapter, false, topic)
 }
 
 func busConsumer(env *KafkaEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	return busConsumerMode(env, topic, groups, concurrency, on, false)
-}
-
-func busConsumerMode(env *KafkaEnv, topic string, groups []string, concurrency int, on func(), binary bool) (kConsumer, error) {
-	ad, err := newAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	bus, err := newDistributedBus(ad, binary)
-	if err != nil {
-		_ = ad.Close()
-		return kConsumer{}, err
-	}
-	h := func(_ context.Context, e *eventstream.Event) error {
-		_ = e.Data.([]byte)
-		on()
-		return nil
-	}
-	closeAll := func() error { return errors.Join(bus.Close(), ad.Close()) }
-	for _, g := range groups {
-		if _, err := bus.On(topic, h, eventstream.WithConsumerGroup(g), eventstream.WithConcurrency(concurrency)); err != nil {
-			_ = closeAll()
-			return kConsumer{}, err
-		}
-	}
-	return kConsumer{close: closeAll}, nil
+	return busConsumerOver(env.adapter, false, topic, groups, concurrency, on)
 }
 
 func busPreload(env *KafkaEnv, topic string, n, size int) error {
@@ -393,62 +302,17 @@ func busPreload(env *KafkaEnv, topic string, n, size int) error {
 }
 
 func busPreloadMode(env *KafkaEnv, topic string, n, size int, binary bool) error {
-	prod, err := busProducerMode(env, topic, binary)
-	if err != nil {
-		return err
-	}
-	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	v := newData(size)
-	return runProducers(64, n, func(int, int) error { return prod.send(ctx, v) })
+	return preloadWith(func() (kProducer, error) { return busProducerOver(env.adapter, binary, topic) }, n, size)
 }
 
 // --- the adapter without the bus ---
 
 func adapterProducer(env *KafkaEnv, topic string) (kProducer, error) {
-	ad, err := newAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return ad.Publish(ctx, topic, v) },
-		close: ad.Close,
-	}, nil
+	return adapterProducerOver(env.adapter, topic)
 }
 
 func adapterConsumer(env *KafkaEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	if concurrency != 1 {
-		return kConsumer{}, na("the adapter has no handler pool (that is the bus's job)")
-	}
-	ad, err := newAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	for _, g := range groups {
-		msgs, _, err := ad.Subscribe(ctx, topic, g)
-		if err != nil {
-			_ = ad.Close()
-			wg.Wait()
-			return kConsumer{}, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range msgs {
-				_ = m.Value()
-				on()
-				_ = ad.Ack(ctx, g, m)
-			}
-		}()
-	}
-	return kConsumer{close: func() error {
-		err := ad.Close()
-		wg.Wait()
-		return err
-	}}, nil
+	return adapterConsumerOver(env.adapter, topic, groups, concurrency, on)
 }
 
 // rawPreload writes plain records with franz-go, fast (asynchronous

@@ -7,10 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -235,23 +233,11 @@ func NATSProduce(env *NATSEnv, p NATSPeer, sc Scenario) (Sample, error) {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
 	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	value := newData(sc.Payload)
-	send := func(int, int) error { return prod.send(ctx, value) }
-	if err := runProducers(sc.Producers, 4*sc.Producers, send); err != nil {
-		return Sample{}, fmt.Errorf("%s: warm-up: %w", p.Name, err)
-	}
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.ServerPid)
-	start := time.Now()
-	err = runProducers(sc.Producers, sc.Events, send)
-	elapsed := time.Since(start)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.ServerPid)
+	s, err := timedProduce(prod, sc, env.ServerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return Sample{Events: sc.Events, Elapsed: elapsed, Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // NATSPreload creates a topic holding n messages of size bytes written in
@@ -280,23 +266,7 @@ func NATSConsume(env *NATSEnv, p NATSPeer, topic, joinTopic string, sc Scenario)
 	if err != nil {
 		return Sample{}, err
 	}
-	elapsed := full.Elapsed - join.Elapsed
-	if elapsed < full.Elapsed/20 {
-		elapsed = full.Elapsed / 20
-	}
-	var m uint64
-	if full.Mallocs > join.Mallocs {
-		m = full.Mallocs - join.Mallocs
-	}
-	return Sample{
-		Events:    sc.Events,
-		Handled:   full.Handled,
-		Elapsed:   elapsed,
-		Mallocs:   m,
-		CPU:       max(0, full.CPU-join.CPU),
-		BrokerCPU: max(0, full.BrokerCPU-join.BrokerCPU),
-		Startup:   join.Elapsed,
-	}, nil
+	return lessJoin(full, join), nil
 }
 
 func natsConsumeOnce(env *NATSEnv, p NATSPeer, topic string, groups, concurrency, n int) (Sample, error) {
@@ -304,24 +274,13 @@ func natsConsumeOnce(env *NATSEnv, p NATSPeer, topic string, groups, concurrency
 	for i := range names {
 		names[i] = env.Name("g")
 	}
-	c := newCounter(int64(n * groups))
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.ServerPid)
-	start := time.Now()
-	cons, err := p.newConsumer(env, topic, names, concurrency, c.add)
-	if err != nil {
-		return Sample{}, err
-	}
-	err = c.wait(3 * time.Minute)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.ServerPid)
-	if cerr := cons.close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	s, err := timedConsume(func(on func()) (kConsumer, error) {
+		return p.newConsumer(env, topic, names, concurrency, on)
+	}, n, groups, env.ServerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	end := time.Unix(0, c.last.Load())
-	return Sample{Events: n, Handled: c.n.Load(), Elapsed: end.Sub(start), Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // --- eventstream ---
@@ -330,53 +289,15 @@ func newNATSAdapter(env *NATSEnv) (*esnats.Adapter, error) {
 	return esnats.NewAdapter(esnats.Config{URL: env.URL, Logger: quiet})
 }
 
-func natsBus(ad *esnats.Adapter) (eventstream.Bus, error) {
-	cfg := eventstream.DefaultDistributedConfig()
-	cfg.Logger = quiet
-	cfg.Distributed.MQAdapter = ad
-	cfg.Distributed.Serializer = eventstream.RawSerializer{}
-	return eventstream.New(cfg)
-}
+// adapter opens a new adapters/nats adapter on env's server.
+func (env *NATSEnv) adapter() (eventstream.MQAdapter, error) { return newNATSAdapter(env) }
 
 func natsBusProducer(env *NATSEnv, topic string) (kProducer, error) {
-	ad, err := newNATSAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	bus, err := natsBus(ad)
-	if err != nil {
-		_ = ad.Close()
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return bus.Emit(ctx, topic, v) },
-		close: func() error { return errors.Join(bus.Close(), ad.Close()) },
-	}, nil
+	return busProducerOver(env.adapter, false, topic)
 }
 
 func natsBusConsumer(env *NATSEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	ad, err := newNATSAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	bus, err := natsBus(ad)
-	if err != nil {
-		_ = ad.Close()
-		return kConsumer{}, err
-	}
-	h := func(_ context.Context, e *eventstream.Event) error {
-		_ = e.Data.([]byte)
-		on()
-		return nil
-	}
-	closeAll := func() error { return errors.Join(bus.Close(), ad.Close()) }
-	for _, g := range groups {
-		if _, err := bus.On(topic, h, eventstream.WithConsumerGroup(g), eventstream.WithConcurrency(concurrency)); err != nil {
-			_ = closeAll()
-			return kConsumer{}, err
-		}
-	}
-	return kConsumer{close: closeAll}, nil
+	return busConsumerOver(env.adapter, false, topic, groups, concurrency, on)
 }
 
 func natsBusPreload(env *NATSEnv, topic string, n, size int) error {
@@ -384,60 +305,15 @@ func natsBusPreload(env *NATSEnv, topic string, n, size int) error {
 }
 
 func natsPreloadWith(env *NATSEnv, topic string, n, size int, newProducer func(*NATSEnv, string) (kProducer, error)) error {
-	prod, err := newProducer(env, topic)
-	if err != nil {
-		return err
-	}
-	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	v := newData(size)
-	return runProducers(64, n, func(int, int) error { return prod.send(ctx, v) })
+	return preloadWith(func() (kProducer, error) { return newProducer(env, topic) }, n, size)
 }
 
 func natsAdapterProducer(env *NATSEnv, topic string) (kProducer, error) {
-	ad, err := newNATSAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return ad.Publish(ctx, topic, v) },
-		close: ad.Close,
-	}, nil
+	return adapterProducerOver(env.adapter, topic)
 }
 
 func natsAdapterConsumer(env *NATSEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	if concurrency != 1 {
-		return kConsumer{}, na("the adapter has no handler pool (that is the bus's job)")
-	}
-	ad, err := newNATSAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	for _, g := range groups {
-		msgs, _, err := ad.Subscribe(ctx, topic, g)
-		if err != nil {
-			_ = ad.Close()
-			wg.Wait()
-			return kConsumer{}, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range msgs {
-				_ = m.Value()
-				on()
-				_ = ad.Ack(ctx, g, m)
-			}
-		}()
-	}
-	return kConsumer{close: func() error {
-		err := ad.Close()
-		wg.Wait()
-		return err
-	}}, nil
+	return adapterConsumerOver(env.adapter, topic, groups, concurrency, on)
 }
 
 func natsAdapterPreload(env *NATSEnv, topic string, n, size int) error {

@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,23 +228,11 @@ func RabbitProduce(env *RabbitEnv, p RabbitPeer, sc Scenario) (Sample, error) {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
 	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	value := newData(sc.Payload)
-	send := func(int, int) error { return prod.send(ctx, value) }
-	if err := runProducers(sc.Producers, 4*sc.Producers, send); err != nil {
-		return Sample{}, fmt.Errorf("%s: warm-up: %w", p.Name, err)
-	}
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
-	start := time.Now()
-	err = runProducers(sc.Producers, sc.Events, send)
-	elapsed := time.Since(start)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
+	s, err := timedProduce(prod, sc, env.BrokerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return Sample{Events: sc.Events, Elapsed: elapsed, Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // RabbitConsume declares sc.Groups groups on a new topic, preloads
@@ -266,25 +252,13 @@ func RabbitConsume(env *RabbitEnv, p RabbitPeer, sc Scenario) (Sample, error) {
 	if err := p.preload(env, topic, sc.Events, sc.Payload); err != nil {
 		return Sample{}, fmt.Errorf("%s: preload: %w", p.Name, err)
 	}
-	c := newCounter(int64(sc.Events * sc.Groups))
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
-	start := time.Now()
-	cons, err := p.newConsumer(env, topic, groups, sc.Concurrency, c.add)
-	if err != nil {
-		return Sample{}, err
-	}
-	err = c.wait(3 * time.Minute)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.BrokerPid)
-	if cerr := cons.close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	s, err := timedConsume(func(on func()) (kConsumer, error) {
+		return p.newConsumer(env, topic, groups, sc.Concurrency, on)
+	}, sc.Events, sc.Groups, env.BrokerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	end := time.Unix(0, c.last.Load())
-	return Sample{Events: sc.Events, Handled: c.n.Load(), Elapsed: end.Sub(start), Mallocs: m1 - m0,
-		CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // --- eventstream ---
@@ -304,106 +278,25 @@ func adapterDeclare(env *RabbitEnv, topic, group string) (string, error) {
 	return "es." + topic + "/" + group, ad.DeclareGroup(ctx, topic, group)
 }
 
-func rabbitBusProducer(env *RabbitEnv, topic string) (kProducer, error) {
-	ad, err := newRabbitAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	bus, err := newDistributedBusOver(ad)
-	if err != nil {
-		_ = ad.Close()
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return bus.Emit(ctx, topic, v) },
-		close: func() error { return errors.Join(bus.Close(), ad.Close()) },
-	}, nil
-}
+// adapter opens a new adapters/rabbitmq adapter on env's broker.
+func (env *RabbitEnv) adapter() (eventstream.MQAdapter, error) { return newRabbitAdapter(env) }
 
-func newDistributedBusOver(ad eventstream.MQAdapter) (eventstream.Bus, error) {
-	cfg := eventstream.DefaultDistributedConfig()
-	cfg.Logger = quiet
-	cfg.Distributed.MQAdapter = ad
-	cfg.Distributed.Serializer = eventstream.RawSerializer{}
-	return eventstream.New(cfg)
+func rabbitBusProducer(env *RabbitEnv, topic string) (kProducer, error) {
+	return busProducerOver(env.adapter, false, topic)
 }
 
 func rabbitBusConsumer(env *RabbitEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	ad, err := newRabbitAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	bus, err := newDistributedBusOver(ad)
-	if err != nil {
-		_ = ad.Close()
-		return kConsumer{}, err
-	}
-	h := func(_ context.Context, e *eventstream.Event) error {
-		_ = e.Data.([]byte)
-		on()
-		return nil
-	}
-	closeAll := func() error { return errors.Join(bus.Close(), ad.Close()) }
-	for _, g := range groups {
-		if _, err := bus.On(topic, h, eventstream.WithConsumerGroup(g), eventstream.WithConcurrency(concurrency)); err != nil {
-			_ = closeAll()
-			return kConsumer{}, err
-		}
-	}
-	return kConsumer{close: closeAll}, nil
+	return busConsumerOver(env.adapter, false, topic, groups, concurrency, on)
 }
 
 func rabbitBusPreload(env *RabbitEnv, topic string, n, size int) error {
-	prod, err := rabbitBusProducer(env, topic)
-	if err != nil {
-		return err
-	}
-	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	v := newData(size)
-	return runProducers(64, n, func(int, int) error { return prod.send(ctx, v) })
+	return preloadWith(func() (kProducer, error) { return rabbitBusProducer(env, topic) }, n, size)
 }
 
 func rabbitAdapterProducer(env *RabbitEnv, topic string) (kProducer, error) {
-	ad, err := newRabbitAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return ad.Publish(ctx, topic, v) },
-		close: ad.Close,
-	}, nil
+	return adapterProducerOver(env.adapter, topic)
 }
 
 func rabbitAdapterConsumer(env *RabbitEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	if concurrency != 1 {
-		return kConsumer{}, na("the adapter has no handler pool (that is the bus's job)")
-	}
-	ad, err := newRabbitAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	for _, g := range groups {
-		msgs, _, err := ad.Subscribe(ctx, topic, g)
-		if err != nil {
-			_ = ad.Close()
-			wg.Wait()
-			return kConsumer{}, err
-		}
-		wg.Go(func() {
-			for m := range msgs {
-				_ = m.Value()
-				on()
-				_ = ad.Ack(ctx, g, m)
-			}
-		})
-	}
-	return kConsumer{close: func() error {
-		err := ad.Close()
-		wg.Wait()
-		return err
-	}}, nil
+	return adapterConsumerOver(env.adapter, topic, groups, concurrency, on)
 }

@@ -7,10 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -256,23 +254,11 @@ func RedisProduce(env *RedisEnv, p RedisPeer, sc Scenario) (Sample, error) {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
 	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	value := newData(sc.Payload)
-	send := func(int, int) error { return prod.send(ctx, value) }
-	if err := runProducers(sc.Producers, 4*sc.Producers, send); err != nil {
-		return Sample{}, fmt.Errorf("%s: warm-up: %w", p.Name, err)
-	}
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.ServerPid)
-	start := time.Now()
-	err = runProducers(sc.Producers, sc.Events, send)
-	elapsed := time.Since(start)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.ServerPid)
+	s, err := timedProduce(prod, sc, env.ServerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return Sample{Events: sc.Events, Elapsed: elapsed, Mallocs: m1 - m0, CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // RedisConsume creates sc.Groups groups on a new stream, preloads
@@ -292,25 +278,13 @@ func RedisConsume(env *RedisEnv, p RedisPeer, sc Scenario) (Sample, error) {
 	if err := p.preload(env, topic, sc.Events, sc.Payload); err != nil {
 		return Sample{}, fmt.Errorf("%s: preload: %w", p.Name, err)
 	}
-	c := newCounter(int64(sc.Events * sc.Groups))
-	runtime.GC()
-	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(env.ServerPid)
-	start := time.Now()
-	cons, err := p.newConsumer(env, topic, groups, sc.Concurrency, c.add)
-	if err != nil {
-		return Sample{}, err
-	}
-	err = c.wait(3 * time.Minute)
-	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(env.ServerPid)
-	if cerr := cons.close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	s, err := timedConsume(func(on func()) (kConsumer, error) {
+		return p.newConsumer(env, topic, groups, sc.Concurrency, on)
+	}, sc.Events, sc.Groups, env.ServerPid)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	end := time.Unix(0, c.last.Load())
-	return Sample{Events: sc.Events, Handled: c.n.Load(), Elapsed: end.Sub(start), Mallocs: m1 - m0,
-		CPU: cpu1 - cpu0, BrokerCPU: bcpu1 - bcpu0}, nil
+	return s, nil
 }
 
 // --- eventstream ---
@@ -319,108 +293,25 @@ func newRedisAdapter(env *RedisEnv) (*redis.Adapter, error) {
 	return redis.NewAdapter(redis.Config{Addr: env.Addr, Logger: quiet, ReadCount: RedisReadCount})
 }
 
-// newRedisBus returns a distributed bus over a new adapter, in binary mode
-// when binary is set.
-func newRedisBus(env *RedisEnv, binary bool) (eventstream.Bus, *redis.Adapter, error) {
-	ad, err := newRedisAdapter(env)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg := eventstream.DefaultDistributedConfig()
-	cfg.Logger = quiet
-	cfg.Distributed.MQAdapter = ad
-	cfg.Distributed.Serializer = eventstream.RawSerializer{}
-	cfg.Distributed.BinaryMode = binary
-	bus, err := eventstream.New(cfg)
-	if err != nil {
-		_ = ad.Close()
-		return nil, nil, err
-	}
-	return bus, ad, nil
-}
+// adapter opens a new adapters/redis adapter on env's server.
+func (env *RedisEnv) adapter() (eventstream.MQAdapter, error) { return newRedisAdapter(env) }
 
 func redisBusProducerMode(env *RedisEnv, topic string, binary bool) (kProducer, error) {
-	bus, ad, err := newRedisBus(env, binary)
-	if err != nil {
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return bus.Emit(ctx, topic, v) },
-		close: func() error { return errors.Join(bus.Close(), ad.Close()) },
-	}, nil
+	return busProducerOver(env.adapter, binary, topic)
 }
 
 func redisBusConsumerMode(env *RedisEnv, topic string, groups []string, concurrency int, on func(), binary bool) (kConsumer, error) {
-	bus, ad, err := newRedisBus(env, binary)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	h := func(_ context.Context, e *eventstream.Event) error {
-		_ = e.Data.([]byte)
-		on()
-		return nil
-	}
-	closeAll := func() error { return errors.Join(bus.Close(), ad.Close()) }
-	for _, g := range groups {
-		if _, err := bus.On(topic, h, eventstream.WithConsumerGroup(g), eventstream.WithConcurrency(concurrency)); err != nil {
-			_ = closeAll()
-			return kConsumer{}, err
-		}
-	}
-	return kConsumer{close: closeAll}, nil
+	return busConsumerOver(env.adapter, binary, topic, groups, concurrency, on)
 }
 
 func redisBusPreloadMode(env *RedisEnv, topic string, n, size int, binary bool) error {
-	prod, err := redisBusProducerMode(env, topic, binary)
-	if err != nil {
-		return err
-	}
-	defer prod.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	v := newData(size)
-	return runProducers(64, n, func(int, int) error { return prod.send(ctx, v) })
+	return preloadWith(func() (kProducer, error) { return redisBusProducerMode(env, topic, binary) }, n, size)
 }
 
 func redisAdapterProducer(env *RedisEnv, topic string) (kProducer, error) {
-	ad, err := newRedisAdapter(env)
-	if err != nil {
-		return kProducer{}, err
-	}
-	return kProducer{
-		send:  func(ctx context.Context, v []byte) error { return ad.Publish(ctx, topic, v) },
-		close: ad.Close,
-	}, nil
+	return adapterProducerOver(env.adapter, topic)
 }
 
 func redisAdapterConsumer(env *RedisEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
-	if concurrency != 1 {
-		return kConsumer{}, na("the adapter has no handler pool (that is the bus's job)")
-	}
-	ad, err := newRedisAdapter(env)
-	if err != nil {
-		return kConsumer{}, err
-	}
-	var wg sync.WaitGroup
-	ctx := context.Background()
-	for _, g := range groups {
-		msgs, _, err := ad.Subscribe(ctx, topic, g)
-		if err != nil {
-			_ = ad.Close()
-			wg.Wait()
-			return kConsumer{}, err
-		}
-		wg.Go(func() {
-			for m := range msgs {
-				_ = m.Value()
-				on()
-				_ = ad.Ack(ctx, g, m)
-			}
-		})
-	}
-	return kConsumer{close: func() error {
-		err := ad.Close()
-		wg.Wait()
-		return err
-	}}, nil
+	return adapterConsumerOver(env.adapter, topic, groups, concurrency, on)
 }

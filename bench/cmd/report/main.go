@@ -26,7 +26,12 @@
 //	                   go run ./cmd/report -real-kafka -brokers {brokers}
 //	                   -broker-pid {pid} -broker-info "Apache Kafka {version}"'
 //	                 (make bench-report-kafka)
-//	-cpuprofile FILE write a CPU profile of the whole run (use with -only)
+//	-cpuprofile FILE write a CPU profile of the whole run (use with -only);
+//	                 it replaces the per-scenario profiles below
+//	-no-profiles     do not profile the scenarios in which a goal is missed
+//	                 (by default the eventstream peer of every goal missed in
+//	                 a scenario runs again under the CPU profiler, and the
+//	                 report breaks its CPU time down)
 //	-v               print every sample
 //
 // The embedded broker runs in a child process (this executable, re-run by
@@ -58,6 +63,7 @@ type options struct {
 	brokerPid  int
 	realKafka  bool
 	cpuprofile string
+	noProfiles bool
 	verbose    bool
 }
 
@@ -81,6 +87,7 @@ func run() error {
 	flag.IntVar(&o.brokerPid, "broker-pid", 0, "process id of the -brokers broker, for its CPU column")
 	flag.BoolVar(&o.realKafka, "real-kafka", false, "run the Kafka measurements against -brokers and write them as the real-Kafka block of the -out report")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.BoolVar(&o.noProfiles, "no-profiles", false, "do not profile the scenarios in which a goal is missed")
 	flag.BoolVar(&o.verbose, "v", false, "print every sample")
 	flag.Parse()
 	if o.reps == 0 {
@@ -237,7 +244,8 @@ type runner struct {
 	rabbitInfo        string
 	natsInfo          string
 	redisInfo         string
-	recordSizes       map[string][2]int // peer/payload size → value, headers bytes
+	recordSizes       map[string][2]int        // peer/payload size → value, headers bytes
+	profiles          map[string]*cpuBreakdown // section/case/peer, where a goal is missed
 }
 
 func key(section, c, peer string) string { return section + "/" + c + "/" + peer }
@@ -367,6 +375,14 @@ func (r *runner) runMemory() {
 			}
 		}
 		r.logMedians(tc, bench.MemoryPeers()[0].Name, memoryPeerNames())
+		r.profileMisses(tc, func(name string) error {
+			p, ok := bench.MemoryPeerByName(name)
+			if !ok {
+				return fmt.Errorf("no peer %q", name)
+			}
+			_, err := bench.MemoryThroughput(p, tc.Sc)
+			return err
+		})
 	}
 	for _, p := range bench.MemoryPeers() {
 		if !r.selected("memory-latency", "latency", p.Name) {
@@ -515,6 +531,14 @@ func (r *runner) runKafka() error {
 			}
 		}
 		r.logMedians(tc, bench.PeerBusKafka, kafkaPeerNames())
+		r.profileMisses(tc, func(name string) error {
+			p, ok := bench.KafkaPeerByName(name)
+			if !ok {
+				return fmt.Errorf("no peer %q", name)
+			}
+			_, err := bench.KafkaProduce(env, p, tc.Sc)
+			return err
+		})
 	}
 
 	// One preloaded backlog per peer and payload size (and group count:
@@ -543,26 +567,35 @@ func (r *runner) runKafka() error {
 		return t, nil
 	}
 	for _, tc := range consume {
+		measure := func(p bench.KafkaPeer) (bench.Sample, error) {
+			topic, err := backlog(p, tc.Sc.Payload, tc.Sc.Events, false)
+			if err != nil {
+				return bench.Sample{}, err
+			}
+			join, err := backlog(p, tc.Sc.Payload, 0, true)
+			if err != nil {
+				return bench.Sample{}, err
+			}
+			return bench.KafkaConsume(env, p, topic, join, tc.Sc)
+		}
 		for rep := 1; rep <= r.o.reps; rep++ {
 			for _, p := range bench.KafkaPeers() {
 				if !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
 					continue
 				}
-				topic, err := backlog(p, tc.Sc.Payload, tc.Sc.Events, false)
-				if err != nil {
-					r.record(tc, p.Name, rep, bench.Sample{}, err)
-					continue
-				}
-				join, err := backlog(p, tc.Sc.Payload, 0, true)
-				if err != nil {
-					r.record(tc, p.Name, rep, bench.Sample{}, err)
-					continue
-				}
-				s, err := bench.KafkaConsume(env, p, topic, join, tc.Sc)
+				s, err := measure(p)
 				r.record(tc, p.Name, rep, s, err)
 			}
 		}
 		r.logMedians(tc, bench.PeerBusKafka, kafkaPeerNames())
+		r.profileMisses(tc, func(name string) error {
+			p, ok := bench.KafkaPeerByName(name)
+			if !ok {
+				return fmt.Errorf("no peer %q", name)
+			}
+			_, err := measure(p)
+			return err
+		})
 	}
 
 	for _, p := range bench.KafkaPeers() {
