@@ -68,8 +68,8 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		subs:  make(map[*subscription]struct{}),
 		slots: make(map[slotKey]bool),
 	}
-	a.pubConn = newConnector("publish", &a.cfg, uri, a.declareConfigured)
-	a.subConn = newConnector("consume", &a.cfg, uri, nil)
+	a.pubConn = newConnector("publish", &a.cfg, uri, true, a.declareConfigured)
+	a.subConn = newConnector("consume", &a.cfg, uri, false, nil)
 	return a, nil
 }
 

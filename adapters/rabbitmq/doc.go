@@ -37,7 +37,10 @@
 // Messages are persistent and published on one confirm-mode channel of a
 // dedicated publishing connection. Publish returns nil only after the
 // broker's publisher confirm; concurrent calls are pipelined (up to
-// Config.MaxPending outstanding confirms), each waiting only for its own. A
+// Config.MaxPending outstanding confirms), each waiting only for its own.
+// The publishing connection's socket writes are coalesced: the frames of
+// concurrent publishes go out together in one system call (at most 256 KiB
+// wait to be written). A
 // nack is ErrNacked, a returned message ErrUnroutable. The key travels in
 // the "es-key" header (a byte array), the record time in "es-time" (Unix
 // nanoseconds, int64) and in the AMQP timestamp property (seconds), user
