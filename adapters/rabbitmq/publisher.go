@@ -181,16 +181,13 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 	if err == nil && dc == nil {
 		err = errors.New("channel not in confirm mode")
 	}
-	pc.pmu.Lock()
 	if err != nil {
+		pc.pmu.Lock()
 		delete(pc.pending, p.tag)
-	} else {
-		p.dc = dc
-	}
-	pc.pmu.Unlock()
-	if err != nil {
+		pc.pmu.Unlock()
 		return nil, fmt.Errorf("%w: %w", errChannelLost, err)
 	}
+	p.dc = dc // read only by this caller's wait and settle, not by matchReturn
 	return p, nil
 }
 
