@@ -120,8 +120,8 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 // key travels in the "es-key" header (and selects the partition in
 // partitioned mode), the time in "es-time" (nanoseconds) and the AMQP
 // timestamp property (seconds); headers travel as string headers, except
-// "content-type", which travels as the AMQP content-type property (when it
-// fits its 255 bytes).
+// a non-empty "content-type", which travels as the AMQP content-type
+// property (when it fits its 255 bytes).
 //
 // Errors: ErrUnroutable when no group queue is bound (the message was not
 // stored), ErrNacked on a broker nack, ErrReservedHeader for invalid header
@@ -143,7 +143,7 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 		if k == "" || len(k) > 128 || len(k) >= len(reservedPrefix) && k[:len(reservedPrefix)] == reservedPrefix {
 			return fmt.Errorf("rabbitmq: publish to %q: %w %q", topic, ErrReservedHeader, k)
 		}
-		if k == contentTypeHeader && len(v) <= 255 {
+		if k == contentTypeHeader && v != "" && len(v) <= 255 {
 			contentType = v // the AMQP property, which the broker does not parse as a table entry
 			continue
 		}
