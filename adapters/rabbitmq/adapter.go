@@ -68,8 +68,8 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 		subs:  make(map[*subscription]struct{}),
 		slots: make(map[slotKey]bool),
 	}
-	a.pubConn = newConnector("publish", &a.cfg, uri, a.declareConfigured)
-	a.subConn = newConnector("consume", &a.cfg, uri, nil)
+	a.pubConn = newConnector("publish", &a.cfg, uri, true, a.declareConfigured)
+	a.subConn = newConnector("consume", &a.cfg, uri, false, nil)
 	return a, nil
 }
 
@@ -119,7 +119,9 @@ func (a *Adapter) Publish(ctx context.Context, topic string, message []byte) err
 // (publisher confirms; concurrent calls are pipelined on one channel). The
 // key travels in the "es-key" header (and selects the partition in
 // partitioned mode), the time in "es-time" (nanoseconds) and the AMQP
-// timestamp property (seconds); headers travel as string headers.
+// timestamp property (seconds); headers travel as string headers, except
+// a non-empty "content-type", which travels as the AMQP content-type
+// property (when it fits its 255 bytes).
 //
 // Errors: ErrUnroutable when no group queue is bound (the message was not
 // stored), ErrNacked on a broker nack, ErrReservedHeader for invalid header
@@ -135,10 +137,15 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	if err := checkExchangeName(topic); err != nil {
 		return fmt.Errorf("rabbitmq: publish: %w", err)
 	}
-	headers := make(amqp.Table, len(r.Headers)+3)
+	headers := make(amqp.Table, len(r.Headers)+2)
+	contentType := ""
 	for k, v := range r.Headers {
 		if k == "" || len(k) > 128 || len(k) >= len(reservedPrefix) && k[:len(reservedPrefix)] == reservedPrefix {
 			return fmt.Errorf("rabbitmq: publish to %q: %w %q", topic, ErrReservedHeader, k)
+		}
+		if k == contentTypeHeader && v != "" && len(v) <= 255 {
+			contentType = v // the AMQP property, which the broker does not parse as a table entry
+			continue
 		}
 		headers[k] = v
 	}
@@ -164,6 +171,7 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 	}
 	msg := amqp.Publishing{
 		Headers:      headers,
+		ContentType:  contentType,
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    ts,
 		Body:         r.Value,
@@ -184,13 +192,6 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 			<-a.sem
 		}
 	}()
-	late := func(f func()) {
-		held = false
-		a.goLate(func() {
-			defer func() { <-a.sem }()
-			f()
-		}, func() { <-a.sem })
-	}
 
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -220,8 +221,16 @@ func (a *Adapter) PublishRecord(ctx context.Context, topic string, r eventstream
 			a.log.Debug("rabbitmq: publish failed, retrying", "topic", topic, "error", err)
 			continue
 		}
-		res, err := pc.wait(ctx, p, late)
+		res, err := pc.wait(ctx, p)
 		if err != nil {
+			// Settled in the background once its confirm comes, so that its
+			// return is charged to it and not to another publish; that frees
+			// the slot.
+			held = false
+			a.goLate(func() {
+				defer func() { <-a.sem }()
+				pc.settleLate(p)
+			}, func() { <-a.sem })
 			return fmt.Errorf("rabbitmq: publish to %q: waiting for the confirm: %w", topic, err)
 		}
 		switch res {

@@ -254,11 +254,65 @@ func TestInterop(t *testing.T) {
 		if d.DeliveryMode != amqp.Persistent {
 			t.Errorf("delivery mode %d, want persistent", d.DeliveryMode)
 		}
+		if d.ContentType != eventstream.CloudEventsContentType {
+			t.Errorf("content-type property %q, want %q", d.ContentType, eventstream.CloudEventsContentType)
+		}
 		if err := d.Ack(false); err != nil {
 			t.Fatal(err)
 		}
 	case <-ctx.Done():
 		t.Fatal("plain client received nothing")
+	}
+}
+
+// TestContentTypeProperty: a record's "content-type" header travels as the
+// AMQP content-type property (not as a table entry, which the broker would
+// parse) and comes back as the "content-type" header.
+func TestContentTypeProperty(t *testing.T) {
+	url := brokerURL(t)
+	ctx := ctxT(t, 60*time.Second)
+	a := newAdapter(t, testConfig(url))
+	const topic = "content-type"
+	for _, g := range []string{"adapter", "plain"} {
+		if err := a.DeclareGroup(ctx, topic, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := eventstream.Record{Value: []byte("v"), Headers: map[string]string{"content-type": "text/plain", "h": "x"}}
+	if err := a.PublishRecord(ctx, topic, rec); err != nil {
+		t.Fatal(err)
+	}
+	msgs, cancel, err := a.Subscribe(ctx, topic, "adapter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	m := recv(t, msgs, 20*time.Second, "the record")
+	if h := m.Headers(); len(h) != 2 || h["content-type"] != "text/plain" || h["h"] != "x" {
+		t.Errorf("Headers() = %q, want content-type text/plain and h x", h)
+	}
+	if err := a.Ack(ctx, "adapter", m); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok, err := ch.Get("es."+topic+"/plain", true)
+	if err != nil || !ok {
+		t.Fatalf("basic.get: %v, %v", ok, err)
+	}
+	if d.ContentType != "text/plain" {
+		t.Errorf("content-type property %q, want text/plain", d.ContentType)
+	}
+	if _, ok := d.Headers["content-type"]; ok || d.Headers["h"] != "x" {
+		t.Errorf("header table %v, want h but no content-type", d.Headers)
 	}
 }
 

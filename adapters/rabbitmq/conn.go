@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -36,9 +37,22 @@ type connector struct {
 	closed  bool
 }
 
-func newConnector(name string, cfg *Config, uri amqp.URI, onConnect func(context.Context, *amqp.Connection) error) *connector {
+// newConnector returns a connector; with coalesce, the writes of its
+// connections go through a coalescingConn.
+func newConnector(name string, cfg *Config, uri amqp.URI, coalesce bool, onConnect func(context.Context, *amqp.Connection) error) *connector {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(cfg.ConnectionName + " (" + name + ")")
+	dial := amqp.DefaultDial(cfg.DialTimeout)
+	if coalesce {
+		tcp := dial
+		dial = func(network, addr string) (net.Conn, error) {
+			c, err := tcp(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newCoalescingConn(c), nil
+		}
+	}
 	return &connector{
 		name: name,
 		url:  uri.String(),
@@ -48,7 +62,7 @@ func newConnector(name string, cfg *Config, uri amqp.URI, onConnect func(context
 			TLSClientConfig: cfg.TLS,
 			Properties:      props,
 			Locale:          "en_US",
-			Dial:            amqp.DefaultDial(cfg.DialTimeout),
+			Dial:            dial,
 		},
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -37,11 +37,18 @@
 // Messages are persistent and published on one confirm-mode channel of a
 // dedicated publishing connection. Publish returns nil only after the
 // broker's publisher confirm; concurrent calls are pipelined (up to
-// Config.MaxPending outstanding confirms), each waiting only for its own. A
+// Config.MaxPending outstanding confirms), each waiting only for its own.
+// The publishing connection's socket writes are coalesced: the frames of
+// concurrent publishes go out together in one system call (at most 256 KiB
+// wait to be written). A
 // nack is ErrNacked, a returned message ErrUnroutable. The key travels in
 // the "es-key" header (a byte array), the record time in "es-time" (Unix
 // nanoseconds, int64) and in the AMQP timestamp property (seconds), user
-// headers as string headers. Header names starting with "es-" are
+// headers as string headers, except "content-type", which travels as the
+// AMQP content-type property (the broker parses a header table on every
+// publish, so the bus's structured messages carry only "es-time"); on
+// delivery that property is reported as the "content-type" header.
+// Header names starting with "es-" are
 // reserved. A returned message is matched to its Publish call by its
 // content (exchange, routing key, headers and body), so no other header is
 // added; when the broker's copy matches no pending publish exactly, every

@@ -19,6 +19,11 @@ const (
 	reservedPrefix = "es-"
 	keyHeader      = "es-key"  // the record key, as a byte array
 	timeHeader     = "es-time" // the record time in Unix nanoseconds (int64)
+
+	// contentTypeHeader is the record header published as the AMQP
+	// content-type property, and the header Headers reports that
+	// property under.
+	contentTypeHeader = "content-type"
 )
 
 // Message is a delivery of an Adapter subscription. It implements
@@ -66,7 +71,9 @@ func (m *Message) Timestamp() time.Time { return m.ts }
 // values that are not strings (numbers, booleans, timestamps, byte arrays,
 // and nested tables or arrays such as RabbitMQ's x-death) are converted to
 // strings (nested values as JSON); the adapter's own "es-" headers are not
-// included.
+// included. The AMQP content-type property is reported as the header
+// "content-type" (a "content-type" table entry, if the message has both,
+// wins).
 func (m *Message) Headers() map[string]string { return m.headers }
 
 // Redelivered reports whether the broker delivered the message before
@@ -124,6 +131,14 @@ func newMessage(a *Adapter, topic, group string, gen *generation, part int, d *a
 			m.headers = make(map[string]string, len(d.Headers))
 		}
 		m.headers[k] = s
+	}
+	if d.ContentType != "" {
+		if _, ok := m.headers[contentTypeHeader]; !ok {
+			if m.headers == nil {
+				m.headers = make(map[string]string, 1)
+			}
+			m.headers[contentTypeHeader] = d.ContentType
+		}
 	}
 	return m
 }

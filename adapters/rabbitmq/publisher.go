@@ -101,11 +101,11 @@ func (pc *pubChannel) drainReturnsLocked() {
 // does not add an identifying header to every message; the broker returns
 // messages in publish order and before their confirm, so the message is
 // still pending: it is the oldest pending publish, not returned yet, with
-// the same exchange, routing key, body and headers. Should two identical
-// messages be pending, one routable and one not, the return may be charged
-// to the older one: the caller whose Publish succeeds then has an identical
-// message stored, and the other one gets ErrUnroutable and publishes again,
-// so nothing is lost. Should no publish match (the broker changed the
+// the same exchange, routing key, content type, body and headers. Should
+// two identical messages be pending, one routable and one not, the return
+// may be charged to the older one: the caller whose Publish succeeds then
+// has an identical message stored, and the other one gets ErrUnroutable and
+// publishes again, so nothing is lost. Should no publish match (the broker changed the
 // message), the one it belongs to cannot be told, so every pending publish
 // to the same exchange and routing key is charged, for the same reason: a
 // wrong ErrUnroutable costs a duplicate, a missed one a lost message.
@@ -118,7 +118,7 @@ func (pc *pubChannel) matchReturn(r *amqp.Return) []*pendingPub {
 			continue
 		}
 		route = append(route, p)
-		if (exact == nil || tag < exactTag) && bytes.Equal(p.msg.Body, r.Body) && sameTable(p.msg.Headers, r.Headers) {
+		if (exact == nil || tag < exactTag) && p.msg.ContentType == r.ContentType && bytes.Equal(p.msg.Body, r.Body) && sameTable(p.msg.Headers, r.Headers) {
 			exact, exactTag = p, tag
 		}
 	}
@@ -181,33 +181,33 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 	if err == nil && dc == nil {
 		err = errors.New("channel not in confirm mode")
 	}
-	pc.pmu.Lock()
 	if err != nil {
+		pc.pmu.Lock()
 		delete(pc.pending, p.tag)
-	} else {
-		p.dc = dc
-	}
-	pc.pmu.Unlock()
-	if err != nil {
+		pc.pmu.Unlock()
 		return nil, fmt.Errorf("%w: %w", errChannelLost, err)
 	}
+	p.dc = dc // read only by this caller's wait and settle, not by matchReturn
 	return p, nil
 }
 
-// wait waits for the outcome of p, or for the end of ctx; then p is settled
-// in the background (by goLate) once its confirm comes, so that its return
-// is charged to it and not to another publish.
-func (pc *pubChannel) wait(ctx context.Context, p *pendingPub, goLate func(func())) (pubResult, error) {
+// wait waits for the outcome of p, or for the end of ctx; then the caller
+// must still have p settled (settleLate) once its confirm comes, so that
+// its return is charged to it and not to another publish.
+func (pc *pubChannel) wait(ctx context.Context, p *pendingPub) (pubResult, error) {
 	select {
 	case <-p.dc.Done():
 		return pc.settle(p), nil
 	case <-ctx.Done():
-		goLate(func() {
-			<-p.dc.Done() // confirmed, or the channel closed
-			pc.settle(p)
-		})
 		return 0, ctx.Err()
 	}
+}
+
+// settleLate waits for p's confirm (or the end of its channel, which
+// confirms every outstanding publish negatively) and settles p.
+func (pc *pubChannel) settleLate(p *pendingPub) {
+	<-p.dc.Done()
+	pc.settle(p)
 }
 
 // settle takes the outcome of a confirmed p.
