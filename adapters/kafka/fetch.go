@@ -40,6 +40,9 @@ type fetcher struct {
 	hdrs      headerCache
 	scratch   []rawHeader
 	inflated  []byte // decompressed records, reused
+	// maxInflate bounds what one compressed batch may decompress to
+	// (Config.MaxDecompressedBatchBytes).
+	maxInflate int
 }
 
 // fetchedRecord is a decoded record; its slices point into the fetch
@@ -199,6 +202,12 @@ var (
 	crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 	errBadBatch = errors.New("kafka: malformed record batch")
+	// errBatchTooLarge: a compressed record batch decompresses to more
+	// than Config.MaxDecompressedBatchBytes (a decompression bomb, or a
+	// limit set too low for the topic's producers). Like errBadBatch, it
+	// stops the partition at the batch: no record of it is delivered, and
+	// the offset is not passed.
+	errBatchTooLarge = errors.New("kafka: record batch decompresses past Config.MaxDecompressedBatchBytes")
 )
 
 // Offsets within a record batch (magic 2) past its base offset and length.
@@ -269,7 +278,7 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 		if codec := compress.Compression(attrs & 0x07); codec != 0 {
 			var err error
 			if recs, err = f.inflate(codec, recs); err != nil {
-				return next, fmt.Errorf("kafka: decompressing the record batch at offset %d: %w", base, err)
+				return next, fmt.Errorf("kafka: decompressing the record batch at offsets %d-%d: %w", base, end-1, err)
 			}
 		}
 		for range count {
@@ -335,17 +344,24 @@ func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRec
 	}
 }
 
-// inflate decompresses a batch's records into f.inflated.
+// inflate decompresses a batch's records into f.inflated, reading no more
+// than f.maxInflate bytes of them: past that it stops and returns an error
+// wrapping errBatchTooLarge (and drops the buffer).
 func (f *fetcher) inflate(codec compress.Compression, recs []byte) ([]byte, error) {
 	c := codec.Codec()
 	if c == nil {
-		return nil, fmt.Errorf("unsupported compression codec %d", codec)
+		return nil, fmt.Errorf("%w: unsupported compression codec %d", errBadBatch, codec)
 	}
 	r := c.NewReader(bytes.NewReader(recs))
 	defer r.Close()
 	buf := bytes.NewBuffer(f.inflated[:0])
-	if _, err := io.Copy(buf, r); err != nil {
-		return nil, err
+	n, err := io.Copy(buf, io.LimitReader(r, int64(f.maxInflate)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadBatch, err)
+	}
+	if n > int64(f.maxInflate) {
+		f.inflated = nil
+		return nil, fmt.Errorf("%w (%d bytes compressed, more than %d decompressed)", errBatchTooLarge, len(recs), f.maxInflate)
 	}
 	f.inflated = buf.Bytes()
 	return f.inflated, nil
