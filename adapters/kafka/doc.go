@@ -40,7 +40,11 @@
 // acknowledged. The adapter decodes the fetched record batches itself
 // (record format 2, Kafka 0.11 and later; CRC checked; any compression
 // codec): a delivered message owns one copy of its key, value and headers,
-// and consecutive records with identical headers share one header map. Ack may be called in any order; per partition the adapter
+// and consecutive records with identical headers share one header map. A
+// batch that cannot be decoded (corrupt, or decompressing past
+// Config.MaxDecompressedBatchBytes) is never skipped: its partition stays at
+// the batch, logging an ERROR and fetching it again every few seconds,
+// while the other partitions go on. Ack may be called in any order; per partition the adapter
 // tracks the delivered offsets and commits only up to just past the highest
 // offset below which every delivered message was acknowledged, so a gap is
 // never skipped and a commit never moves backwards. Commits are batched

@@ -259,6 +259,9 @@ func bombBatch(t *testing.T, base int64, codec compress.Compression, n int) ([]b
 	binary.BigEndian.PutUint32(b[12+batchLastDelta:], 0)
 	binary.BigEndian.PutUint64(b[12+batchFirstTS:], 1_700_000_000_000)
 	binary.BigEndian.PutUint64(b[12+batchMaxTS:], 1_700_000_000_000)
+	binary.BigEndian.PutUint64(b[12+batchMaxTS+8:], ^uint64(0))  // producer id -1
+	binary.BigEndian.PutUint16(b[12+batchMaxTS+16:], ^uint16(0)) // producer epoch -1
+	binary.BigEndian.PutUint32(b[12+batchMaxTS+18:], ^uint32(0)) // base sequence -1
 	binary.BigEndian.PutUint32(b[12+batchCount:], 1)
 	b = append(b, recs.Bytes()...)
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
