@@ -304,6 +304,9 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 // from next.
 func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRecord) bool) (int64, error) {
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if err := f.checkLegacyInflate(b[4:]); err != nil {
+		return next, err
+	}
 	var rs protocol.RecordSet
 	if _, err := rs.ReadFrom(bytes.NewReader(b)); err != nil {
 		return next, fmt.Errorf("%w: %v", errBadBatch, err)
@@ -342,6 +345,54 @@ func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRec
 		}
 		next = max(next, r.offset+1)
 	}
+}
+
+// checkLegacyInflate returns an error wrapping errBatchTooLarge when a
+// compressed message of the message sets (formats 0 and 1) at the start of
+// b decompresses past f.maxInflate, which kafka-go's decoder would not
+// stop at. It reads the decompressed bytes without keeping them.
+func (f *fetcher) checkLegacyInflate(b []byte) error {
+	for len(b) >= 12 {
+		size := int(int32(binary.BigEndian.Uint32(b[8:])))
+		if size < 0 || size > len(b)-12 {
+			return nil // cut off: the decoder stops there too
+		}
+		msg := b[12 : 12+size]
+		b = b[12+size:]
+		if len(msg) < 6 || msg[4] > 1 {
+			return nil // a newer batch: decode's bound applies
+		}
+		codec := compress.Compression(msg[5] & 0x07)
+		if codec == 0 {
+			continue
+		}
+		pos := 6
+		if msg[4] == 1 {
+			pos += 8 // timestamp
+		}
+		if len(msg) < pos+4 {
+			return nil // malformed: the decoder says so
+		}
+		pos += 4 + max(int(int32(binary.BigEndian.Uint32(msg[pos:]))), 0) // key
+		if len(msg) < pos+4 {
+			return nil
+		}
+		n := int(int32(binary.BigEndian.Uint32(msg[pos:])))
+		if n < 0 || len(msg) < pos+4+n {
+			return nil
+		}
+		c := codec.Codec()
+		if c == nil {
+			return nil
+		}
+		r := c.NewReader(bytes.NewReader(msg[pos+4 : pos+4+n]))
+		got, _ := io.Copy(io.Discard, io.LimitReader(r, int64(f.maxInflate)+1))
+		r.Close()
+		if got > int64(f.maxInflate) {
+			return fmt.Errorf("%w (a message of format %d: %d bytes compressed, more than %d decompressed)", errBatchTooLarge, msg[4], n, f.maxInflate)
+		}
+	}
+	return nil
 }
 
 // inflate decompresses a batch's records into f.inflated, reading no more

@@ -327,3 +327,20 @@ func TestDecodeCorruptCompressed(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeLegacyBomb: a compressed message of format 1 that decompresses
+// past the bound is refused before kafka-go's decoder inflates it.
+func TestDecodeLegacyBomb(t *testing.T) {
+	for _, codec := range []compress.Compression{compress.Gzip, compress.Snappy} {
+		b := encodeSet(t, 1, 0, codec, kafkago.Record{Value: kafkago.NewBytes(make([]byte, 4<<20))})
+		f := &fetcher{topic: "t", partition: 3, maxInflate: 1 << 20}
+		got, next, err := decodeWith(t, f, b, 0, -1)
+		if !errors.Is(err, errBatchTooLarge) || len(got) != 0 || next != 0 {
+			t.Errorf("%v: %d records, next %d, error %v; want none, 0 and errBatchTooLarge", codec, len(got), next, err)
+		}
+		f.maxInflate = 8 << 20
+		if got, _, err := decodeWith(t, f, b, 0, -1); err != nil || len(got) != 1 || len(got[0].value) != 4<<20 {
+			t.Errorf("%v under the bound: %d records, error %v", codec, len(got), err)
+		}
+	}
+}
