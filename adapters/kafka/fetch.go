@@ -43,6 +43,10 @@ type fetcher struct {
 	// maxInflate bounds what one compressed batch may decompress to
 	// (Config.MaxDecompressedBatchBytes).
 	maxInflate int
+	// throttledAddr asked, in its last fetch response, not to be sent
+	// another fetch before throttledUntil (quota throttling, KIP-219).
+	throttledAddr  string
+	throttledUntil time.Time
 }
 
 // fetchedRecord is a decoded record; its slices point into the fetch
@@ -110,7 +114,9 @@ func (a *Adapter) leaderAddr(ctx context.Context, topic string, partition int32)
 // offset to fetch next: past the last record fn accepted, or past the last
 // complete batch when fn accepted every record (control batches and batches
 // emptied by compaction occupy offsets too). A partition error is returned
-// wrapping the kafkago.Error code.
+// wrapping the kafkago.Error code. When the leader's last response asked
+// for throttling (ThrottleMillis, a quota), fetch first waits until that
+// time has passed, or returns ctx's error.
 func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecord) bool) (int64, error) {
 	a := f.a
 	if f.conn == nil {
@@ -123,6 +129,13 @@ func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecor
 			return offset, err
 		}
 		f.conn = c
+	}
+	if f.conn.addr == f.throttledAddr {
+		if wait := time.Until(f.throttledUntil); wait > 0 {
+			if err := sleepCtx(ctx, wait); err != nil {
+				return offset, err
+			}
+		}
 	}
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
@@ -171,6 +184,10 @@ func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecor
 		return offset, err
 	}
 	fr := resp.(*kmsg.FetchResponse)
+	if fr.ThrottleMillis > 0 {
+		f.throttledAddr = c.addr
+		f.throttledUntil = time.Now().Add(time.Duration(fr.ThrottleMillis) * time.Millisecond)
+	}
 	if fr.ErrorCode != 0 {
 		f.close()
 		return offset, kafkago.Error(fr.ErrorCode)
