@@ -26,7 +26,10 @@
 // records go to the partition chosen by the Java client's default partitioner
 // (murmur2), so keys map to the same partitions as in other Kafka clients;
 // unkeyed records are spread round-robin. Keys, headers and timestamps are
-// carried natively in the record.
+// carried natively in the record. A writer encodes the record batches itself
+// and sends them over a connection of its own to its broker (cluster
+// metadata comes from kafka-go's Transport), honouring the throttle time a
+// broker's quota asks for.
 //
 // # Consuming
 //
