@@ -217,7 +217,7 @@ func (c *brokerConn) requestUpTo(ctx context.Context, req kmsg.Request, v int16)
 // must stop waiting. With answered false it only writes req: for a
 // produce request with acks 0, which the broker does not answer.
 func (c *brokerConn) requestBy(deadline time.Time, req kmsg.Request, answered bool) (kmsg.Response, error) {
-	return c.exchange(nil, deadline, req, maxVersion(req.Key()), answered)
+	return c.exchange(context.Background(), deadline, req, maxVersion(req.Key()), answered)
 }
 
 // cutOff makes the request requestBy waits for, and every later one, fail
@@ -228,7 +228,8 @@ func (c *brokerConn) cutOff() {
 }
 
 // exchange writes req at version v at most and, if answered, reads its
-// response, until ctx ends or, with ctx nil, until deadline.
+// response, until ctx ends or, with a ctx that never ends, until
+// deadline.
 func (c *brokerConn) exchange(ctx context.Context, deadline time.Time, req kmsg.Request, v int16, answered bool) (kmsg.Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -254,7 +255,7 @@ func (c *brokerConn) exchange(ctx context.Context, deadline time.Time, req kmsg.
 	}
 
 	stop := func() bool { return true }
-	if ctx != nil {
+	if ctx.Done() != nil {
 		deadline, _ = ctx.Deadline() // zero: none
 		_ = c.nc.SetDeadline(deadline)
 		stop = context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
@@ -277,7 +278,7 @@ func (c *brokerConn) exchange(ctx context.Context, deadline time.Time, req kmsg.
 		err = ctx.Err()
 	}
 	if err != nil {
-		if ctx != nil && ctx.Err() != nil {
+		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		c.err = fmt.Errorf("kafka: connection to %s: %w", c.addr, err)
