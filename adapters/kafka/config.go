@@ -189,6 +189,18 @@ type Config struct {
 	// FetchMaxBytes caps the size of one fetch response. Default 1 MiB, at
 	// most 1 GiB. A record batch larger than it is still fetched whole.
 	FetchMaxBytes int
+	// MaxDecompressedBatchBytes bounds what one compressed record batch may
+	// decompress to while it is consumed, so that a batch written to
+	// inflate to gigabytes (a decompression bomb) cannot exhaust memory;
+	// decompressing one takes at most about twice this much. A batch
+	// past it is treated like a corrupt one: none of its records is
+	// delivered, the partition stays at the batch's first offset (no
+	// commit passes it, the other partitions go on), the error is logged
+	// at Error level, and the fetch is retried every few seconds, so the
+	// partition resumes on its own once the batch is gone from the log
+	// (retention, DeleteRecords) or an adapter with a higher limit
+	// consumes it. Default 64 MiB, at most 1 GiB.
+	MaxDecompressedBatchBytes int
 
 	// Logger receives diagnostics (retries, rebalances, commit failures).
 	// Default: discard.
@@ -304,6 +316,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxInFlightPerPartition", &c.MaxInFlightPerPartition, 256},
 		{"CommitCount", &c.CommitCount, 1000},
 		{"FetchMaxBytes", &c.FetchMaxBytes, 1 << 20},
+		{"MaxDecompressedBatchBytes", &c.MaxDecompressedBatchBytes, 64 << 20},
 	} {
 		if *n.v < 0 {
 			return c, invalid("%s is negative (%d)", n.name, *n.v)
@@ -314,6 +327,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FetchMaxBytes > maxFetchBytes {
 		return c, invalid("FetchMaxBytes %d is above %d", c.FetchMaxBytes, maxFetchBytes)
+	}
+	if c.MaxDecompressedBatchBytes > maxFetchBytes {
+		return c, invalid("MaxDecompressedBatchBytes %d is above %d", c.MaxDecompressedBatchBytes, maxFetchBytes)
 	}
 	if c.RequiredAcks < AcksAll || c.RequiredAcks > AcksNone {
 		return c, invalid("unknown RequiredAcks %d", c.RequiredAcks)

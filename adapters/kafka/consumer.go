@@ -264,7 +264,7 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 	s, a := g.s, g.s.a
 	log := a.log.With("topic", s.topic, "group", s.group, "partition", tr.partition)
 	offset := tr.start
-	f := &fetcher{a: a, topic: s.topic, partition: int32(tr.partition)}
+	f := &fetcher{a: a, topic: s.topic, partition: int32(tr.partition), maxInflate: a.cfg.MaxDecompressedBatchBytes}
 	defer f.close()
 	failures := 0
 	retry := func(what string, err error) bool {
@@ -335,6 +335,18 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 				offset = a.cfg.kafkaStartOffset()
 				continue
 			}
+			if errors.Is(err, errBadBatch) || errors.Is(err, errBatchTooLarge) {
+				// The same bytes come back until the batch leaves the log:
+				// stay at its offset (skipping it would lose its records),
+				// say so loudly, and retry slowly.
+				failures++
+				log.Error("kafka: cannot decode the record batch at the fetch offset; the partition stays there until it can",
+					"offset", offset, "error", err, "attempt", failures)
+				if sleepCtx(ctx, poisonRetry) != nil {
+					break
+				}
+				continue
+			}
 			if !retry("fetch", err) {
 				break
 			}
@@ -350,6 +362,10 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 		}
 	}
 }
+
+// poisonRetry is the wait before fetching again a record batch that could
+// not be decoded (errBadBatch, errBatchTooLarge).
+const poisonRetry = 5 * time.Second
 
 func (g *generation) commitLoop(ctx context.Context) {
 	t := time.NewTicker(g.s.a.cfg.CommitInterval)

@@ -26,7 +26,10 @@
 // records go to the partition chosen by the Java client's default partitioner
 // (murmur2), so keys map to the same partitions as in other Kafka clients;
 // unkeyed records are spread round-robin. Keys, headers and timestamps are
-// carried natively in the record.
+// carried natively in the record. A writer encodes the record batches itself
+// and sends them over a connection of its own to its broker (cluster
+// metadata comes from kafka-go's Transport), honouring the throttle time a
+// broker's quota asks for.
 //
 // # Consuming
 //
@@ -40,7 +43,11 @@
 // acknowledged. The adapter decodes the fetched record batches itself
 // (record format 2, Kafka 0.11 and later; CRC checked; any compression
 // codec): a delivered message owns one copy of its key, value and headers,
-// and consecutive records with identical headers share one header map. Ack may be called in any order; per partition the adapter
+// and consecutive records with identical headers share one header map. A
+// batch that cannot be decoded (corrupt, or decompressing past
+// Config.MaxDecompressedBatchBytes) is never skipped: its partition stays at
+// the batch, logging an ERROR and fetching it again every few seconds,
+// while the other partitions go on. Ack may be called in any order; per partition the adapter
 // tracks the delivered offsets and commits only up to just past the highest
 // offset below which every delivered message was acknowledged, so a gap is
 // never skipped and a commit never moves backwards. Commits are batched

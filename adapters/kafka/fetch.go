@@ -40,6 +40,13 @@ type fetcher struct {
 	hdrs      headerCache
 	scratch   []rawHeader
 	inflated  []byte // decompressed records, reused
+	// maxInflate bounds what one compressed batch may decompress to
+	// (Config.MaxDecompressedBatchBytes).
+	maxInflate int
+	// throttledAddr asked, in its last fetch response, not to be sent
+	// another fetch before throttledUntil (quota throttling, KIP-219).
+	throttledAddr  string
+	throttledUntil time.Time
 }
 
 // fetchedRecord is a decoded record; its slices point into the fetch
@@ -107,7 +114,9 @@ func (a *Adapter) leaderAddr(ctx context.Context, topic string, partition int32)
 // offset to fetch next: past the last record fn accepted, or past the last
 // complete batch when fn accepted every record (control batches and batches
 // emptied by compaction occupy offsets too). A partition error is returned
-// wrapping the kafkago.Error code.
+// wrapping the kafkago.Error code. When the leader's last response asked
+// for throttling (ThrottleMillis, a quota), fetch first waits until that
+// time has passed, or returns ctx's error.
 func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecord) bool) (int64, error) {
 	a := f.a
 	if f.conn == nil {
@@ -120,6 +129,13 @@ func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecor
 			return offset, err
 		}
 		f.conn = c
+	}
+	if f.conn.addr == f.throttledAddr {
+		if wait := time.Until(f.throttledUntil); wait > 0 {
+			if err := sleepCtx(ctx, wait); err != nil {
+				return offset, err
+			}
+		}
 	}
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
@@ -168,6 +184,10 @@ func (f *fetcher) fetch(ctx context.Context, offset int64, fn func(*fetchedRecor
 		return offset, err
 	}
 	fr := resp.(*kmsg.FetchResponse)
+	if fr.ThrottleMillis > 0 {
+		f.throttledAddr = c.addr
+		f.throttledUntil = time.Now().Add(time.Duration(fr.ThrottleMillis) * time.Millisecond)
+	}
 	if fr.ErrorCode != 0 {
 		f.close()
 		return offset, kafkago.Error(fr.ErrorCode)
@@ -199,6 +219,12 @@ var (
 	crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 	errBadBatch = errors.New("kafka: malformed record batch")
+	// errBatchTooLarge: a compressed record batch decompresses to more
+	// than Config.MaxDecompressedBatchBytes (a decompression bomb, or a
+	// limit set too low for the topic's producers). Like errBadBatch, it
+	// stops the partition at the batch: no record of it is delivered, and
+	// the offset is not passed.
+	errBatchTooLarge = errors.New("kafka: record batch decompresses past Config.MaxDecompressedBatchBytes")
 )
 
 // Offsets within a record batch (magic 2) past its base offset and length.
@@ -269,7 +295,7 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 		if codec := compress.Compression(attrs & 0x07); codec != 0 {
 			var err error
 			if recs, err = f.inflate(codec, recs); err != nil {
-				return next, fmt.Errorf("kafka: decompressing the record batch at offset %d: %w", base, err)
+				return next, fmt.Errorf("kafka: decompressing the record batch at offsets %d-%d: %w", base, end-1, err)
 			}
 		}
 		for range count {
@@ -295,6 +321,9 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 // from next.
 func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRecord) bool) (int64, error) {
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if err := f.checkLegacyInflate(b[4:]); err != nil {
+		return next, err
+	}
 	var rs protocol.RecordSet
 	if _, err := rs.ReadFrom(bytes.NewReader(b)); err != nil {
 		return next, fmt.Errorf("%w: %v", errBadBatch, err)
@@ -335,17 +364,72 @@ func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRec
 	}
 }
 
-// inflate decompresses a batch's records into f.inflated.
+// checkLegacyInflate returns an error wrapping errBatchTooLarge when a
+// compressed message of the message sets (formats 0 and 1) at the start of
+// b decompresses past f.maxInflate, which kafka-go's decoder would not
+// stop at. It reads the decompressed bytes without keeping them.
+func (f *fetcher) checkLegacyInflate(b []byte) error {
+	for len(b) >= 12 {
+		size := int(int32(binary.BigEndian.Uint32(b[8:])))
+		if size < 0 || size > len(b)-12 {
+			return nil // cut off: the decoder stops there too
+		}
+		msg := b[12 : 12+size]
+		b = b[12+size:]
+		if len(msg) < 6 || msg[4] > 1 {
+			return nil // a newer batch: decode's bound applies
+		}
+		codec := compress.Compression(msg[5] & 0x07)
+		if codec == 0 {
+			continue
+		}
+		pos := 6
+		if msg[4] == 1 {
+			pos += 8 // timestamp
+		}
+		if len(msg) < pos+4 {
+			return nil // malformed: the decoder says so
+		}
+		pos += 4 + max(int(int32(binary.BigEndian.Uint32(msg[pos:]))), 0) // key
+		if len(msg) < pos+4 {
+			return nil
+		}
+		n := int(int32(binary.BigEndian.Uint32(msg[pos:])))
+		if n < 0 || len(msg) < pos+4+n {
+			return nil
+		}
+		c := codec.Codec()
+		if c == nil {
+			return nil
+		}
+		r := c.NewReader(bytes.NewReader(msg[pos+4 : pos+4+n]))
+		got, _ := io.Copy(io.Discard, io.LimitReader(r, int64(f.maxInflate)+1))
+		r.Close()
+		if got > int64(f.maxInflate) {
+			return fmt.Errorf("%w (a message of format %d: %d bytes compressed, more than %d decompressed)", errBatchTooLarge, msg[4], n, f.maxInflate)
+		}
+	}
+	return nil
+}
+
+// inflate decompresses a batch's records into f.inflated, reading no more
+// than f.maxInflate bytes of them: past that it stops and returns an error
+// wrapping errBatchTooLarge (and drops the buffer).
 func (f *fetcher) inflate(codec compress.Compression, recs []byte) ([]byte, error) {
 	c := codec.Codec()
 	if c == nil {
-		return nil, fmt.Errorf("unsupported compression codec %d", codec)
+		return nil, fmt.Errorf("%w: unsupported compression codec %d", errBadBatch, codec)
 	}
 	r := c.NewReader(bytes.NewReader(recs))
 	defer r.Close()
 	buf := bytes.NewBuffer(f.inflated[:0])
-	if _, err := io.Copy(buf, r); err != nil {
-		return nil, err
+	n, err := io.Copy(buf, io.LimitReader(r, int64(f.maxInflate)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadBatch, err)
+	}
+	if n > int64(f.maxInflate) {
+		f.inflated = nil
+		return nil, fmt.Errorf("%w (%d bytes compressed, more than %d decompressed)", errBatchTooLarge, len(recs), f.maxInflate)
 	}
 	f.inflated = buf.Bytes()
 	return f.inflated, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -54,7 +55,13 @@ type decoded struct {
 
 func decodeAll(t *testing.T, b []byte, offset int64, limit int) ([]decoded, int64, error) {
 	t.Helper()
-	f := &fetcher{topic: "t", partition: 3}
+	return decodeWith(t, &fetcher{topic: "t", partition: 3, maxInflate: 64 << 20}, b, offset, limit)
+}
+
+// decodeWith decodes b with f (topic "t", partition 3), accepting limit
+// records (-1: all).
+func decodeWith(t *testing.T, f *fetcher, b []byte, offset int64, limit int) ([]decoded, int64, error) {
+	t.Helper()
 	var got []decoded
 	next, err := f.decode(b, offset, func(r *fetchedRecord) bool {
 		if len(got) == limit {
@@ -212,5 +219,128 @@ func TestHeaderCacheRepeatedKey(t *testing.T) {
 	}
 	if !c.reusable([]rawHeader{h("b", "2"), h("a", "1")}) {
 		t.Error("[b:2 a:1] does not reuse {a:1 b:2}")
+	}
+}
+
+// bombBatch crafts a record batch (format 2) at offset base, compressed with
+// codec, holding one record whose value is n zero bytes: a few KiB that
+// decompress to n bytes. The value is streamed through the compressor, so
+// the batch is built without holding n bytes. It returns the batch and the
+// size of its records decompressed.
+func bombBatch(t *testing.T, base int64, codec compress.Compression, n int) ([]byte, int) {
+	t.Helper()
+	var recs bytes.Buffer
+	w := codec.Codec().NewWriter(&recs)
+	body := binary.AppendVarint(nil, 0)        // timestamp delta
+	body = binary.AppendVarint(body, 0)        // offset delta
+	body = binary.AppendVarint(body, -1)       // no key
+	body = binary.AppendVarint(body, int64(n)) // value length
+	head := binary.AppendVarint(nil, int64(1+len(body)+n+1))
+	head = append(head, 0) // attributes
+	if _, err := w.Write(slices.Concat(head, body)); err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 1<<20)
+	for left := n; left > 0; left -= len(zeros) {
+		if _, err := w.Write(zeros[:min(left, len(zeros))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Write(binary.AppendVarint(nil, 0)); err != nil { // no headers
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 12+batchRecords, 12+batchRecords+recs.Len())
+	binary.BigEndian.PutUint64(b, uint64(base))
+	b[12+batchMagic] = 2
+	binary.BigEndian.PutUint16(b[12+batchAttrs:], uint16(codec))
+	binary.BigEndian.PutUint32(b[12+batchLastDelta:], 0)
+	binary.BigEndian.PutUint64(b[12+batchFirstTS:], 1_700_000_000_000)
+	binary.BigEndian.PutUint64(b[12+batchMaxTS:], 1_700_000_000_000)
+	binary.BigEndian.PutUint64(b[12+batchMaxTS+8:], ^uint64(0))  // producer id -1
+	binary.BigEndian.PutUint16(b[12+batchMaxTS+16:], ^uint16(0)) // producer epoch -1
+	binary.BigEndian.PutUint32(b[12+batchMaxTS+18:], ^uint32(0)) // base sequence -1
+	binary.BigEndian.PutUint32(b[12+batchCount:], 1)
+	b = append(b, recs.Bytes()...)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[12+batchCRC:], crc32.Checksum(b[12+batchAttrs:], crcTable))
+	return b, len(head) + len(body) + n + 1
+}
+
+// TestDecodeBomb: a compressed batch that decompresses past the fetcher's
+// bound is an error wrapping errBatchTooLarge after no more than about the
+// bound was allocated; the records before it are delivered, none of it, and
+// the next offset is its first (it is not skipped). At the bound exactly it
+// decodes.
+func TestDecodeBomb(t *testing.T) {
+	const bomb, limit = 64 << 20, 1 << 20
+	for _, codec := range []compress.Compression{compress.Gzip, compress.Zstd, compress.Snappy, compress.Lz4} {
+		t.Run(codec.String(), func(t *testing.T) {
+			good := encodeBatch(t, 3, codec, kafkago.Record{Value: kafkago.NewBytes([]byte("before"))})
+			b, _ := bombBatch(t, 4, codec, bomb)
+			t.Logf("%d bytes decompress to %d", len(b), bomb)
+			f := &fetcher{topic: "t", partition: 3, maxInflate: limit}
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			got, next, err := decodeWith(t, f, slices.Concat(good, b), 3, -1)
+			runtime.ReadMemStats(&ms1)
+			if !errors.Is(err, errBatchTooLarge) || len(got) != 1 || got[0].value != "before" || next != 4 {
+				t.Fatalf("%d records, next %d, error %v; want the one before, 4 and errBatchTooLarge", len(got), next, err)
+			}
+			// Unbounded, the buffer alone would take the bomb's size (and
+			// more as it grows); the zstd decoder's own state is ~13 MiB.
+			if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > bomb/2 {
+				t.Errorf("decoding allocated %d bytes; the bound is %d", alloc, limit)
+			}
+			if f.inflated != nil {
+				t.Errorf("the over-limit buffer (%d bytes) is kept", cap(f.inflated))
+			}
+
+			small, size := bombBatch(t, 4, codec, 1000)
+			f = &fetcher{topic: "t", partition: 3, maxInflate: size}
+			got, next, err = decodeWith(t, f, small, 4, -1)
+			if err != nil || len(got) != 1 || len(got[0].value) != 1000 || next != 5 {
+				t.Fatalf("at the bound: %d records, next %d, error %v", len(got), next, err)
+			}
+			f = &fetcher{topic: "t", partition: 3, maxInflate: size - 1}
+			if _, next, err = decodeWith(t, f, small, 4, -1); !errors.Is(err, errBatchTooLarge) || next != 4 {
+				t.Fatalf("a byte past the bound: next %d, error %v", next, err)
+			}
+		})
+	}
+}
+
+// TestDecodeCorruptCompressed: compressed bytes that do not decompress are
+// a malformed batch (errBadBatch), not delivered.
+func TestDecodeCorruptCompressed(t *testing.T) {
+	for _, codec := range []compress.Compression{compress.Gzip, compress.Zstd} {
+		b := slices.Clone(encodeBatch(t, 0, codec, kafkago.Record{Value: kafkago.NewBytes(bytes.Repeat([]byte("v"), 100))}))
+		for i := 12 + batchRecords; i < len(b); i++ {
+			b[i] ^= 0x5a
+		}
+		binary.BigEndian.PutUint32(b[12+batchCRC:], crc32.Checksum(b[12+batchAttrs:], crcTable))
+		got, next, err := decodeAll(t, b, 0, -1)
+		if !errors.Is(err, errBadBatch) || len(got) != 0 || next != 0 {
+			t.Errorf("%v: %d records, next %d, error %v; want none, 0 and errBadBatch", codec, len(got), next, err)
+		}
+	}
+}
+
+// TestDecodeLegacyBomb: a compressed message of format 1 that decompresses
+// past the bound is refused before kafka-go's decoder inflates it.
+func TestDecodeLegacyBomb(t *testing.T) {
+	for _, codec := range []compress.Compression{compress.Gzip, compress.Snappy} {
+		b := encodeSet(t, 1, 0, codec, kafkago.Record{Value: kafkago.NewBytes(make([]byte, 4<<20))})
+		f := &fetcher{topic: "t", partition: 3, maxInflate: 1 << 20}
+		got, next, err := decodeWith(t, f, b, 0, -1)
+		if !errors.Is(err, errBatchTooLarge) || len(got) != 0 || next != 0 {
+			t.Errorf("%v: %d records, next %d, error %v; want none, 0 and errBatchTooLarge", codec, len(got), next, err)
+		}
+		f.maxInflate = 8 << 20
+		if got, _, err := decodeWith(t, f, b, 0, -1); err != nil || len(got) != 1 || len(got[0].value) != 4<<20 {
+			t.Errorf("%v under the bound: %d records, error %v", codec, len(got), err)
+		}
 	}
 }

@@ -43,6 +43,9 @@ import (
 //     was assigned nothing keeps heartbeating and so learns of the next
 //     rebalance as fast as the others.
 
+// errCutOff fails the requests of a connection after cutOff.
+var errCutOff = errors.New("connection cut off")
+
 // maxVersion is the highest version of request key this file encodes;
 // lower ones are used when the broker supports no more.
 func maxVersion(key int16) int16 {
@@ -57,6 +60,8 @@ func maxVersion(key int16) int16 {
 		return 4
 	case kmsg.Fetch:
 		return 11
+	case kmsg.Produce:
+		return 8 // topics by name (by id from 13); record errors from 8
 	case kmsg.Metadata:
 		return 12
 	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
@@ -79,11 +84,14 @@ type brokerConn struct {
 	err      error // set once the connection failed; it is closed then
 
 	broken atomic.Bool // err is set or close was called: read without waiting for mu
+	cut    atomic.Bool // cutOff was called
 
 	// rbuf, when set, is where the next response is read if it fits (and
 	// the buffer it was read into otherwise): set by a caller that is done
 	// with the response before it gives the buffer to anyone else.
 	rbuf *[]byte
+
+	wbuf []byte // the last request, reused (under mu)
 }
 
 // dialBroker connects to addr with the adapter's TLS and SASL settings and
@@ -201,6 +209,28 @@ func (c *brokerConn) version(key int16) int16 {
 
 // requestUpTo is request with version v at most.
 func (c *brokerConn) requestUpTo(ctx context.Context, req kmsg.Request, v int16) (kmsg.Response, error) {
+	return c.exchange(ctx, time.Time{}, req, v, true)
+}
+
+// requestBy is request with a deadline instead of a context, which saves a
+// context's allocations per request: for a caller that calls cutOff when it
+// must stop waiting. With answered false it only writes req: for a
+// produce request with acks 0, which the broker does not answer.
+func (c *brokerConn) requestBy(deadline time.Time, req kmsg.Request, answered bool) (kmsg.Response, error) {
+	return c.exchange(context.Background(), deadline, req, maxVersion(req.Key()), answered)
+}
+
+// cutOff makes the request requestBy waits for, and every later one, fail
+// at once.
+func (c *brokerConn) cutOff() {
+	c.cut.Store(true)
+	_ = c.nc.SetDeadline(time.Unix(1, 0))
+}
+
+// exchange writes req at version v at most and, if answered, reads its
+// response, until ctx ends or, with a ctx that never ends, until
+// deadline.
+func (c *brokerConn) exchange(ctx context.Context, deadline time.Time, req kmsg.Request, v int16, answered bool) (kmsg.Response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -218,12 +248,30 @@ func (c *brokerConn) requestUpTo(ctx context.Context, req kmsg.Request, v int16)
 	req.SetVersion(v)
 	c.corr++
 	corr := c.corr
-	buf := c.fmt.AppendRequest(nil, req, corr)
+	c.wbuf = c.fmt.AppendRequest(c.wbuf[:0], req, corr)
+	buf := c.wbuf
+	if cap(c.wbuf) > 1<<20 {
+		c.wbuf = nil // not kept after a large request
+	}
 
-	deadline, _ := ctx.Deadline() // zero: none
-	_ = c.nc.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	body, err := c.roundTrip(buf)
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		deadline, _ = ctx.Deadline() // zero: none
+		_ = c.nc.SetDeadline(deadline)
+		stop = context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+	} else {
+		_ = c.nc.SetDeadline(deadline)
+	}
+	var body []byte
+	var err error
+	switch {
+	case c.cut.Load(): // after SetDeadline: a cutOff since then fails the I/O
+		err = errCutOff
+	case answered:
+		body, err = c.roundTrip(buf)
+	default:
+		_, err = c.nc.Write(buf)
+	}
 	if !stop() && err == nil {
 		// ctx ended just as the response came: the connection's deadline
 		// is in the past now, so it cannot be used again.
@@ -237,6 +285,9 @@ func (c *brokerConn) requestUpTo(ctx context.Context, req kmsg.Request, v int16)
 		c.broken.Store(true)
 		_ = c.nc.Close()
 		return nil, fmt.Errorf("kafka: %s to %s: %w", kmsg.NameForKey(key), c.addr, err)
+	}
+	if !answered {
+		return nil, nil
 	}
 	if got := int32(binary.BigEndian.Uint32(body)); got != corr {
 		c.err = fmt.Errorf("kafka: connection to %s: response %d to request %d", c.addr, got, corr)

@@ -1,13 +1,11 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
@@ -22,25 +20,13 @@ type topicPartition struct {
 // receives exactly one result. Once the publisher received a nil result the
 // broker answered the request that carried the record, so nothing refers to
 // the pendingRecord any more and it goes back to the adapter's pool (with
-// its channel and buffers); after a failure or an abandoned wait it is left
-// to the garbage collector, since kafka-go may still be encoding it.
+// its channel); after a failure or an abandoned wait it is left to the
+// garbage collector, since it may be queued or sent again.
 type pendingRecord struct {
 	rec  eventstream.Record
 	size int // about the bytes rec adds to a request
 	done chan error
-
-	// What the produce request reads, reused: the kafka-go record's key and
-	// value readers and header slice.
-	key, value recordBytes
-	hdrs       []kafkago.Header
 }
-
-// recordBytes is a kafkago.Bytes over a slice, without an allocation of
-// its own.
-type recordBytes struct{ bytes.Reader }
-
-// Close implements kafkago.Bytes; there is nothing to release.
-func (*recordBytes) Close() error { return nil }
 
 // getPending returns a pendingRecord for r from the adapter's pool.
 func (a *Adapter) getPending(r eventstream.Record) *pendingRecord {
@@ -55,10 +41,6 @@ func (a *Adapter) getPending(r eventstream.Record) *pendingRecord {
 // putPending returns pr, whose nil result was received, to the pool.
 func (a *Adapter) putPending(pr *pendingRecord) {
 	pr.rec = eventstream.Record{}
-	pr.key.Reset(nil)
-	pr.value.Reset(nil)
-	clear(pr.hdrs)
-	pr.hdrs = pr.hdrs[:0]
 	a.prPool.Put(pr)
 }
 
@@ -317,43 +299,6 @@ func (w *partitionWriter) failQueued(err error) {
 			return
 		}
 	}
-}
-
-// kafkaRecord returns pr's record as kafka-go encodes it, reading through
-// pr's own buffers (reset, so a record sent again reads from the start).
-func (pr *pendingRecord) kafkaRecord() kafkago.Record {
-	r := &pr.rec
-	value := r.Value
-	if value == nil {
-		value = []byte{}
-	}
-	pr.value.Reset(value)
-	kr := kafkago.Record{
-		Time:  r.Time,
-		Value: &pr.value,
-	}
-	if kr.Time.IsZero() {
-		kr.Time = time.Now()
-	}
-	if r.Key != nil {
-		pr.key.Reset(r.Key)
-		kr.Key = &pr.key
-	}
-	if len(r.Headers) > 0 {
-		hs := pr.hdrs[:0]
-		for k, v := range r.Headers {
-			// kafka-go only reads header values (to encode them), so the
-			// string's bytes are used without a copy.
-			value := []byte{} // empty, not null, like []byte("")
-			if v != "" {
-				value = unsafe.Slice(unsafe.StringData(v), len(v))
-			}
-			hs = append(hs, kafkago.Header{Key: k, Value: value})
-		}
-		pr.hdrs = hs
-		kr.Headers = hs
-	}
-	return kr
 }
 
 // keyPartition is the Java client's default partitioner for keyed records:

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
+	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol/metadata"
-	"github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // producer holds the broker writers of an adapter. Every partitionWriter of
@@ -36,6 +39,14 @@ type brokerWriter struct {
 
 	mu    sync.Mutex
 	ready []*partitionWriter // partitions with queued records, in arrival order
+
+	// Owned by the run goroutine.
+	conn           *brokerConn // to the leader; nil until connected or after a failure
+	stopCut        func() bool // stops cutting conn off at Close
+	enc            batchEncoder
+	buf            []byte // the request's record batches, reused
+	ends           []int  // where each batch ends in buf
+	throttledUntil time.Time
 }
 
 // partBatch is what one request carries for one partition.
@@ -111,6 +122,7 @@ func (b *brokerWriter) add(w *partitionWriter) {
 func (b *brokerWriter) run() {
 	a := b.p.a
 	defer a.wg.Done()
+	defer b.closeConn()
 	var (
 		ready   []*partitionWriter
 		batches []partBatch
@@ -244,44 +256,14 @@ func (b *brokerWriter) relocate(ws []*partitionWriter) {
 	}
 }
 
-// produce sends one request for batches and returns each batch's error.
+// produce sends one request for batches over the writer's own connection
+// to its leader and returns each batch's error. The records are encoded
+// before the request is written, so nothing refers to them once it
+// returns.
 func (b *brokerWriter) produce(batches []partBatch) []error {
 	a := b.p.a
-	req := &produce.Request{
-		Acks:    int16(a.cfg.kafkaAcks()),
-		Timeout: int32(a.cfg.ProduceTimeout.Milliseconds() / 2), // as kafka-go's Client
-	}
-	attrs := protocol.Attributes(a.cfg.kafkaCompression()) & 0x7
-	for _, pb := range batches {
-		recs := make([]kafkago.Record, len(pb.prs))
-		for i, pr := range pb.prs {
-			recs[i] = pr.kafkaRecord()
-		}
-		part := produce.RequestPartition{
-			Partition: int32(pb.w.partition),
-			RecordSet: protocol.RecordSet{Attributes: attrs, Records: kafkago.NewRecordReader(recs...)},
-		}
-		if k := len(req.Topics) - 1; k >= 0 && req.Topics[k].Topic == pb.w.topic {
-			req.Topics[k].Partitions = append(req.Topics[k].Partitions, part)
-		} else {
-			req.Topics = append(req.Topics, produce.RequestTopic{
-				Topic:      pb.w.topic,
-				Partitions: []produce.RequestPartition{part},
-			})
-		}
-	}
-	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.ProduceTimeout)
-	defer cancel()
-	m, err := a.transport.RoundTrip(ctx, a.client.Addr, req)
-
+	resp, err := b.roundTrip(batches)
 	errs := make([]error, len(batches))
-	var resp *produce.Response
-	if err == nil && a.cfg.RequiredAcks != AcksNone {
-		var ok bool
-		if resp, ok = m.(*produce.Response); !ok {
-			err = fmt.Errorf("unexpected response %T", m)
-		}
-	}
 	for i, pb := range batches {
 		e := err
 		if e == nil && resp != nil {
@@ -302,10 +284,139 @@ func (b *brokerWriter) produce(batches []partBatch) []error {
 	return errs
 }
 
+// roundTrip encodes batches into one produce request, sends it to the
+// leader (connecting first if needed, and waiting out a throttle the
+// leader asked for) and returns the response: nil with acks 0.
+//
+// A request waits at most Config.ProduceTimeout; Close cuts it off. It
+// uses a deadline rather than a context, which would cost several
+// allocations per request.
+func (b *brokerWriter) roundTrip(batches []partBatch) (*kmsg.ProduceResponse, error) {
+	a := b.p.a
+	if b.leader < 0 {
+		return nil, errLeaderUnknown
+	}
+	if b.conn == nil {
+		if err := b.connect(batches[0].w.topic); err != nil {
+			return nil, err
+		}
+	}
+	if wait := time.Until(b.throttledUntil); wait > 0 {
+		if err := sleepCtx(a.ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+	req := kmsg.NewPtrProduceRequest()
+	switch a.cfg.RequiredAcks {
+	case AcksLeader:
+		req.Acks = 1
+	case AcksNone:
+		req.Acks = 0
+	default:
+		req.Acks = -1
+	}
+	req.TimeoutMillis = int32(a.cfg.ProduceTimeout.Milliseconds() / 2) // the broker's part of ProduceTimeout
+	codec := compress.Compression(a.cfg.kafkaCompression())
+	now := time.Now()
+	buf := b.buf[:0]
+	ends := b.ends[:0]
+	for _, pb := range batches {
+		var err error
+		if buf, err = b.enc.appendBatch(buf, pb.prs, codec, now); err != nil {
+			return nil, err
+		}
+		ends = append(ends, len(buf))
+	}
+	b.ends = ends
+	if cap(buf) <= 4<<20 {
+		b.buf = buf
+	}
+	start := 0
+	for i, pb := range batches {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition = int32(pb.w.partition)
+		rp.Records = buf[start:ends[i]:ends[i]]
+		start = ends[i]
+		if k := len(req.Topics) - 1; k >= 0 && req.Topics[k].Topic == pb.w.topic {
+			req.Topics[k].Partitions = append(req.Topics[k].Partitions, rp)
+		} else {
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = pb.w.topic
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+		}
+	}
+	m, err := b.conn.requestBy(now.Add(a.cfg.ProduceTimeout), req, req.Acks != 0)
+	if err != nil {
+		b.closeConn()
+		return nil, err
+	}
+	if req.Acks == 0 {
+		return nil, nil
+	}
+	resp := m.(*kmsg.ProduceResponse)
+	if resp.ThrottleMillis > 0 {
+		b.throttledUntil = time.Now().Add(time.Duration(resp.ThrottleMillis) * time.Millisecond)
+	}
+	return resp, nil
+}
+
+// connect connects the writer to its leader, found in the metadata of
+// topic; Close cuts the connection off.
+func (b *brokerWriter) connect(topic string) error {
+	a := b.p.a
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.ProduceTimeout)
+	defer cancel()
+	addr, err := a.brokerAddr(ctx, topic, b.leader)
+	if err != nil {
+		return err
+	}
+	c, err := a.dialBroker(ctx, addr)
+	if err != nil {
+		return err
+	}
+	b.conn = c
+	b.stopCut = context.AfterFunc(a.ctx, c.cutOff)
+	return nil
+}
+
+// closeConn drops the writer's connection (after a failure, or when the
+// writer ends).
+func (b *brokerWriter) closeConn() {
+	if b.conn != nil {
+		b.stopCut()
+		b.conn.close()
+		b.conn = nil
+	}
+}
+
+// brokerAddr returns the address of broker node, as the transport's
+// metadata cache (of topic) knows it.
+func (a *Adapter) brokerAddr(ctx context.Context, topic string, node int32) (string, error) {
+	resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{TopicNames: []string{topic}})
+	if err != nil {
+		return "", err
+	}
+	md, ok := resp.(*metadata.Response)
+	if !ok {
+		return "", fmt.Errorf("kafka: unexpected metadata response %T", resp)
+	}
+	for _, br := range md.Brokers {
+		if br.NodeID == node {
+			return net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port))), nil
+		}
+	}
+	return "", fmt.Errorf("kafka: broker %d: %w", node, errLeaderUnknown)
+}
+
+// errLeaderUnknown: the partitions' leader is not (or no longer) in the
+// cluster metadata. The records are retried once relocate found it.
+var errLeaderUnknown = fmt.Errorf("kafka: partition leader unknown: %w", kafkago.LeaderNotAvailable)
+
 var errNoPartitionResponse = errors.New("no response for the partition")
 
 // partitionError returns the error the broker reported for topic/partition.
-func partitionError(resp *produce.Response, topic string, partition int32) error {
+func partitionError(resp *kmsg.ProduceResponse, topic string, partition int32) error {
 	for i := range resp.Topics {
 		t := &resp.Topics[i]
 		if t.Topic != topic {
@@ -317,12 +428,12 @@ func partitionError(resp *produce.Response, topic string, partition int32) error
 				continue
 			}
 			switch {
-			case p.ErrorCode != 0 && p.ErrorMessage != "":
-				return fmt.Errorf("%w: %s", kafkago.Error(p.ErrorCode), p.ErrorMessage)
+			case p.ErrorCode != 0 && p.ErrorMessage != nil && *p.ErrorMessage != "":
+				return fmt.Errorf("%w: %s", kafkago.Error(p.ErrorCode), *p.ErrorMessage)
 			case p.ErrorCode != 0:
 				return kafkago.Error(p.ErrorCode)
-			case len(p.RecordErrors) > 0:
-				return errors.New(p.RecordErrors[0].BatchIndexErrorMessage)
+			case len(p.ErrorRecords) > 0 && p.ErrorRecords[0].ErrorMessage != nil:
+				return errors.New(*p.ErrorRecords[0].ErrorMessage)
 			}
 			return nil
 		}

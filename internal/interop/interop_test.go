@@ -166,7 +166,9 @@ func runJava(t *testing.T, args ...string) []javaEvent {
 	return evs
 }
 
-func newBus(t *testing.T, addr string, binary bool) eventstream.Bus {
+// newBus returns a bus on a Kafka adapter of addr; ser nil means the
+// default (JSON) Serializer.
+func newBus(t *testing.T, addr string, binary bool, ser eventstream.Serializer) eventstream.Bus {
 	t.Helper()
 	a, err := kafka.NewAdapter(kafka.Config{
 		Brokers:           []string{addr},
@@ -183,6 +185,9 @@ func newBus(t *testing.T, addr string, binary bool) eventstream.Bus {
 	cfg := eventstream.DefaultDistributedConfig()
 	cfg.Distributed.MQAdapter = a
 	cfg.Distributed.BinaryMode = binary
+	if ser != nil {
+		cfg.Distributed.Serializer = ser
+	}
 	cfg.Source = "/go/interop"
 	bus, err := eventstream.New(cfg)
 	if err != nil {
@@ -229,7 +234,7 @@ func javaReads(t *testing.T, b *brokertest.Broker) {
 	for _, mode := range []string{"structured", "binary"} {
 		t.Run(mode, func(t *testing.T) {
 			topic := fmt.Sprintf("interop.go-to-java.%s.%d", mode, time.Now().UnixNano())
-			bus := newBus(t, b.Addr(), mode == "binary")
+			bus := newBus(t, b.Addr(), mode == "binary", nil)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			want := map[string]javaEvent{}
@@ -289,7 +294,7 @@ func busHandles(t *testing.T, b *brokertest.Broker) {
 				t.Fatalf("java reported %d events sent, want %d", len(sent), events)
 			}
 			t.Logf("java sent e.g. %s", jsonLine(sent[0]))
-			bus := newBus(t, b.Addr(), false)
+			bus := newBus(t, b.Addr(), false, nil)
 			var mu sync.Mutex
 			got := map[string]*eventstream.Event{}
 			all := make(chan struct{})
@@ -327,6 +332,175 @@ func busHandles(t *testing.T, b *brokertest.Broker) {
 				var p payload
 				if err := e.Unmarshal(&p); err != nil || p.Mode != mode {
 					t.Errorf("event %s: Unmarshal: %+v, %v", s.ID, p, err)
+				}
+			}
+		})
+	}
+}
+
+// textSerializer reads and writes plain text (text/plain): Marshal takes a
+// string, Unmarshal fills a *string.
+type textSerializer struct{}
+
+func (textSerializer) ContentType() string { return "text/plain" }
+
+func (textSerializer) Marshal(v any) ([]byte, error) {
+	s, ok := v.(string)
+	if !ok {
+		return nil, fmt.Errorf("textSerializer: %T is not a string", v)
+	}
+	return []byte(s), nil
+}
+
+func (textSerializer) Unmarshal(data []byte, v any) error {
+	p, ok := v.(*string)
+	if !ok {
+		return fmt.Errorf("textSerializer: %T is not a *string", v)
+	}
+	*p = string(data)
+	return nil
+}
+
+// plainSerializers are the non-JSON content types whose text payloads a
+// structured envelope carries as a JSON string in "data".
+var plainSerializers = []eventstream.Serializer{eventstream.RawSerializer{}, textSerializer{}}
+
+// rawValue returns the value of the first record of topic, read with an
+// adapter of its own.
+func rawValue(t *testing.T, addr, topic string) []byte {
+	t.Helper()
+	a, err := kafka.NewAdapter(kafka.Config{Brokers: []string{addr}, SessionTimeout: 6 * time.Second, HeartbeatInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ch, stop, err := a.Subscribe(ctx, topic, "raw-reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	select {
+	case m := <-ch:
+		return bytes.Clone(m.Value())
+	case <-ctx.Done():
+		t.Fatalf("no record on %s", topic)
+		return nil
+	}
+}
+
+func TestJavaReadsPlainText(t *testing.T) {
+	for _, v := range kafkaVersions {
+		t.Run("kafka-"+v, func(t *testing.T) { javaReadsText(t, kafkaBroker(t, v)) })
+	}
+}
+
+// javaReadsText: plain-text payloads of non-JSON content types, as the bus
+// emits them (in structured mode a JSON string in "data", not
+// "data_base64"), read by the Java SDK as the same text with the same
+// datacontenttype.
+func javaReadsText(t *testing.T, b *brokertest.Broker) {
+	for _, ser := range plainSerializers {
+		for _, mode := range []string{"structured", "binary"} {
+			t.Run(strings.ReplaceAll(ser.ContentType(), "/", "-")+"/"+mode, func(t *testing.T) {
+				topic := fmt.Sprintf("interop.go-to-java.text.%s.%d", mode, time.Now().UnixNano())
+				bus := newBus(t, b.Addr(), mode == "binary", ser)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				want := map[string]string{}
+				for i := range events {
+					id := fmt.Sprintf("go-text-%s-%d", mode, i)
+					text := fmt.Sprintf("línea %d from Go, %s", i, mode)
+					want[id] = text
+					err := bus.Publish(ctx, &eventstream.Event{Topic: topic, ID: id, Type: "io.eventstream.interop.text", Key: "k", Data: text})
+					if err != nil {
+						t.Fatalf("Publish %s: %v", id, err)
+					}
+				}
+				if mode == "structured" {
+					v := rawValue(t, b.Addr(), topic)
+					if !bytes.Contains(v, []byte(`"data":"línea `)) || bytes.Contains(v, []byte("data_base64")) {
+						t.Fatalf("the envelope does not carry the text as a JSON string in \"data\": %s", v)
+					}
+				}
+				got := runJava(t, "consume", b.Addr(), topic, strconv.Itoa(events), "60000")
+				if len(got) != events {
+					t.Fatalf("java read %d events, want %d", len(got), events)
+				}
+				t.Logf("java read e.g. %s", jsonLine(got[0]))
+				for _, g := range got {
+					w, ok := want[g.ID]
+					if !ok {
+						t.Errorf("java read an unknown event %+v", g)
+						continue
+					}
+					delete(want, g.ID)
+					if g.Mode != mode || str(g.Data) != w || str(g.DataContentType) != ser.ContentType() {
+						t.Errorf("event %s: java read mode %s data %q datacontenttype %q; want mode %s data %q datacontenttype %q",
+							g.ID, g.Mode, str(g.Data), str(g.DataContentType), mode, w, ser.ContentType())
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestBusHandlesPlainTextFromJava(t *testing.T) {
+	for _, v := range kafkaVersions {
+		t.Run("kafka-"+v, func(t *testing.T) { busHandlesText(t, kafkaBroker(t, v)) })
+	}
+}
+
+// busHandlesText: text/plain events the Java SDK writes (in structured mode
+// the text as a JSON string in "data") reach a handler as the same text.
+func busHandlesText(t *testing.T, b *brokertest.Broker) {
+	for _, mode := range []string{"structured", "binary"} {
+		t.Run(mode, func(t *testing.T) {
+			topic := fmt.Sprintf("interop.java-to-go.text.%s.%d", mode, time.Now().UnixNano())
+			sent := runJava(t, "produce", b.Addr(), topic, mode, strconv.Itoa(events), "text")
+			if len(sent) != events {
+				t.Fatalf("java reported %d events sent, want %d", len(sent), events)
+			}
+			t.Logf("java sent e.g. %s", jsonLine(sent[0]))
+			if mode == "structured" {
+				if v := rawValue(t, b.Addr(), topic); !bytes.Contains(v, []byte(`"data":"l`)) {
+					t.Fatalf("the Java SDK did not write the text as a JSON string in \"data\": %s", v)
+				}
+			}
+			bus := newBus(t, b.Addr(), false, textSerializer{})
+			var mu sync.Mutex
+			got := map[string]*eventstream.Event{}
+			all := make(chan struct{})
+			_, err := bus.On(topic, func(ctx context.Context, e *eventstream.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got[e.ID] = e
+				if len(got) == events {
+					close(all)
+				}
+				return nil
+			}, eventstream.WithConsumerGroup("go-interop-text"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-all:
+			case <-time.After(time.Minute):
+				mu.Lock()
+				t.Fatalf("bus handled %d of %d events", len(got), events)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, s := range sent {
+				e, ok := got[s.ID]
+				if !ok {
+					t.Errorf("event %s not handled", s.ID)
+					continue
+				}
+				var text string
+				if err := e.Unmarshal(&text); err != nil || text != str(s.Data) || e.ContentType != "text/plain" {
+					t.Errorf("event %s: bus read %q (%v), content type %q; java sent %q as text/plain", s.ID, text, err, e.ContentType, str(s.Data))
 				}
 			}
 		})

@@ -21,7 +21,9 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.header.Headers;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.Serializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -29,21 +31,24 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * The Java side of the eventstream interop test: reads CloudEvents with the
  * official Kafka client and the CloudEvents SDK's Kafka binding, or writes
  * them, and prints one JSON line per event (id, source, type, key, data, mode)
- * for the Go test to compare.
+ * for the Go test to compare. produce writes JSON data (application/json), or
+ * with "text" plain-text data (text/plain; in structured mode as a JSON string
+ * in "data", which the SDK writes only when told to).
  *
  * <pre>
  * consume BOOTSTRAP TOPIC COUNT TIMEOUT_MS
- * produce BOOTSTRAP TOPIC binary|structured COUNT
+ * produce BOOTSTRAP TOPIC binary|structured COUNT [json|text]
  * </pre>
  */
 public final class Main {
   public static void main(String[] args) throws Exception {
     if (args.length == 5 && args[0].equals("consume")) {
       consume(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
-    } else if (args.length == 5 && args[0].equals("produce")) {
-      produce(args[1], args[2], args[3], Integer.parseInt(args[4]));
+    } else if ((args.length == 5 || args.length == 6) && args[0].equals("produce")) {
+      boolean text = args.length == 6 && args[5].equals("text");
+      produce(args[1], args[2], args[3], Integer.parseInt(args[4]), text);
     } else {
-      System.err.println("usage: consume BOOTSTRAP TOPIC COUNT TIMEOUT_MS | produce BOOTSTRAP TOPIC binary|structured COUNT");
+      System.err.println("usage: consume BOOTSTRAP TOPIC COUNT TIMEOUT_MS | produce BOOTSTRAP TOPIC binary|structured COUNT [json|text]");
       System.exit(2);
     }
   }
@@ -79,25 +84,46 @@ public final class Main {
     }
   }
 
-  static void produce(String bootstrap, String topic, String mode, int count) throws Exception {
+  static void produce(String bootstrap, String topic, String mode, int count, boolean text) throws Exception {
     Properties p = new Properties();
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
     p.put(ProducerConfig.ACKS_CONFIG, "all");
     Map<String, Object> ceConf = new HashMap<>();
     ceConf.put(CloudEventSerializer.ENCODING_CONFIG, mode.equals("binary") ? "BINARY" : "STRUCTURED");
     ceConf.put(CloudEventSerializer.EVENT_FORMAT_CONFIG, JsonFormat.CONTENT_TYPE);
-    CloudEventSerializer ser = new CloudEventSerializer();
-    ser.configure(ceConf, false);
+    CloudEventSerializer sdk = new CloudEventSerializer();
+    sdk.configure(ceConf, false);
+    Serializer<CloudEvent> ser = sdk;
+    if (text && mode.equals("structured")) {
+      // The SDK's structured format writes non-JSON data as data_base64
+      // unless told to write text as a string, which the Kafka serializer's
+      // configuration cannot say.
+      JsonFormat format = new JsonFormat().withForceNonJsonDataToString();
+      ser =
+          new Serializer<>() {
+            @Override
+            public byte[] serialize(String topic, CloudEvent ev) {
+              return format.serialize(ev);
+            }
+
+            @Override
+            public byte[] serialize(String topic, Headers headers, CloudEvent ev) {
+              headers.add("content-type", JsonFormat.CONTENT_TYPE.getBytes(StandardCharsets.UTF_8));
+              return format.serialize(ev);
+            }
+          };
+    }
     try (KafkaProducer<String, CloudEvent> prod = new KafkaProducer<>(p, new StringSerializer(), ser)) {
       for (int i = 0; i < count; i++) {
-        String data = "{\"n\":" + i + ",\"mode\":\"" + mode + "\"}";
+        String data =
+            text ? "l\u00ednea " + i + " de Java, " + mode : "{\"n\":" + i + ",\"mode\":\"" + mode + "\"}";
         CloudEvent ev =
             CloudEventBuilder.v1()
                 .withId("java-" + mode + "-" + i)
                 .withSource(URI.create("/java/interop"))
                 .withType("io.eventstream.interop.java")
                 .withTime(OffsetDateTime.now())
-                .withDataContentType("application/json")
+                .withDataContentType(text ? "text/plain" : "application/json")
                 .withData(data.getBytes(StandardCharsets.UTF_8))
                 .build();
         String key = "key-" + (i % 3);
@@ -139,7 +165,8 @@ public final class Main {
         case '\r' -> b.append("\\r");
         case '\t' -> b.append("\\t");
         default -> {
-          if (c < 0x20) b.append(String.format("\\u%04x", (int) c));
+          // Escaped outside printable ASCII: stdout's charset is the locale's.
+          if (c < 0x20 || c > 0x7e) b.append(String.format("\\u%04x", (int) c));
           else b.append(c);
         }
       }
