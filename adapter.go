@@ -61,7 +61,7 @@ type Message interface {
 // type assertion (the way io.Copy detects io.WriterTo): the adapter may
 // implement RecordPublisher (keys, headers, timestamps; needed for per-key
 // order on partitioned brokers) and SystemNamer; its messages may implement
-// HeaderCarrier and Positioned. A wrapper (middleware) around an adapter
+// HeaderCarrier, Positioned and Undecodable. A wrapper (middleware) around an adapter
 // hides the capabilities of what it wraps unless it implements them too; it
 // should implement Unwrapper, and New logs a warning when the wrapped adapter
 // publishes records but the wrapper does not, since events would then lose
@@ -100,6 +100,21 @@ type HeaderCarrier interface {
 	// Headers returns the message headers; nil when there are none. The
 	// caller must not modify the map.
 	Headers() map[string]string
+}
+
+// Undecodable is implemented by messages that may stand for broker data the
+// adapter could not read into a record: a Kafka record batch that does not
+// decompress, say, which would come back unchanged on every fetch. When
+// DecodeError returns a non-nil error the message is such a stand-in: its
+// Value is whatever raw bytes the adapter has (the undecodable data, for
+// inspection) and acknowledging it moves the subscription past all the data
+// it stands for. The bus does not decode it, call a handler or retry it: it
+// dead-letters it with an error wrapping ErrDecode and DecodeError's error
+// (as for any undecodable message), and acknowledges it once the dead letter
+// was written, so that poison data neither blocks a partition nor vanishes
+// without a trace. For an ordinary message DecodeError returns nil.
+type Undecodable interface {
+	DecodeError() error
 }
 
 // Unwrapper is implemented by MQAdapter wrappers (logging, metrics, fault

@@ -185,3 +185,71 @@ func TestNewWarnsWhenAWrapperHidesRecordPublisher(t *testing.T) {
 		t.Fatalf("the adapter itself got a warning: %q", s)
 	}
 }
+
+// poisonMsg stands for broker data its adapter could not read.
+type poisonMsg struct {
+	msg
+	err error
+}
+
+func (m *poisonMsg) DecodeError() error { return m.err }
+
+// TestUndecodableMessage: a message whose DecodeError is non-nil is not
+// decoded and reaches no handler, even when its bytes would decode: it is
+// dead-lettered (raw bytes kept) with an error wrapping ErrDecode and the
+// adapter's error, then acknowledged. One whose DecodeError is nil is an
+// ordinary message.
+func TestUndecodableMessage(t *testing.T) {
+	ch := newChanAdapter()
+	ad := &spy{MQAdapter: ch}
+	failures := make(chan *eventstream.Failure, 2)
+	bus := distBus(t, ad, func(c *eventstream.Config) {
+		c.OnFailure = func(_ context.Context, f *eventstream.Failure) { failures <- f }
+	})
+	handled := make(chan string, 2)
+	_, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error {
+		handled <- e.ID
+		return nil
+	}, eventstream.WithConsumerGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(id string) []byte {
+		return []byte(`{"specversion":"1.0","id":"` + id + `","source":"s","type":"t","datacontenttype":"application/json","data":{}}`)
+	}
+	errPoison := errors.New("batch does not decompress")
+	poison := &poisonMsg{msg: msg{v: env("poison")}, err: errPoison}
+	ordinary := &poisonMsg{msg: msg{v: env("ordinary")}}
+	ch.ch <- poison
+	ch.ch <- ordinary
+
+	select {
+	case id := <-handled:
+		if id != "ordinary" {
+			t.Fatalf("handler got %q; the undecodable message must not reach it", id)
+		}
+	case <-time.After(wait):
+		t.Fatal("the ordinary message was not handled")
+	}
+	var f *eventstream.Failure
+	select {
+	case f = <-failures:
+	case <-time.After(wait):
+		t.Fatal("no failure reported for the undecodable message")
+	}
+	if !errors.Is(f.Err, eventstream.ErrDecode) || !errors.Is(f.Err, errPoison) || f.Attempts != 0 {
+		t.Errorf("failure %v after %d handler calls; want ErrDecode and the adapter's error, no call", f.Err, f.Attempts)
+	}
+	testutil.Eventually(t, wait, func() bool { return ad.ackCount() == 2 }, func() string {
+		return fmt.Sprintf("%d of 2 messages acknowledged", ad.ackCount())
+	})
+	dl := ad.last(eventstream.DeadLetterTopicName("t", "g"))
+	if !bytes.Contains(dl, []byte(`"id":"poison"`)) || !bytes.Contains(dl, []byte(eventstream.DeadLetterEventType)) {
+		t.Errorf("the dead letter is not the raw bytes wrapped in a %s event: %s", eventstream.DeadLetterEventType, dl)
+	}
+	select {
+	case id := <-handled:
+		t.Errorf("handler also got %q", id)
+	default:
+	}
+}

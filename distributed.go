@@ -268,6 +268,11 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 			d = delivery{msg: &undecodable{Message: m, err: fmt.Errorf("%w: reading the %T message panicked: %v", ErrAdapterContract, m, r)}}
 		}
 	}()
+	if u, ok := m.(Undecodable); ok {
+		if err := u.DecodeError(); err != nil {
+			return delivery{msg: &undecodable{Message: m, err: fmt.Errorf("%w: %w", ErrDecode, err)}}
+		}
+	}
 	ev, err := t.decodeEvent(m)
 	if err != nil {
 		return delivery{msg: &undecodable{Message: m, err: err}}

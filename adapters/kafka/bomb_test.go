@@ -3,14 +3,17 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/eventstream-go/eventstream"
 	"github.com/eventstream-go/eventstream/adapters/kafka/internal/kadmin"
 	"github.com/eventstream-go/eventstream/adapters/kafka/kafkatest"
+	"github.com/eventstream-go/eventstream/internal/testutil"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -35,18 +38,12 @@ func (l *lockedBuffer) count(s string) int {
 	return strings.Count(l.b.String(), s)
 }
 
-// TestConsumeBombStaysPut writes a record, a zstd batch decompressing to
-// 4 MiB and a record to a partition and consumes it with a 1 MiB bound: the
-// first record is delivered and committed, then the partition stays at the
-// batch (logged at Error level, fetched again, nothing past it delivered or
-// committed) until a member with a higher bound takes over and delivers the
-// batch and the record after it.
-func TestConsumeBombStaysPut(t *testing.T) {
-	const topic, group = "bomb", "g-bomb"
-	c := kafkatest.NewCluster(t, kfake.SeedTopics(1, topic))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl := kadmin.Client(t, c.Addrs(), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+// writeBomb writes to partition 0 of topic a record "before", a zstd batch
+// decompressing to 4 MiB and a record "after", and returns the crafted
+// batch.
+func writeBomb(ctx context.Context, t *testing.T, addrs []string, topic string) []byte {
+	t.Helper()
+	cl := kadmin.Client(t, addrs, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	defer cl.Close()
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("before")}).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -79,9 +76,13 @@ func TestConsumeBombStaysPut(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	return bomb
+}
 
-	cfg := Config{
-		Brokers:                   c.Addrs(),
+// bombConfig is the adapter configuration of the bomb tests: a 1 MiB bound.
+func bombConfig(addrs []string, logs *lockedBuffer) Config {
+	return Config{
+		Brokers:                   addrs,
 		SessionTimeout:            3 * time.Second,
 		HeartbeatInterval:         100 * time.Millisecond,
 		RebalanceTimeout:          5 * time.Second,
@@ -89,12 +90,23 @@ func TestConsumeBombStaysPut(t *testing.T) {
 		CommitInterval:            50 * time.Millisecond,
 		FetchMaxWait:              100 * time.Millisecond,
 		MaxDecompressedBatchBytes: 1 << 20,
+		Logger:                    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
-	var logs lockedBuffer
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
-	committed := func() int64 { return kadmin.Committed(t, c.Addrs(), group, topic, 1)[0] }
+}
 
-	a, err := NewAdapter(cfg)
+// TestConsumeBombStandIn: with a 1 MiB bound, the batch past it is
+// delivered as one stand-in — DecodeError wrapping errBatchTooLarge, the
+// batch's offset, the crafted bytes as its value, logged at Error level —
+// between the records before and after it; acknowledging everything
+// commits past all three. Nothing is skipped, nothing blocks the partition.
+func TestConsumeBombStandIn(t *testing.T) {
+	const topic, group = "bomb", "g-bomb"
+	c := kafkatest.NewCluster(t, kfake.SeedTopics(1, topic))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bomb := writeBomb(ctx, t, c.Addrs(), topic)
+	var logs lockedBuffer
+	a, err := NewAdapter(bombConfig(c.Addrs(), &logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,62 +115,109 @@ func TestConsumeBombStaysPut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first *Message
-	select {
-	case m := <-ch:
-		first = m.(*Message)
-	case <-ctx.Done():
-		t.Fatal("no first record")
-	}
-	if string(first.Value()) != "before" || first.Offset() != 0 {
-		t.Fatalf("first delivery: offset %d %q", first.Offset(), first.Value())
-	}
-	if err := a.Ack(ctx, group, first); err != nil {
-		t.Fatal(err)
-	}
-	// Two logged attempts: the batch was fetched again and still refused.
-	for logs.count("record batch decompresses past") < 2 {
+	defer stop()
+	for i, want := range []string{"before", "", "after"} {
+		var m *Message
 		select {
-		case m := <-ch:
-			t.Fatalf("delivered offset %d past the refused batch", m.(*Message).Offset())
+		case got := <-ch:
+			m = got.(*Message)
 		case <-ctx.Done():
-			t.Fatalf("the refused batch was not logged twice; log: %q", logs.b.String())
-		case <-time.After(10 * time.Millisecond):
+			t.Fatalf("delivery %d missing", i)
+		}
+		if m.Offset() != int64(i) {
+			t.Fatalf("delivery %d at offset %d", i, m.Offset())
+		}
+		if i == 1 {
+			if err := m.DecodeError(); !errors.Is(err, errBatchTooLarge) {
+				t.Fatalf("the stand-in's DecodeError is %v, want errBatchTooLarge", err)
+			}
+			// The broker assigns the base offset (and the leader epoch):
+			// the rest of the batch is as crafted.
+			if got := m.Value(); len(got) != len(bomb) || !bytes.Equal(got[12+batchMagic:], bomb[12+batchMagic:]) {
+				t.Errorf("the stand-in's value (%d bytes) is not the crafted batch (%d bytes)", len(got), len(bomb))
+			}
+			if m.Key() != nil || m.Headers() != nil {
+				t.Errorf("the stand-in has a key %q or headers %v", m.Key(), m.Headers())
+			}
+		} else if err := m.DecodeError(); err != nil || string(m.Value()) != want {
+			t.Fatalf("delivery %d: %q, DecodeError %v; want %q, nil", i, m.Value(), err, want)
+		}
+		if err := a.Ack(ctx, group, m); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if got := logs.count("offset=1 "); got < 2 {
-		t.Errorf("the log does not name the batch's offset 1: %q", logs.b.String())
+	if logs.count("record batch decompresses past") == 0 || logs.count("offsets=1-1") == 0 {
+		t.Errorf("the stand-in was not logged with its offsets: %q", logs.b.String())
 	}
-	if got := committed(); got != 1 {
-		t.Errorf("committed %d, want 1 (past the first record, not past the batch)", got)
-	}
-	stop()
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return kadmin.Committed(t, c.Addrs(), group, topic, 1)[0] == 3
+	}, func() string { return "the group did not commit past the batch and the record after it" })
+}
 
-	cfg.MaxDecompressedBatchBytes = 0 // the default, 64 MiB
-	b, err := NewAdapter(cfg)
+// TestBusDeadLettersBomb: through the bus, the handler gets the records
+// before and after the batch; the batch reaches the dead-letter topic as
+// it was fetched, with the decode error in its headers.
+func TestBusDeadLettersBomb(t *testing.T) {
+	const topic, group = "bomb", "g-bomb"
+	c := kafkatest.NewCluster(t, kfake.SeedTopics(1, topic, eventstream.DeadLetterTopicName(topic, group)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bomb := writeBomb(ctx, t, c.Addrs(), topic)
+	var logs lockedBuffer
+	a, err := NewAdapter(bombConfig(c.Addrs(), &logs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	ch, stop, err = b.Subscribe(ctx, topic, group)
+	defer a.Close()
+	cfg := eventstream.DefaultDistributedConfig()
+	cfg.Logger = testutil.Quiet
+	cfg.Distributed.MQAdapter = a
+	cfg.Distributed.Serializer = eventstream.RawSerializer{}
+	bus, err := eventstream.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	handled := make(chan string, 3)
+	if _, err := bus.On(topic, func(_ context.Context, e *eventstream.Event) error {
+		handled <- string(e.Data.([]byte))
+		return nil
+	}, eventstream.WithConsumerGroup(group)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"before", "after"} {
+		select {
+		case got := <-handled:
+			if got != want {
+				t.Fatalf("handled %q, want %q", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%q not handled", want)
+		}
+	}
+	dlq, stop, err := a.Subscribe(ctx, eventstream.DeadLetterTopicName(topic, group), "inspect")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
-	for _, want := range []struct {
-		offset int64
-		size   int
-	}{{1, 4 << 20}, {2, len("after")}} {
-		select {
-		case m := <-ch:
-			if m.(*Message).Offset() != want.offset || len(m.Value()) != want.size {
-				t.Fatalf("delivered offset %d (%d bytes), want %d (%d bytes)", m.(*Message).Offset(), len(m.Value()), want.offset, want.size)
-			}
-		case <-ctx.Done():
-			t.Fatalf("offset %d not delivered with the default bound", want.offset)
+	select {
+	case m := <-dlq:
+		dl := m.(*Message)
+		if !bytes.Equal(dl.Value()[12+batchMagic:], bomb[12+batchMagic:]) {
+			t.Errorf("the dead letter (%d bytes) is not the batch (%d bytes)", len(dl.Value()), len(bomb))
 		}
+		if reason := dl.Headers()[eventstream.HeaderDeadLetterError]; !strings.Contains(reason, "decompresses past") {
+			t.Errorf("the dead letter's error header is %q", reason)
+		}
+	case <-ctx.Done():
+		t.Fatal("no dead letter")
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		return kadmin.Committed(t, c.Addrs(), group, topic, 1)[0] == 3
+	}, func() string { return "the bus's group did not commit past the batch" })
+	select {
+	case got := <-handled:
+		t.Errorf("the handler also got %q", got)
+	default:
 	}
 }

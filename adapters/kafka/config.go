@@ -193,13 +193,13 @@ type Config struct {
 	// decompress to while it is consumed, so that a batch written to
 	// inflate to gigabytes (a decompression bomb) cannot exhaust memory;
 	// decompressing one takes at most about twice this much. A batch
-	// past it is treated like a corrupt one: none of its records is
-	// delivered, the partition stays at the batch's first offset (no
-	// commit passes it, the other partitions go on), the error is logged
-	// at Error level, and the fetch is retried every few seconds, so the
-	// partition resumes on its own once the batch is gone from the log
-	// (retention, DeleteRecords) or an adapter with a higher limit
-	// consumes it. Default 64 MiB, at most 1 GiB.
+	// past it is logged at Error level and delivered, like one that does
+	// not decompress, as a stand-in message (Message.DecodeError): none of
+	// its records is, the bus writes the batch as fetched to the
+	// dead-letter topic and then moves past it (a message set of the
+	// formats before Kafka 0.11 has no trusted extent: its partition stays
+	// at it, see the package doc). Raise the bound if your producers write
+	// larger batches. Default 64 MiB, at most 1 GiB.
 	MaxDecompressedBatchBytes int
 
 	// Logger receives diagnostics (retries, rebalances, commit failures).

@@ -289,8 +289,7 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 			break
 		}
 		var stop bool // the generation ended while records were delivered
-		next, err := f.fetch(ctx, offset, func(r *fetchedRecord) bool {
-			m := f.message(r)
+		deliver := func(m *Message) bool {
 			m.group, m.tracker = s.group, tr
 			if !tr.reserve(ctx, m.offset) {
 				stop = true
@@ -308,10 +307,26 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 				}
 			}
 			return true
-		})
+		}
+		next, err := f.fetch(ctx, offset, func(r *fetchedRecord) bool { return deliver(f.message(r)) })
 		offset = next
 		if stop {
 			break
+		}
+		var bad *badBatch
+		if errors.As(err, &bad) {
+			// Every fetch would return this batch unchanged: hand the bus
+			// one undecodable message for it (it dead-letters it, then acks
+			// it, which moves the partition past the batch).
+			log.Error("kafka: a record batch cannot be decoded; delivering it as one undecodable message",
+				"offsets", fmt.Sprintf("%d-%d", bad.first, bad.last), "error", bad.err)
+			m := &Message{topic: s.topic, partition: tr.partition, offset: bad.last, value: bad.raw, ts: time.Now(), bad: bad}
+			if !deliver(m) {
+				break
+			}
+			offset = bad.last + 1
+			failures = 0
+			continue
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -336,8 +351,10 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 				continue
 			}
 			if errors.Is(err, errBadBatch) || errors.Is(err, errBatchTooLarge) {
-				// The same bytes come back until the batch leaves the log:
-				// stay at its offset (skipping it would lose its records),
+				// A batch whose extent cannot be trusted (a CRC mismatch, a
+				// bad length, a format of the oldest versions that does not
+				// decode): a corrupt log, or bytes damaged on the way. Stay
+				// at its offset (skipping would lose records nobody saw),
 				// say so loudly, and retry slowly.
 				failures++
 				log.Error("kafka: cannot decode the record batch at the fetch offset; the partition stays there until it can",

@@ -227,6 +227,20 @@ var (
 	errBatchTooLarge = errors.New("kafka: record batch decompresses past Config.MaxDecompressedBatchBytes")
 )
 
+// badBatch is a record batch that passed its CRC but cannot be decoded: it
+// does not decompress, decompresses past Config.MaxDecompressedBatchBytes,
+// or its records are malformed. The same bytes come back on every fetch,
+// so the consumer hands it to the bus as one undecodable message standing
+// for the offsets first to last (see Message.DecodeError).
+type badBatch struct {
+	first, last int64  // the offsets of the batch not delivered
+	raw         []byte // the batch as fetched (a copy)
+	err         error  // wraps errBadBatch or errBatchTooLarge
+}
+
+func (e *badBatch) Error() string { return e.err.Error() }
+func (e *badBatch) Unwrap() error { return e.err }
+
 // Offsets within a record batch (magic 2) past its base offset and length.
 const (
 	batchMagic     = 4  // after the partition leader epoch
@@ -292,16 +306,22 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 		}
 		count := int(int32(binary.BigEndian.Uint32(batch[batchCount:])))
 		recs := batch[batchRecords:]
+		// From here on the batch passed its CRC: the bytes are the ones
+		// its producer wrote, and an error decoding them comes back on
+		// every fetch.
+		undecodable := func(err error) error {
+			return &badBatch{first: max(next, base, offset), last: end - 1, raw: slices.Clone(b0[start : start+12+int(size)]), err: err}
+		}
 		if codec := compress.Compression(attrs & 0x07); codec != 0 {
 			var err error
 			if recs, err = f.inflate(codec, recs); err != nil {
-				return next, fmt.Errorf("kafka: decompressing the record batch at offsets %d-%d: %w", base, end-1, err)
+				return next, undecodable(fmt.Errorf("kafka: decompressing the record batch at offsets %d-%d: %w", base, end-1, err))
 			}
 		}
 		for range count {
 			var err error
 			if recs, err = f.record(recs, base, firstTS, logAppend, &r); err != nil {
-				return next, fmt.Errorf("%w: record in the batch at offset %d: %v", errBadBatch, base, err)
+				return next, undecodable(fmt.Errorf("%w: record in the batch at offsets %d-%d: %v", errBadBatch, base, end-1, err))
 			}
 			if r.offset < offset {
 				continue

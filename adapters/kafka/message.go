@@ -21,11 +21,15 @@ type Message struct {
 
 	group   string
 	tracker *partTracker
+	// bad is set on the stand-in for a record batch that cannot be
+	// decoded; nil on every ordinary message.
+	bad *badBatch
 }
 
 var (
 	_ eventstream.Message       = (*Message)(nil)
 	_ eventstream.HeaderCarrier = (*Message)(nil)
+	_ eventstream.Undecodable   = (*Message)(nil)
 )
 
 // Topic returns the topic the message was read from.
@@ -45,6 +49,21 @@ func (m *Message) Timestamp() time.Time { return m.ts }
 // Headers returns the record headers, nil when there are none. When a header
 // key occurs several times the last value wins.
 func (m *Message) Headers() map[string]string { return m.headers }
+
+// DecodeError is nil for a record. It is not nil for the stand-in the
+// adapter delivers in place of a record batch that passed its CRC but
+// cannot be decoded — it does not decompress, decompresses past
+// Config.MaxDecompressedBatchBytes, or its records are malformed — which
+// every fetch would return unchanged. The stand-in's Value is the batch as
+// fetched (header included, still compressed), Key and Headers are nil, and
+// Offset is the batch's last offset: acknowledging it moves the partition
+// past the whole batch. The bus dead-letters it (eventstream.Undecodable).
+func (m *Message) DecodeError() error {
+	if m.bad == nil {
+		return nil
+	}
+	return m.bad
+}
 
 // Partition returns the partition the record was read from.
 func (m *Message) Partition() int { return m.partition }
