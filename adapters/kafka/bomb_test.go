@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -136,8 +138,9 @@ func TestConsumeBombStandIn(t *testing.T) {
 			if got := m.Value(); len(got) != len(bomb) || !bytes.Equal(got[12+batchMagic:], bomb[12+batchMagic:]) {
 				t.Errorf("the stand-in's value (%d bytes) is not the crafted batch (%d bytes)", len(got), len(bomb))
 			}
-			if m.Key() != nil || m.Headers() != nil {
-				t.Errorf("the stand-in has a key %q or headers %v", m.Key(), m.Headers())
+			want := map[string]string{HeaderStandInOffsets: "1-1", HeaderStandInBytes: strconv.Itoa(len(bomb))}
+			if m.Key() != nil || !maps.Equal(m.Headers(), want) {
+				t.Errorf("the stand-in has key %q, headers %v; want none, %v", m.Key(), m.Headers(), want)
 			}
 		} else if err := m.DecodeError(); err != nil || string(m.Value()) != want {
 			t.Fatalf("delivery %d: %q, DecodeError %v; want %q, nil", i, m.Value(), err, want)
@@ -208,6 +211,9 @@ func TestBusDeadLettersBomb(t *testing.T) {
 		}
 		if reason := dl.Headers()[eventstream.HeaderDeadLetterError]; !strings.Contains(reason, "decompresses past") {
 			t.Errorf("the dead letter's error header is %q", reason)
+		}
+		if got := dl.Headers()[HeaderStandInOffsets]; got != "1-1" {
+			t.Errorf("the dead letter's %s header is %q, want 1-1", HeaderStandInOffsets, got)
 		}
 	case <-ctx.Done():
 		t.Fatal("no dead letter")

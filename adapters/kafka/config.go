@@ -196,10 +196,9 @@ type Config struct {
 	// past it is logged at Error level and delivered, like one that does
 	// not decompress, as a stand-in message (Message.DecodeError): none of
 	// its records is, the bus writes the batch as fetched to the
-	// dead-letter topic and then moves past it (a message set of the
-	// formats before Kafka 0.11 has no trusted extent: its partition stays
-	// at it, see the package doc). Raise the bound if your producers write
-	// larger batches. Default 64 MiB, at most 1 GiB.
+	// dead-letter topic and then moves past it (see the package doc). Raise
+	// the bound if your producers write larger batches. Default 64 MiB, at
+	// most 1 GiB.
 	MaxDecompressedBatchBytes int
 
 	// Logger receives diagnostics (retries, rebalances, commit failures).

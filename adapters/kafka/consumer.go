@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,7 +321,11 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 			// it, which moves the partition past the batch).
 			log.Error("kafka: a record batch cannot be decoded; delivering it as one undecodable message",
 				"offsets", fmt.Sprintf("%d-%d", bad.first, bad.last), "error", bad.err)
-			m := &Message{topic: s.topic, partition: tr.partition, offset: bad.last, value: bad.raw, ts: time.Now(), bad: bad}
+			m := &Message{topic: s.topic, partition: tr.partition, offset: bad.last, value: append([]byte{}, bad.raw...), ts: time.Now(), bad: bad,
+				headers: map[string]string{
+					HeaderStandInOffsets: fmt.Sprintf("%d-%d", bad.first, bad.last),
+					HeaderStandInBytes:   strconv.Itoa(bad.size),
+				}}
 			if !deliver(m) {
 				break
 			}

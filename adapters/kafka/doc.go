@@ -46,12 +46,15 @@
 // and consecutive records with identical headers share one header map. A
 // batch that passed its CRC but cannot be decoded (it does not decompress,
 // decompresses past Config.MaxDecompressedBatchBytes, or its records are
-// malformed) would come back unchanged on every fetch: it is delivered, in
-// its place in the partition, as one stand-in message whose DecodeError is
-// not nil and whose Value is the batch as fetched. The bus dead-letters it
-// (eventstream.Undecodable) and its ack moves the partition past the batch;
-// nothing is skipped silently and nothing blocks. Data whose extent cannot
-// be trusted (a CRC mismatch, a bad batch length) is never skipped: its
+// malformed; for the message sets of the formats before Kafka 0.11, a
+// compressed message past the bound) would come back unchanged on every
+// fetch: it is delivered, in its place in the partition, as one stand-in
+// message whose DecodeError is not nil, whose Value is the batch as fetched
+// (up to 64 KiB) and whose headers give its offsets and size. The bus
+// dead-letters it (eventstream.Undecodable) and its ack moves the partition
+// past the batch; nothing is skipped silently and nothing blocks. Data
+// whose extent cannot be trusted (a CRC mismatch, a bad batch length) is
+// never skipped: its
 // partition stays there, logging an ERROR and fetching it again every few
 // seconds, while the other partitions go on. Ack may be called in any order; per partition the adapter
 // tracks the delivered offsets and commits only up to just past the highest

@@ -234,7 +234,8 @@ var (
 // for the offsets first to last (see Message.DecodeError).
 type badBatch struct {
 	first, last int64  // the offsets of the batch not delivered
-	raw         []byte // the batch as fetched (a copy)
+	size        int    // the batch's size as fetched
+	raw         []byte // the batch as fetched (a copy); nil past maxStandInBytes
 	err         error  // wraps errBadBatch or errBatchTooLarge
 }
 
@@ -310,7 +311,12 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 		// its producer wrote, and an error decoding them comes back on
 		// every fetch.
 		undecodable := func(err error) error {
-			return &badBatch{first: max(next, base, offset), last: end - 1, raw: slices.Clone(b0[start : start+12+int(size)]), err: err}
+			if next > end {
+				// Records claimed offsets past the batch's last: its
+				// extent cannot be trusted after all.
+				return fmt.Errorf("%w: records past the batch's last offset %d: %w", errBadBatch, end-1, err)
+			}
+			return &badBatch{first: max(next, base, offset), last: end - 1, size: 12 + int(size), raw: standIn(b0[start : start+12+int(size)]), err: err}
 		}
 		if codec := compress.Compression(attrs & 0x07); codec != 0 {
 			var err error
@@ -332,29 +338,54 @@ func (f *fetcher) decode(b []byte, offset int64, fn func(*fetchedRecord) bool) (
 			next = max(next, r.offset+1)
 		}
 		next = max(next, end)
+		if cap(f.inflated) > maxKeptInflated {
+			f.inflated = nil // one large batch: do not keep its buffer per partition
+		}
 	}
 	return next, nil
+}
+
+// maxKeptInflated is the largest decompression buffer a fetcher keeps for
+// the next batch.
+const maxKeptInflated = 4 << 20
+
+// maxStandInBytes bounds the raw bytes a stand-in for an undecodable batch
+// carries (Message.DecodeError): its dead letter must fit in the
+// dead-letter topic. A bomb is a few KiB; a larger batch's bytes are left
+// out (its offsets and size are in the stand-in's headers, and the batch
+// stays in the log until retention removes it).
+const maxStandInBytes = 64 << 10
+
+// standIn returns the bytes a stand-in carries for batch: a copy of it, or
+// nil when it is larger than maxStandInBytes.
+func standIn(batch []byte) []byte {
+	if len(batch) > maxStandInBytes {
+		return nil
+	}
+	return slices.Clone(batch)
 }
 
 // decodeLegacy decodes b, a record set (size first) starting with a message
 // set of format 0 or 1, with kafka-go's decoder, continuing decode's work
 // from next.
 func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRecord) bool) (int64, error) {
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	if err := f.checkLegacyInflate(b[4:]); err != nil {
-		return next, err
+	at, bomb := f.checkLegacyInflate(b[4:])
+	if bomb != nil {
+		if !bomb.trusted {
+			return next, bomb.err
+		}
+		// Decode what precedes it; then it is the stand-in's.
+		b = b[:4+at]
 	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	var rs protocol.RecordSet
 	if _, err := rs.ReadFrom(bytes.NewReader(b)); err != nil {
 		return next, fmt.Errorf("%w: %v", errBadBatch, err)
 	}
-	if rs.Records == nil {
-		return next, nil
-	}
-	for {
+	for rs.Records != nil {
 		rec, err := rs.Records.ReadRecord()
 		if errors.Is(err, io.EOF) {
-			return next, nil
+			break
 		}
 		if err != nil {
 			return next, fmt.Errorf("%w: %v", errBadBatch, err)
@@ -382,22 +413,40 @@ func (f *fetcher) decodeLegacy(b []byte, offset, next int64, fn func(*fetchedRec
 		}
 		next = max(next, r.offset+1)
 	}
+	if bomb != nil && bomb.last >= offset {
+		return next, &badBatch{first: max(next, offset), last: max(bomb.last, next-1), size: bomb.size, raw: bomb.raw, err: bomb.err}
+	}
+	return next, nil
 }
 
-// checkLegacyInflate returns an error wrapping errBatchTooLarge when a
-// compressed message of the message sets (formats 0 and 1) at the start of
-// b decompresses past f.maxInflate, which kafka-go's decoder would not
-// stop at. It reads the decompressed bytes without keeping them.
-func (f *fetcher) checkLegacyInflate(b []byte) error {
+// legacyBomb is a compressed message of format 0 or 1 that decompresses
+// past the bound.
+type legacyBomb struct {
+	last    int64  // its offset: the last of the messages it wraps
+	size    int    // its size as fetched, offset and size fields included
+	raw     []byte // standIn of the message as fetched, offset and size first
+	trusted bool   // its CRC holds, so its offset is the producer's
+	err     error  // wraps errBatchTooLarge
+}
+
+// checkLegacyInflate finds the first compressed message of the message
+// sets (formats 0 and 1) at the start of b that decompresses past
+// f.maxInflate, which kafka-go's decoder would not stop at, and returns
+// where in b it starts; nil if there is none. It reads the decompressed
+// bytes without keeping them.
+func (f *fetcher) checkLegacyInflate(b []byte) (int, *legacyBomb) {
+	b0 := b
 	for len(b) >= 12 {
+		at := len(b0) - len(b)
 		size := int(int32(binary.BigEndian.Uint32(b[8:])))
 		if size < 0 || size > len(b)-12 {
-			return nil // cut off: the decoder stops there too
+			return 0, nil // cut off: the decoder stops there too
 		}
+		whole := b[:12+size]
 		msg := b[12 : 12+size]
 		b = b[12+size:]
 		if len(msg) < 6 || msg[4] > 1 {
-			return nil // a newer batch: decode's bound applies
+			return 0, nil // a newer batch: decode's bound applies
 		}
 		codec := compress.Compression(msg[5] & 0x07)
 		if codec == 0 {
@@ -408,28 +457,34 @@ func (f *fetcher) checkLegacyInflate(b []byte) error {
 			pos += 8 // timestamp
 		}
 		if len(msg) < pos+4 {
-			return nil // malformed: the decoder says so
+			return 0, nil // malformed: the decoder says so
 		}
 		pos += 4 + max(int(int32(binary.BigEndian.Uint32(msg[pos:]))), 0) // key
 		if len(msg) < pos+4 {
-			return nil
+			return 0, nil
 		}
 		n := int(int32(binary.BigEndian.Uint32(msg[pos:])))
 		if n < 0 || len(msg) < pos+4+n {
-			return nil
+			return 0, nil
 		}
 		c := codec.Codec()
 		if c == nil {
-			return nil
+			return 0, nil
 		}
 		r := c.NewReader(bytes.NewReader(msg[pos+4 : pos+4+n]))
 		got, _ := io.Copy(io.Discard, io.LimitReader(r, int64(f.maxInflate)+1))
 		r.Close()
 		if got > int64(f.maxInflate) {
-			return fmt.Errorf("%w (a message of format %d: %d bytes compressed, more than %d decompressed)", errBatchTooLarge, msg[4], n, f.maxInflate)
+			return at, &legacyBomb{
+				last:    int64(binary.BigEndian.Uint64(whole)),
+				size:    len(whole),
+				raw:     standIn(whole),
+				trusted: crc32.ChecksumIEEE(msg[4:]) == binary.BigEndian.Uint32(msg),
+				err:     fmt.Errorf("%w (a message of format %d: %d bytes compressed, more than %d decompressed)", errBatchTooLarge, msg[4], n, f.maxInflate),
+			}
 		}
 	}
-	return nil
+	return 0, nil
 }
 
 // inflate decompresses a batch's records into f.inflated, reading no more

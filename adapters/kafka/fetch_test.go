@@ -329,17 +329,29 @@ func TestDecodeCorruptCompressed(t *testing.T) {
 }
 
 // TestDecodeLegacyBomb: a compressed message of format 1 that decompresses
-// past the bound is refused before kafka-go's decoder inflates it.
+// past the bound is refused before kafka-go's decoder inflates it; the
+// message before it is delivered, and it becomes a badBatch (a stand-in)
+// covering its offset, with its bytes. Under the bound it decodes.
 func TestDecodeLegacyBomb(t *testing.T) {
 	for _, codec := range []compress.Compression{compress.Gzip, compress.Snappy} {
-		b := encodeSet(t, 1, 0, codec, kafkago.Record{Value: kafkago.NewBytes(make([]byte, 4<<20))})
+		before := encodeSet(t, 1, 0, 0, kafkago.Record{Value: kafkago.NewBytes([]byte("before"))})
+		bomb := encodeSet(t, 1, 1, codec, kafkago.Record{Value: kafkago.NewBytes(make([]byte, 4<<20))})
+		b := slices.Concat(before, bomb)
 		f := &fetcher{topic: "t", partition: 3, maxInflate: 1 << 20}
 		got, next, err := decodeWith(t, f, b, 0, -1)
-		if !errors.Is(err, errBatchTooLarge) || len(got) != 0 || next != 0 {
-			t.Errorf("%v: %d records, next %d, error %v; want none, 0 and errBatchTooLarge", codec, len(got), next, err)
+		var bad *badBatch
+		if !errors.As(err, &bad) || !errors.Is(err, errBatchTooLarge) || len(got) != 1 || got[0].value != "before" || next != 1 {
+			t.Fatalf("%v: %d records, next %d, error %v; want \"before\", 1 and a badBatch wrapping errBatchTooLarge", codec, len(got), next, err)
+		}
+		wantRaw := bomb
+		if len(bomb) > maxStandInBytes {
+			wantRaw = nil // too large to carry: offsets and size only
+		}
+		if bad.first != 1 || bad.last != 1 || bad.size != len(bomb) || !bytes.Equal(bad.raw, wantRaw) {
+			t.Errorf("%v: badBatch %d-%d of %d bytes carrying %d; want 1-1 of %d carrying %d", codec, bad.first, bad.last, bad.size, len(bad.raw), len(bomb), len(wantRaw))
 		}
 		f.maxInflate = 8 << 20
-		if got, _, err := decodeWith(t, f, b, 0, -1); err != nil || len(got) != 1 || len(got[0].value) != 4<<20 {
+		if got, _, err := decodeWith(t, f, b, 0, -1); err != nil || len(got) != 2 || len(got[1].value) != 4<<20 {
 			t.Errorf("%v under the bound: %d records, error %v", codec, len(got), err)
 		}
 	}

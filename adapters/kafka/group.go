@@ -86,6 +86,11 @@ type brokerConn struct {
 	broken atomic.Bool // err is set or close was called: read without waiting for mu
 	cut    atomic.Bool // cutOff was called
 
+	// expires is when the broker ends the connection's SASL session
+	// (SessionLifetimeMillis, less a tenth), zero when it does not; set by
+	// authenticate before the connection is used.
+	expires time.Time
+
 	// rbuf, when set, is where the next response is read if it fits (and
 	// the buffer it was read into otherwise): set by a caller that is done
 	// with the response before it gives the buffer to anyone else.
@@ -176,6 +181,9 @@ func (c *brokerConn) authenticate(ctx context.Context, mech sasl.Mechanism) erro
 		r := resp.(*kmsg.SASLAuthenticateResponse)
 		if r.ErrorCode != 0 {
 			return fmt.Errorf("kafka: SASL authenticate with %s: %w", c.addr, kafkago.Error(r.ErrorCode))
+		}
+		if r.SessionLifetimeMillis > 0 {
+			c.expires = time.Now().Add(time.Duration(r.SessionLifetimeMillis) * time.Millisecond * 9 / 10)
 		}
 		if done, state, err = sess.Next(ctx, r.SASLAuthBytes); err != nil {
 			return fmt.Errorf("kafka: SASL with %s: %w", c.addr, err)

@@ -50,14 +50,26 @@ func (m *Message) Timestamp() time.Time { return m.ts }
 // key occurs several times the last value wins.
 func (m *Message) Headers() map[string]string { return m.headers }
 
+// Headers of the stand-in for an undecodable record batch (see
+// Message.DecodeError).
+const (
+	// HeaderStandInOffsets holds the offsets the stand-in covers, "first-last".
+	HeaderStandInOffsets = "es-kafka-offsets"
+	// HeaderStandInBytes holds the size of the batch as fetched, decimal.
+	HeaderStandInBytes = "es-kafka-batch-bytes"
+)
+
 // DecodeError is nil for a record. It is not nil for the stand-in the
 // adapter delivers in place of a record batch that passed its CRC but
 // cannot be decoded — it does not decompress, decompresses past
 // Config.MaxDecompressedBatchBytes, or its records are malformed — which
 // every fetch would return unchanged. The stand-in's Value is the batch as
-// fetched (header included, still compressed), Key and Headers are nil, and
-// Offset is the batch's last offset: acknowledging it moves the partition
-// past the whole batch. The bus dead-letters it (eventstream.Undecodable).
+// fetched (header included, still compressed) when it is at most 64 KiB,
+// otherwise empty (the batch stays in the log until retention removes it);
+// its Key is nil, its Headers are HeaderStandInOffsets and
+// HeaderStandInBytes, and its Offset is the batch's last offset:
+// acknowledging it moves the partition past the whole batch. The bus
+// dead-letters it (eventstream.Undecodable).
 func (m *Message) DecodeError() error {
 	if m.bad == nil {
 		return nil

@@ -42,6 +42,7 @@ type brokerWriter struct {
 
 	// Owned by the run goroutine.
 	conn           *brokerConn // to the leader; nil until connected or after a failure
+	lastUsed       time.Time   // when conn was dialled or last carried a request
 	stopCut        func() bool // stops cutting conn off at Close
 	enc            batchEncoder
 	buf            []byte // the request's record batches, reused
@@ -208,9 +209,10 @@ func (b *brokerWriter) send(batches []partBatch) {
 	var failed []*partitionWriter
 	for i, pb := range batches {
 		err := errs[i]
-		if err != nil && len(pb.prs) > 1 && tooLarge(err) {
-			// One record too many for the broker's limits: send them
-			// one by one so each gets its own verdict.
+		if err != nil && len(pb.prs) > 1 && (tooLarge(err) || errors.Is(err, kafkago.InvalidRecord)) {
+			// One record too many for the broker's limits, or one it
+			// refuses (the whole batch fails with it): send them one by
+			// one so each gets its own verdict.
 			for _, pr := range pb.prs {
 				pr.done <- b.produce([]partBatch{{w: pb.w, prs: []*pendingRecord{pr}}})[0]
 			}
@@ -296,6 +298,9 @@ func (b *brokerWriter) roundTrip(batches []partBatch) (*kmsg.ProduceResponse, er
 	if b.leader < 0 {
 		return nil, errLeaderUnknown
 	}
+	if b.conn != nil && b.conn.stale(time.Now(), b.lastUsed) {
+		b.closeConn()
+	}
 	if b.conn == nil {
 		if err := b.connect(batches[0].w.topic); err != nil {
 			return nil, err
@@ -351,6 +356,7 @@ func (b *brokerWriter) roundTrip(batches []partBatch) (*kmsg.ProduceResponse, er
 		b.closeConn()
 		return nil, err
 	}
+	b.lastUsed = time.Now()
 	if req.Acks == 0 {
 		return nil, nil
 	}
@@ -359,6 +365,19 @@ func (b *brokerWriter) roundTrip(batches []partBatch) (*kmsg.ProduceResponse, er
 		b.throttledUntil = time.Now().Add(time.Duration(resp.ThrottleMillis) * time.Millisecond)
 	}
 	return resp, nil
+}
+
+// produceIdleTimeout is how long a writer's connection may stay unused
+// before the writer dials again rather than use it. Brokers close idle
+// connections (connections.max.idle.ms, 10 minutes by default); with
+// acks 0 a write to such a connection could seem to succeed with nothing
+// read, so the writer never relies on one that idled that long.
+const produceIdleTimeout = 30 * time.Second
+
+// stale reports whether a writer should not send on c any more at now: it
+// was last used before now-produceIdleTimeout, or its SASL session ends.
+func (c *brokerConn) stale(now, lastUsed time.Time) bool {
+	return now.Sub(lastUsed) > produceIdleTimeout || !c.expires.IsZero() && now.After(c.expires)
 }
 
 // connect connects the writer to its leader, found in the metadata of
@@ -376,6 +395,7 @@ func (b *brokerWriter) connect(topic string) error {
 		return err
 	}
 	b.conn = c
+	b.lastUsed = time.Now()
 	b.stopCut = context.AfterFunc(a.ctx, c.cutOff)
 	return nil
 }
@@ -432,8 +452,14 @@ func partitionError(resp *kmsg.ProduceResponse, topic string, partition int32) e
 				return fmt.Errorf("%w: %s", kafkago.Error(p.ErrorCode), *p.ErrorMessage)
 			case p.ErrorCode != 0:
 				return kafkago.Error(p.ErrorCode)
-			case len(p.ErrorRecords) > 0 && p.ErrorRecords[0].ErrorMessage != nil:
-				return errors.New(*p.ErrorRecords[0].ErrorMessage)
+			case len(p.ErrorRecords) > 0:
+				// Records the broker refused (KIP-467), whatever the
+				// partition's error code says.
+				msg := fmt.Sprintf("record %d of the batch refused", p.ErrorRecords[0].RelativeOffset)
+				if m := p.ErrorRecords[0].ErrorMessage; m != nil && *m != "" {
+					msg = *m
+				}
+				return fmt.Errorf("%w: %s", kafkago.InvalidRecord, msg)
 			}
 			return nil
 		}

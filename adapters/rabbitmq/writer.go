@@ -97,6 +97,11 @@ func (c *coalescingConn) flush() {
 			c.err = err
 			c.buf = nil
 			c.cond.Broadcast()
+			// Frames were lost: close the socket so that the connection's
+			// reader fails at once and every outstanding confirm fails with
+			// it, instead of waiting for the next write or a heartbeat.
+			_ = c.Conn.Close()
+			return
 		}
 	}
 }

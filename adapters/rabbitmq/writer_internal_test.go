@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +97,7 @@ type stuckConn struct {
 	err      error
 	deadline chan struct{}
 	once     sync.Once
+	closed   atomic.Bool
 }
 
 func (s *stuckConn) Write(p []byte) (int, error) {
@@ -111,7 +113,7 @@ func (s *stuckConn) SetWriteDeadline(time.Time) error {
 	return nil
 }
 
-func (s *stuckConn) Close() error { return nil }
+func (s *stuckConn) Close() error { s.closed.Store(true); return nil }
 
 // TestCoalescingConnBounded: while the socket accepts nothing, Write blocks
 // once maxBuffered bytes wait, and Close releases it with an error instead
@@ -144,11 +146,13 @@ func TestCoalescingConnBounded(t *testing.T) {
 	}
 }
 
-// TestCoalescingConnWriteError: a failed socket write fails every later
-// Write with that error.
+// TestCoalescingConnWriteError: a failed socket write closes the socket
+// (so that the connection's reader fails and outstanding confirms with it)
+// and fails every later Write with that error.
 func TestCoalescingConnWriteError(t *testing.T) {
 	boom := errors.New("boom")
-	cc := newCoalescingConn(&stuckConn{err: boom, deadline: make(chan struct{})})
+	sc := &stuckConn{err: boom, deadline: make(chan struct{})}
+	cc := newCoalescingConn(sc)
 	defer cc.Close()
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, err := cc.Write([]byte("x"))
@@ -156,5 +160,8 @@ func TestCoalescingConnWriteError(t *testing.T) {
 	}, func() string { return "Write never returned the socket's error" })
 	if _, err := cc.Write([]byte("y")); !errors.Is(err, boom) {
 		t.Fatalf("Write = %v, want %v", err, boom)
+	}
+	if !sc.closed.Load() {
+		t.Error("the socket is still open after its write failed")
 	}
 }
