@@ -72,16 +72,36 @@ func (f *fetcher) close() {
 	}
 }
 
-// leaderAddr returns the address of the partition's leader, as the
-// transport's metadata cache knows it.
-func (a *Adapter) leaderAddr(ctx context.Context, topic string, partition int32) (string, error) {
+// cachedMetadata returns the cluster metadata of topic as the transport's
+// cache (refreshed every Config.MetadataMaxAge) knows it.
+func (a *Adapter) cachedMetadata(ctx context.Context, topic string) (*metadata.Response, error) {
 	resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{TopicNames: []string{topic}})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	md, ok := resp.(*metadata.Response)
 	if !ok {
-		return "", fmt.Errorf("kafka: unexpected metadata response %T", resp)
+		return nil, fmt.Errorf("kafka: unexpected metadata response %T", resp)
+	}
+	return md, nil
+}
+
+// nodeAddr returns the address of broker node in md.
+func nodeAddr(md *metadata.Response, node int32) (string, bool) {
+	for _, b := range md.Brokers {
+		if b.NodeID == node {
+			return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), true
+		}
+	}
+	return "", false
+}
+
+// leaderAddr returns the address of the partition's leader, as the
+// transport's metadata cache knows it.
+func (a *Adapter) leaderAddr(ctx context.Context, topic string, partition int32) (string, error) {
+	md, err := a.cachedMetadata(ctx, topic)
+	if err != nil {
+		return "", err
 	}
 	for _, t := range md.Topics {
 		if t.Name != topic {
@@ -97,10 +117,8 @@ func (a *Adapter) leaderAddr(ctx context.Context, topic string, partition int32)
 			if p.ErrorCode != 0 && p.LeaderID < 0 {
 				return "", kafkago.Error(p.ErrorCode)
 			}
-			for _, b := range md.Brokers {
-				if b.NodeID == p.LeaderID {
-					return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), nil
-				}
+			if addr, ok := nodeAddr(md, p.LeaderID); ok {
+				return addr, nil
 			}
 			return "", fmt.Errorf("kafka: %s[%d]: %w", topic, partition, kafkago.LeaderNotAvailable)
 		}

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
-	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -80,12 +77,8 @@ func (p *producer) broker(leader int32) *brokerWriter {
 // transport, which routes produce requests by the same cached metadata.
 // Unknown leaders are -1.
 func (a *Adapter) leaders(ctx context.Context, topic string) map[int]int32 {
-	resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{TopicNames: []string{topic}})
-	if err != nil {
-		return nil
-	}
-	md, ok := resp.(*metadata.Response)
-	if !ok || len(md.Topics) != 1 {
+	md, err := a.cachedMetadata(ctx, topic)
+	if err != nil || len(md.Topics) != 1 {
 		return nil
 	}
 	m := make(map[int]int32, len(md.Topics[0].Partitions))
@@ -413,18 +406,12 @@ func (b *brokerWriter) closeConn() {
 // brokerAddr returns the address of broker node, as the transport's
 // metadata cache (of topic) knows it.
 func (a *Adapter) brokerAddr(ctx context.Context, topic string, node int32) (string, error) {
-	resp, err := a.transport.RoundTrip(ctx, a.client.Addr, &metadata.Request{TopicNames: []string{topic}})
+	md, err := a.cachedMetadata(ctx, topic)
 	if err != nil {
 		return "", err
 	}
-	md, ok := resp.(*metadata.Response)
-	if !ok {
-		return "", fmt.Errorf("kafka: unexpected metadata response %T", resp)
-	}
-	for _, br := range md.Brokers {
-		if br.NodeID == node {
-			return net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port))), nil
-		}
+	if addr, ok := nodeAddr(md, node); ok {
+		return addr, nil
 	}
 	return "", fmt.Errorf("kafka: broker %d: %w", node, errLeaderUnknown)
 }
