@@ -27,6 +27,9 @@
 // NilHandler, BadOptions, RetryPolicyCopied and GarbageOnTheWire; see each
 // case's comment in cases.go.
 //
+// BenchmarkConsume is the matching benchmark: a bus draining preloaded
+// events through the adapter, structured and binary.
+//
 // Cases never sleep to let something happen: they wait for conditions with
 // timeouts (WithTimeout), and handlers report problems through collectors
 // instead of failing the test from a worker goroutine.
