@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"strconv"
@@ -81,6 +82,17 @@ func writeBomb(ctx context.Context, t *testing.T, addrs []string, topic string) 
 	return bomb
 }
 
+// waitCommitted waits until group committed offset want on partition 0 of
+// topic (past the record before the bomb, the bomb and the record after it).
+func waitCommitted(t *testing.T, addrs []string, group, topic string, want int64) {
+	t.Helper()
+	var got int64
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		got = kadmin.Committed(t, addrs, group, topic, 1)[0]
+		return got == want
+	}, func() string { return fmt.Sprintf("group %s committed %d on %s[0], want %d", group, got, topic, want) })
+}
+
 // bombConfig is the adapter configuration of the bomb tests: a 1 MiB bound.
 func bombConfig(addrs []string, logs *lockedBuffer) Config {
 	return Config{
@@ -152,9 +164,7 @@ func TestConsumeBombStandIn(t *testing.T) {
 	if logs.count("record batch decompresses past") == 0 || logs.count("offsets=1-1") == 0 {
 		t.Errorf("the stand-in was not logged with its offsets: %q", logs.b.String())
 	}
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		return kadmin.Committed(t, c.Addrs(), group, topic, 1)[0] == 3
-	}, func() string { return "the group did not commit past the batch and the record after it" })
+	waitCommitted(t, c.Addrs(), group, topic, 3)
 }
 
 // TestBusDeadLettersBomb: through the bus, the handler gets the records
@@ -218,9 +228,7 @@ func TestBusDeadLettersBomb(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no dead letter")
 	}
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		return kadmin.Committed(t, c.Addrs(), group, topic, 1)[0] == 3
-	}, func() string { return "the bus's group did not commit past the batch" })
+	waitCommitted(t, c.Addrs(), group, topic, 3)
 	select {
 	case got := <-handled:
 		t.Errorf("the handler also got %q", got)

@@ -304,9 +304,23 @@ func TestDecodeBomb(t *testing.T) {
 			if err != nil || len(got) != 1 || len(got[0].value) != 1000 || next != 5 {
 				t.Fatalf("at the bound: %d records, next %d, error %v", len(got), next, err)
 			}
+			if f.inflated == nil {
+				t.Error("the small batch's decompression buffer is not kept for the next batch")
+			}
 			f = &fetcher{topic: "t", partition: 3, maxInflate: size - 1}
 			if _, next, err = decodeWith(t, f, small, 4, -1); !errors.Is(err, errBatchTooLarge) || next != 4 {
 				t.Fatalf("a byte past the bound: next %d, error %v", next, err)
+			}
+
+			// A large batch within the bound decodes, and its buffer is
+			// not kept: a fetcher per partition must not hold one each.
+			large, _ := bombBatch(t, 4, codec, 2*maxKeptInflated)
+			f = &fetcher{topic: "t", partition: 3, maxInflate: 64 << 20}
+			if got, _, err = decodeWith(t, f, large, 4, -1); err != nil || len(got) != 1 {
+				t.Fatalf("a %d-byte batch within the bound: %d records, error %v", 2*maxKeptInflated, len(got), err)
+			}
+			if f.inflated != nil {
+				t.Errorf("a %d-byte decompression buffer is kept", cap(f.inflated))
 			}
 		})
 	}
