@@ -147,7 +147,10 @@ func Typed[T any](fn func(ctx context.Context, e *Event, payload T) error) Handl
 // per event: the allocation's cost follows the bytes, which stay the same,
 // and an event a handler keeps would pin its whole slab); giving the
 // counter a cache line of its own (no measurable change with parallel
-// emitters); taking the counter before the allocation.
+// emitters); taking the counter before the allocation; formatting the
+// counter two hex digits a step from a 512-byte table (format 11.0 -> 9.4
+// ns, about 1.6 ns of an Emit: not worth the table; see
+// BenchmarkNewEventParts for the split).
 //
 // idGen makes time-ordered, unique UUIDv7 identifiers: 48 bits of Unix
 // milliseconds, the version, 12 + 14 random bits fixed per generator, the
