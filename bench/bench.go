@@ -28,6 +28,19 @@ type Scenario struct {
 	// Events is the number of events emitted (memory, produce) or consumed
 	// by each group (Kafka consumption).
 	Events int
+	// Window, if set, is called as each timed part of a measurement
+	// begins, and the function it returns as that part ends: set-up,
+	// preloading, warm-up and the forced GC before timing are outside.
+	// The report uses it to profile only what is timed.
+	Window func() (end func())
+}
+
+// window opens sc.Window if it is set; the result closes it.
+func (sc Scenario) window() (end func()) {
+	if sc.Window == nil {
+		return func() {}
+	}
+	return sc.Window()
 }
 
 func (sc Scenario) String() string {

@@ -29,9 +29,11 @@ func timedProduce(prod kProducer, sc Scenario, brokerPid int) (Sample, error) {
 	}
 	runtime.GC()
 	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(brokerPid)
+	closeWindow := sc.window()
 	start := time.Now()
 	err := runProducers(sc.Producers, sc.Events, send)
 	elapsed := time.Since(start)
+	closeWindow()
 	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(brokerPid)
 	if err != nil {
 		return Sample{}, err
@@ -40,17 +42,21 @@ func timedProduce(prod kProducer, sc Scenario, brokerPid int) (Sample, error) {
 }
 
 // timedConsume times from calling subscribe until its handlers were called
-// events×groups times, and closes what subscribe started.
-func timedConsume(subscribe func(on func()) (kConsumer, error), events, groups, brokerPid int) (Sample, error) {
+// events×groups times, and closes what subscribe started. window is the
+// scenario's (see Scenario.Window).
+func timedConsume(subscribe func(on func()) (kConsumer, error), events, groups, brokerPid int, window func() (end func())) (Sample, error) {
 	c := newCounter(int64(events * groups))
 	runtime.GC()
 	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(brokerPid)
+	closeWindow := window()
 	start := time.Now()
 	cons, err := subscribe(c.add)
 	if err != nil {
+		closeWindow()
 		return Sample{}, err
 	}
 	err = c.wait(3 * time.Minute)
+	closeWindow()
 	m1, cpu1, bcpu1 := mallocs(), selfCPU(), procCPU(brokerPid)
 	if cerr := cons.close(); err == nil && cerr != nil {
 		err = cerr

@@ -183,27 +183,27 @@ func KafkaPreload(env *KafkaEnv, p KafkaPeer, n, size int) (string, error) {
 // one message: that join time is measured first on joinTopic, made by
 // KafkaPreload with one message, and reported as Startup.
 func KafkaConsume(env *KafkaEnv, p KafkaPeer, topic, joinTopic string, sc Scenario) (Sample, error) {
-	join, err := consumeOnce(env, p, joinTopic, sc.Groups, sc.Concurrency, 1)
+	join, err := consumeOnce(env, p, joinTopic, sc, 1)
 	if err != nil {
 		return Sample{}, fmt.Errorf("join baseline: %w", err)
 	}
-	full, err := consumeOnce(env, p, topic, sc.Groups, sc.Concurrency, sc.Events)
+	full, err := consumeOnce(env, p, topic, sc, sc.Events)
 	if err != nil {
 		return Sample{}, err
 	}
 	return lessJoin(full, join), nil
 }
 
-// consumeOnce subscribes groups new groups to topic and times until each
+// consumeOnce subscribes sc.Groups new groups to topic and times until each
 // handled n messages (n×groups handler calls), measuring from subscribing.
-func consumeOnce(env *KafkaEnv, p KafkaPeer, topic string, groups, concurrency, n int) (Sample, error) {
-	names := make([]string, groups)
+func consumeOnce(env *KafkaEnv, p KafkaPeer, topic string, sc Scenario, n int) (Sample, error) {
+	names := make([]string, sc.Groups)
 	for i := range names {
 		names[i] = env.Name("g")
 	}
 	s, err := timedConsume(func(on func()) (kConsumer, error) {
-		return p.newConsumer(env, topic, names, concurrency, on)
-	}, n, groups, env.BrokerPid)
+		return p.newConsumer(env, topic, names, sc.Concurrency, on)
+	}, n, sc.Groups, env.BrokerPid, sc.window)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}

@@ -91,12 +91,14 @@ func MemoryThroughput(p MemoryPeer, sc Scenario) (Sample, error) {
 	cur.Store(c)
 	runtime.GC()
 	m0, cpu0 := mallocs(), selfCPU()
+	closeWindow := sc.window()
 	start := time.Now()
 	err = runProducers(sc.Producers, sc.Events, emit)
 	if err == nil {
 		err = c.wait(2 * time.Minute)
 	}
 	elapsed := time.Since(start)
+	closeWindow()
 	m1, cpu1 := mallocs(), selfCPU()
 	if cerr := t.close(); err == nil {
 		err = cerr

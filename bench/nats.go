@@ -258,25 +258,25 @@ func NATSPreload(env *NATSEnv, p NATSPeer, n, size int) (string, error) {
 // one message (measured on joinTopic, reported as Startup); see
 // KafkaConsume.
 func NATSConsume(env *NATSEnv, p NATSPeer, topic, joinTopic string, sc Scenario) (Sample, error) {
-	join, err := natsConsumeOnce(env, p, joinTopic, sc.Groups, sc.Concurrency, 1)
+	join, err := natsConsumeOnce(env, p, joinTopic, sc, 1)
 	if err != nil {
 		return Sample{}, fmt.Errorf("join baseline: %w", err)
 	}
-	full, err := natsConsumeOnce(env, p, topic, sc.Groups, sc.Concurrency, sc.Events)
+	full, err := natsConsumeOnce(env, p, topic, sc, sc.Events)
 	if err != nil {
 		return Sample{}, err
 	}
 	return lessJoin(full, join), nil
 }
 
-func natsConsumeOnce(env *NATSEnv, p NATSPeer, topic string, groups, concurrency, n int) (Sample, error) {
-	names := make([]string, groups)
+func natsConsumeOnce(env *NATSEnv, p NATSPeer, topic string, sc Scenario, n int) (Sample, error) {
+	names := make([]string, sc.Groups)
 	for i := range names {
 		names[i] = env.Name("g")
 	}
 	s, err := timedConsume(func(on func()) (kConsumer, error) {
-		return p.newConsumer(env, topic, names, concurrency, on)
-	}, n, groups, env.ServerPid)
+		return p.newConsumer(env, topic, names, sc.Concurrency, on)
+	}, n, sc.Groups, env.ServerPid, sc.window)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}

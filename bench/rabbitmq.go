@@ -254,7 +254,7 @@ func RabbitConsume(env *RabbitEnv, p RabbitPeer, sc Scenario) (Sample, error) {
 	}
 	s, err := timedConsume(func(on func()) (kConsumer, error) {
 		return p.newConsumer(env, topic, groups, sc.Concurrency, on)
-	}, sc.Events, sc.Groups, env.BrokerPid)
+	}, sc.Events, sc.Groups, env.BrokerPid, sc.window)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}

@@ -280,7 +280,7 @@ func RedisConsume(env *RedisEnv, p RedisPeer, sc Scenario) (Sample, error) {
 	}
 	s, err := timedConsume(func(on func()) (kConsumer, error) {
 		return p.newConsumer(env, topic, groups, sc.Concurrency, on)
-	}, sc.Events, sc.Groups, env.ServerPid)
+	}, sc.Events, sc.Groups, env.ServerPid, sc.window)
 	if err != nil {
 		return Sample{}, fmt.Errorf("%s: %w", p.Name, err)
 	}

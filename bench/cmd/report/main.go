@@ -375,12 +375,12 @@ func (r *runner) runMemory() {
 			}
 		}
 		r.logMedians(tc, bench.MemoryPeers()[0].Name, memoryPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := bench.MemoryPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := bench.MemoryThroughput(p, tc.Sc)
+			_, err := bench.MemoryThroughput(p, sc)
 			return err
 		})
 	}
@@ -531,12 +531,12 @@ func (r *runner) runKafka() error {
 			}
 		}
 		r.logMedians(tc, bench.PeerBusKafka, kafkaPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := bench.KafkaPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := bench.KafkaProduce(env, p, tc.Sc)
+			_, err := bench.KafkaProduce(env, p, sc)
 			return err
 		})
 	}
@@ -567,33 +567,33 @@ func (r *runner) runKafka() error {
 		return t, nil
 	}
 	for _, tc := range consume {
-		measure := func(p bench.KafkaPeer) (bench.Sample, error) {
-			topic, err := backlog(p, tc.Sc.Payload, tc.Sc.Events, false)
+		measure := func(p bench.KafkaPeer, sc bench.Scenario) (bench.Sample, error) {
+			topic, err := backlog(p, sc.Payload, sc.Events, false)
 			if err != nil {
 				return bench.Sample{}, err
 			}
-			join, err := backlog(p, tc.Sc.Payload, 0, true)
+			join, err := backlog(p, sc.Payload, 0, true)
 			if err != nil {
 				return bench.Sample{}, err
 			}
-			return bench.KafkaConsume(env, p, topic, join, tc.Sc)
+			return bench.KafkaConsume(env, p, topic, join, sc)
 		}
 		for rep := 1; rep <= r.o.reps; rep++ {
 			for _, p := range bench.KafkaPeers() {
 				if !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
 					continue
 				}
-				s, err := measure(p)
+				s, err := measure(p, tc.Sc)
 				r.record(tc, p.Name, rep, s, err)
 			}
 		}
 		r.logMedians(tc, bench.PeerBusKafka, kafkaPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := bench.KafkaPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := measure(p)
+			_, err := measure(p, sc)
 			return err
 		})
 	}

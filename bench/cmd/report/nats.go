@@ -101,12 +101,12 @@ func (r *runner) runNATS() error {
 			}
 		}
 		r.logMedians(tc, bench.PeerBusNATS, natsPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := natsPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := bench.NATSProduce(env, p, tc.Sc)
+			_, err := bench.NATSProduce(env, p, sc)
 			return err
 		})
 	}
@@ -129,33 +129,33 @@ func (r *runner) runNATS() error {
 		return t, nil
 	}
 	for _, tc := range consume {
-		measure := func(p bench.NATSPeer) (bench.Sample, error) {
-			topic, err := backlog(p, tc.Sc.Payload, tc.Sc.Events)
+		measure := func(p bench.NATSPeer, sc bench.Scenario) (bench.Sample, error) {
+			topic, err := backlog(p, sc.Payload, sc.Events)
 			if err != nil {
 				return bench.Sample{}, err
 			}
-			join, err := backlog(p, tc.Sc.Payload, 1)
+			join, err := backlog(p, sc.Payload, 1)
 			if err != nil {
 				return bench.Sample{}, err
 			}
-			return bench.NATSConsume(env, p, topic, join, tc.Sc)
+			return bench.NATSConsume(env, p, topic, join, sc)
 		}
 		for rep := 1; rep <= r.o.reps; rep++ {
 			for _, p := range bench.NATSPeers() {
 				if !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
 					continue
 				}
-				s, err := measure(p)
+				s, err := measure(p, tc.Sc)
 				r.record(tc, p.Name, rep, s, err)
 			}
 		}
 		r.logMedians(tc, bench.PeerBusNATS, natsPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := natsPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := measure(p)
+			_, err := measure(p, sc)
 			return err
 		})
 	}

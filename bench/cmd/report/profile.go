@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/eventstream-go/eventstream/bench"
 	"github.com/google/pprof/profile"
 )
 
@@ -35,15 +37,16 @@ type cpuShare struct {
 // cpuBreakdown is the CPU profile of one peer in one scenario.
 type cpuBreakdown struct {
 	Runs  int
-	Wall  time.Duration // wall time of the profiled runs
+	Wall  time.Duration // wall time of the profiled (timed) parts of the runs
 	CPU   time.Duration // sampled CPU time
 	Kinds []cpuShare    // kinds of work, largest first
 	Top   []cpuShare    // hottest functions by self time, largest first
 }
 
 // profileMisses profiles, in scenario tc, the eventstream peer of every
-// goal that tc misses. run performs one measurement of the named peer.
-func (r *runner) profileMisses(tc testCase, run func(peer string) error) {
+// goal that tc misses. run performs one measurement of the named peer in
+// the scenario it is given (tc's, with a profiling window).
+func (r *runner) profileMisses(tc testCase, run func(peer string, sc bench.Scenario) error) {
 	if r.o.cpuprofile != "" || r.o.noProfiles {
 		return // a whole-run profile is being written, or profiles are off
 	}
@@ -59,7 +62,7 @@ func (r *runner) profileMisses(tc testCase, run func(peer string) error) {
 		if _, done := r.profiles[k]; done {
 			continue
 		}
-		bd, err := profileRuns(func() error { return run(g.Ours) })
+		bd, err := profileRuns(tc.Sc, minProfileWall, func(sc bench.Scenario) error { return run(g.Ours, sc) })
 		if err != nil {
 			r.logf("%s: profile: %v", k, err)
 			continue
@@ -72,28 +75,49 @@ func (r *runner) profileMisses(tc testCase, run func(peer string) error) {
 	}
 }
 
-// profileRuns calls run under the CPU profiler until the runs cover
-// minProfileWall, and breaks the samples down.
-func profileRuns(run func() error) (*cpuBreakdown, error) {
-	var buf bytes.Buffer
-	if err := pprof.StartCPUProfile(&buf); err != nil {
-		return nil, err
-	}
-	start := time.Now()
-	runs := 0
-	var err error
-	for runs < maxProfileRuns && (runs == 0 || time.Since(start) < minProfileWall) {
-		runs++
-		if err = run(); err != nil {
-			break
+// profileRuns calls run with sc until the timed parts of its runs cover
+// minWall, profiling only those parts (the windows the run opens,
+// see bench.Scenario.Window: not set-up, preloading, warm-up or the forced
+// GC before timing, which would otherwise crowd out what is measured), and
+// breaks the samples down.
+func profileRuns(sc bench.Scenario, minWall time.Duration, run func(bench.Scenario) error) (*cpuBreakdown, error) {
+	var (
+		parts []*profile.Profile
+		wall  time.Duration
+		werr  error
+	)
+	sc.Window = func() func() {
+		var buf bytes.Buffer
+		if err := pprof.StartCPUProfile(&buf); err != nil {
+			werr = err
+			return func() {}
+		}
+		start := time.Now()
+		return func() {
+			pprof.StopCPUProfile()
+			wall += time.Since(start)
+			p, err := profile.Parse(&buf)
+			if err != nil {
+				werr = err
+				return
+			}
+			parts = append(parts, p)
 		}
 	}
-	wall := time.Since(start)
-	pprof.StopCPUProfile()
-	if err != nil {
-		return nil, err
+	runs := 0
+	for runs < maxProfileRuns && (runs == 0 || wall < minWall) {
+		runs++
+		if err := run(sc); err != nil {
+			return nil, err
+		}
+		if werr != nil {
+			return nil, werr
+		}
 	}
-	p, err := profile.Parse(&buf)
+	if len(parts) == 0 {
+		return nil, errors.New("the runs opened no timed window")
+	}
+	p, err := profile.Merge(parts)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +334,7 @@ func (r *runner) missesSection(b *strings.Builder, evals []goalEval) {
 	w("### What is in the way of the goals not met\n\n")
 	w("For each goal not met, its worst scenario: every peer measured there as a multiple of the goal's baseline (same run), ")
 	w("and a CPU profile of the eventstream peer in that scenario: after the measured repetitions it ran again, unrecorded, ")
-	w("under the Go CPU profiler (100 Hz; repeated until %v of runs, set-up included). ", minProfileWall)
+	w("under the Go CPU profiler (100 Hz), which covered only the timed part of each run (not set-up, preloading, warm-up or the forced GC before timing), repeated until those parts added up to %v. ", minProfileWall)
 	w("Each sample goes to the first of these that applies: GC, allocation, system calls, goroutine hand-offs and scheduling (runtime functions that move work between goroutines); ")
 	w("otherwise to the first frame, from the leaf up, outside the runtime and standard library (so JSON work the engine does is the engine's). ")
 	w("Client and broker share the machine's %d cores; the broker is a separate process and is not in the profile. ", r.machine.Cores)

@@ -80,3 +80,64 @@ func TestMissesSection(t *testing.T) {
 		t.Errorf("N1 is met but is listed:\n%s", out)
 	}
 }
+
+//go:noinline
+func spinInside(d time.Duration) (n int) {
+	for start := time.Now(); time.Since(start) < d; {
+		for i := range 100000 {
+			n += i * i
+		}
+	}
+	return n
+}
+
+//go:noinline
+func spinOutside(d time.Duration) (n int) {
+	for start := time.Now(); time.Since(start) < d; {
+		for i := range 100000 {
+			n += i * i
+		}
+	}
+	return n
+}
+
+// TestProfileRunsOnlyTimedWindows checks that a run's work outside the
+// window it opens (set-up, the forced GC before timing) is not in the
+// profile, and that runs repeat until the windows cover minWall.
+func TestProfileRunsOnlyTimedWindows(t *testing.T) {
+	runs := 0
+	bd, err := profileRuns(bench.Scenario{}, 300*time.Millisecond, func(sc bench.Scenario) error {
+		runs++
+		spinOutside(100 * time.Millisecond)
+		end := sc.Window()
+		spinInside(100 * time.Millisecond)
+		end()
+		spinOutside(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs < 3 || bd.Runs != runs {
+		t.Errorf("runs = %d, breakdown says %d; want ≥ 3 runs for 300ms of 100ms windows", runs, bd.Runs)
+	}
+	if bd.Wall < 300*time.Millisecond || bd.Wall > 600*time.Millisecond {
+		t.Errorf("profiled wall = %v, want the windows' ~%v", bd.Wall, time.Duration(runs)*100*time.Millisecond)
+	}
+	var inside bool
+	for _, s := range bd.Top {
+		if strings.HasSuffix(s.Name, ".spinOutside") {
+			t.Errorf("work outside the windows was profiled: %v", bd.Top)
+		}
+		inside = inside || strings.HasSuffix(s.Name, ".spinInside")
+	}
+	if !inside || bd.CPU == 0 {
+		t.Errorf("the windows' work is not in the profile: cpu %v, top %v", bd.CPU, bd.Top)
+	}
+}
+
+func TestProfileRunsNeedsAWindow(t *testing.T) {
+	if _, err := profileRuns(bench.Scenario{}, time.Millisecond, func(bench.Scenario) error { return nil }); err == nil {
+		t.Fatal("a run that opens no window gave a profile")
+	}
+}

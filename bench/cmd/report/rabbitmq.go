@@ -75,28 +75,28 @@ func (r *runner) runRabbit() error {
 	r.cases = append(r.cases, produce...)
 	r.cases = append(r.cases, consume...)
 	for _, tc := range append(produce, consume...) {
-		measure := func(p bench.RabbitPeer) (bench.Sample, error) {
+		measure := func(p bench.RabbitPeer, sc bench.Scenario) (bench.Sample, error) {
 			if tc.Section == "rabbit-produce" {
-				return bench.RabbitProduce(env, p, tc.Sc)
+				return bench.RabbitProduce(env, p, sc)
 			}
-			return bench.RabbitConsume(env, p, tc.Sc)
+			return bench.RabbitConsume(env, p, sc)
 		}
 		for rep := 1; rep <= r.o.reps; rep++ {
 			for _, p := range bench.RabbitPeers() {
 				if !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
 					continue
 				}
-				s, err := measure(p)
+				s, err := measure(p, tc.Sc)
 				r.record(tc, p.Name, rep, s, err)
 			}
 		}
 		r.logMedians(tc, bench.PeerBusRabbit, rabbitPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := bench.RabbitPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := measure(p)
+			_, err := measure(p, sc)
 			return err
 		})
 	}

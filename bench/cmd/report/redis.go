@@ -72,28 +72,28 @@ func (r *runner) runRedis() error {
 	r.cases = append(r.cases, produce...)
 	r.cases = append(r.cases, consume...)
 	for _, tc := range append(produce, consume...) {
-		measure := func(p bench.RedisPeer) (bench.Sample, error) {
+		measure := func(p bench.RedisPeer, sc bench.Scenario) (bench.Sample, error) {
 			if tc.Section == "redis-produce" {
-				return bench.RedisProduce(env, p, tc.Sc)
+				return bench.RedisProduce(env, p, sc)
 			}
-			return bench.RedisConsume(env, p, tc.Sc)
+			return bench.RedisConsume(env, p, sc)
 		}
 		for rep := 1; rep <= r.o.reps; rep++ {
 			for _, p := range bench.RedisPeers() {
 				if !r.selected(tc.Section, tc.ID, p.Name) || r.skip(tc, p.Name) {
 					continue
 				}
-				s, err := measure(p)
+				s, err := measure(p, tc.Sc)
 				r.record(tc, p.Name, rep, s, err)
 			}
 		}
 		r.logMedians(tc, bench.PeerBusRedis, redisPeerNames())
-		r.profileMisses(tc, func(name string) error {
+		r.profileMisses(tc, func(name string, sc bench.Scenario) error {
 			p, ok := bench.RedisPeerByName(name)
 			if !ok {
 				return fmt.Errorf("no peer %q", name)
 			}
-			_, err := measure(p)
+			_, err := measure(p, sc)
 			return err
 		})
 	}
