@@ -256,12 +256,17 @@ func Decode(native map[string]string, value []byte) (e *Event, isEnvelope bool, 
 // The event's strings and Data may share value's memory, which must not
 // change afterwards.
 func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bool, err error) {
-	if spec, ok := native["ce_specversion"]; ok {
-		return true, decodeBinary(e, spec, native, value)
+	if len(native) > 0 {
+		if spec, ok := native["ce_specversion"]; ok {
+			return true, decodeBinary(e, spec, native, value)
+		}
 	}
 	isEnvelope, err = decodeStructured(e, value)
 	if err != nil || !isEnvelope {
 		return isEnvelope, err
+	}
+	if len(native) == 0 || onlyContentType(native) { // the bus's own structured records
+		return true, nil
 	}
 	if tp := native[TraceParent]; tp != "" {
 		e.TraceParent, e.TraceState = tp, native[TraceState]
@@ -270,11 +275,25 @@ func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bo
 	return true, nil
 }
 
+// onlyContentType reports whether h holds content-type and nothing else,
+// as the broker headers of a structured envelope the bus wrote without
+// user headers or trace fields do.
+func onlyContentType(h map[string]string) bool {
+	if len(h) != 1 {
+		return false
+	}
+	_, ok := h["content-type"]
+	return ok
+}
+
 // MergeHeaders returns the broker headers of a message, less content-type and
 // the trace fields, overlaid with the envelope's extension attributes ext.
 func MergeHeaders(native, ext map[string]string) map[string]string {
 	n := len(native) // less the skipped names, found by lookup: cheaper than iterating
 	for _, k := range [...]string{"content-type", TraceParent, TraceState} {
+		if n == 0 {
+			break
+		}
 		if _, ok := native[k]; ok {
 			n--
 		}
