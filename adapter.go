@@ -61,7 +61,7 @@ type Message interface {
 // type assertion (the way io.Copy detects io.WriterTo): the adapter may
 // implement RecordPublisher (keys, headers, timestamps; needed for per-key
 // order on partitioned brokers) and SystemNamer; its messages may implement
-// HeaderCarrier, Positioned and Undecodable. A wrapper (middleware) around an adapter
+// HeaderCarrier (and HeaderLister), Positioned and Undecodable. A wrapper (middleware) around an adapter
 // hides the capabilities of what it wraps unless it implements them too; it
 // should implement Unwrapper, and New logs a warning when the wrapped adapter
 // publishes records but the wrapper does not, since events would then lose
@@ -100,6 +100,21 @@ type HeaderCarrier interface {
 	// Headers returns the message headers; nil when there are none. The
 	// caller must not modify the map.
 	Headers() map[string]string
+}
+
+// HeaderLister is implemented by messages that can list their broker
+// headers one entry at a time, so that the bus reads them without the map
+// Headers returns (the adapter may then build that map only when Headers is
+// called). The entries hold exactly what Headers holds: every name of the
+// map, and for a name that occurs in several entries the last entry's value
+// is the map's. Like Headers, the entries must not change once the message
+// was sent on the channel.
+type HeaderLister interface {
+	HeaderCarrier
+	// NumHeaders returns the number of entries.
+	NumHeaders() int
+	// HeaderAt returns entry i, 0 <= i < NumHeaders().
+	HeaderAt(i int) (name, value string)
 }
 
 // Undecodable is implemented by messages that may stand for broker data the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/eventstream-go/eventstream/internal/wire"
 )
@@ -212,10 +213,8 @@ func brokerKeyIsEventKey(m Message) (ok bool) {
 	if len(k) == 0 {
 		return false
 	}
-	if hc, isHC := m.(HeaderCarrier); isHC {
-		if pk, has := hc.Headers()["ce_partitionkey"]; has {
-			return pk == string(k)
-		}
+	if pk, has := header(m, "ce_partitionkey"); has {
+		return pk == string(k)
 	}
 	v := m.Value()
 	if bytes.Contains(v, []byte(`\u`)) {
@@ -248,13 +247,29 @@ func keyless(m Message) (ok bool) {
 	if isNil(m) || len(m.Key()) > 0 {
 		return false
 	}
-	if hc, isHC := m.(HeaderCarrier); isHC {
-		if _, has := hc.Headers()["ce_partitionkey"]; has {
-			return false
-		}
+	if _, has := header(m, "ce_partitionkey"); has {
+		return false
 	}
 	v := m.Value()
 	return !bytes.Contains(v, []byte("partitionkey")) && !bytes.Contains(v, []byte(`\u`))
+}
+
+// header returns m's broker header name, from its HeaderLister entries
+// (the last of the name) or else its Headers map.
+func header(m Message, name string) (v string, ok bool) {
+	switch hc := m.(type) {
+	case HeaderLister:
+		for i, n := 0, hc.NumHeaders(); i < n; i++ {
+			if k, hv := hc.HeaderAt(i); k == name {
+				v, ok = hv, true
+			}
+		}
+		return v, ok
+	case HeaderCarrier:
+		v, ok = hc.Headers()[name]
+		return v, ok
+	}
+	return "", false
 }
 
 // decode turns a message into a delivery: the event its handler sees, or an
@@ -284,11 +299,18 @@ func (t *mqTransport) decode(m Message) (d delivery) {
 func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	v := m.Value()
 	var native map[string]string
-	if hc, ok := m.(HeaderCarrier); ok {
-		native = hc.Headers()
-	}
 	var w wire.Event
-	isEnvelope, err := wire.DecodeInto(&w, native, v)
+	var isEnvelope bool
+	var err error
+	switch hc := m.(type) {
+	case HeaderLister: // no map of the broker headers unless the event gets some
+		isEnvelope, err = wire.DecodeList(&w, hc, v)
+	case HeaderCarrier:
+		native = hc.Headers()
+		isEnvelope, err = wire.DecodeInto(&w, native, v)
+	default:
+		isEnvelope, err = wire.DecodeInto(&w, nil, v)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
@@ -311,6 +333,9 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 		return e, nil
 	}
 	// A bare payload written by another producer.
+	if hc, ok := m.(HeaderCarrier); ok && native == nil {
+		native = hc.Headers()
+	}
 	if vd, ok := t.ser.(Validator); ok && !vd.Valid(v) {
 		return nil, fmt.Errorf("%w: message is neither a CloudEvent nor a valid %s payload", ErrDecode, t.ser.ContentType())
 	}
@@ -328,8 +353,27 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	return e, nil
 }
 
+// decodedBox holds a decoded Event together with the slice header its Data
+// interface points to, so that a decoded event costs one allocation rather
+// than two (converting a []byte to an interface copies the slice header to
+// the heap).
+type decodedBox struct {
+	Event
+	data []byte // never written after newDecodedEvent: Event.Data's value
+}
+
 // newDecodedEvent returns a zero Event whose Data is the []byte data.
-func newDecodedEvent(data []byte) *Event { return &Event{Data: data} }
+func newDecodedEvent(data []byte) *Event {
+	b := &decodedBox{data: data}
+	// An interface holding a []byte is a pair of the type and a pointer to
+	// an immutable slice header: the header is b.data, which nothing writes
+	// again (a handler that sets e.Data replaces the pair).
+	type eface struct{ typ, data unsafe.Pointer }
+	var proto any = []byte(nil) // a nil slice converts without allocating
+	f := (*eface)(unsafe.Pointer(&b.Event.Data))
+	f.typ, f.data = (*eface)(unsafe.Pointer(&proto)).typ, unsafe.Pointer(&b.data)
+	return &b.Event
+}
 
 // detach stops the reader and waits for it.
 func (t *mqTransport) detach(s *subscription) {

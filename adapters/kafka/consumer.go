@@ -322,10 +322,10 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 			log.Error("kafka: a record batch cannot be decoded; delivering it as one undecodable message",
 				"offsets", fmt.Sprintf("%d-%d", bad.first, bad.last), "error", bad.err)
 			m := &Message{topic: s.topic, partition: tr.partition, offset: bad.last, value: append([]byte{}, bad.raw...), ts: time.Now(), bad: bad,
-				headers: map[string]string{
-					HeaderStandInOffsets: fmt.Sprintf("%d-%d", bad.first, bad.last),
-					HeaderStandInBytes:   strconv.Itoa(bad.size),
-				}}
+				headers: &headerSet{list: []header{
+					{HeaderStandInOffsets, fmt.Sprintf("%d-%d", bad.first, bad.last)},
+					{HeaderStandInBytes, strconv.Itoa(bad.size)},
+				}}}
 			if !deliver(m) {
 				break
 			}

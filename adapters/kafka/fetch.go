@@ -28,7 +28,7 @@ import (
 // per message before the adapter saw it. Here a record costs one buffer
 // (key, value and, unless they repeat the previous record's, header bytes)
 // and the Message; headers that differ from the previous record's add one
-// map.
+// headerSet (a list; the map Headers returns is built only when asked for).
 
 // fetcher fetches one partition. It belongs to the partition's consume
 // goroutine.
@@ -638,7 +638,8 @@ func (f *fetcher) message(r *fetchedRecord) *Message {
 		m.headers = f.hdrs.last
 		return m
 	}
-	hm := make(map[string]string, len(r.hdrs))
+	hs := new(headerSet)
+	hs.list = hs.inline[:0]
 	for _, h := range r.hdrs {
 		start := len(buf)
 		buf = append(buf, h.key...)
@@ -647,9 +648,9 @@ func (f *fetcher) message(r *fetchedRecord) *Message {
 		v := buf[start+len(h.key):]
 		// buf is never written again where it was appended to, so the
 		// strings may share it.
-		hm[unsafe.String(unsafe.SliceData(k), len(k))] = unsafe.String(unsafe.SliceData(v), len(v))
+		hs.list = append(hs.list, header{unsafe.String(unsafe.SliceData(k), len(k)), unsafe.String(unsafe.SliceData(v), len(v))})
 	}
-	f.hdrs.last = hm
-	m.headers = hm
+	f.hdrs.last = hs
+	m.headers = hs
 	return m
 }

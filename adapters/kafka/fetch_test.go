@@ -74,6 +74,17 @@ func decodeWith(t *testing.T, f *fetcher, b []byte, offset int64, limit int) ([]
 		if m.Partition() != 3 || m.Topic() != "t" {
 			t.Errorf("offset %d: partition %s[%d]", m.Offset(), m.Topic(), m.Partition())
 		}
+		var listed map[string]string // HeaderLister's entries hold what the map holds
+		for i := range m.NumHeaders() {
+			if listed == nil {
+				listed = map[string]string{}
+			}
+			k, v := m.HeaderAt(i)
+			listed[k] = v
+		}
+		if !maps.Equal(listed, m.Headers()) || (listed == nil) != (m.Headers() == nil) {
+			t.Errorf("offset %d: header entries %v, Headers %v", m.Offset(), listed, m.Headers())
+		}
 		got = append(got, decoded{m.Offset(), m.Timestamp(), m.Key(), string(m.Value()), m.Headers()})
 		return true
 	})
@@ -212,7 +223,7 @@ func TestDecodeNoTimestamp(t *testing.T) {
 // TestHeaderCacheRepeatedKey: a record whose headers repeat a key never
 // shares the previous record's map of as many distinct keys.
 func TestHeaderCacheRepeatedKey(t *testing.T) {
-	c := headerCache{last: map[string]string{"a": "1", "b": "2"}}
+	c := headerCache{last: &headerSet{list: []header{{"a", "1"}, {"b", "2"}}}}
 	h := func(k, v string) rawHeader { return rawHeader{key: []byte(k), value: []byte(v)} }
 	if c.reusable([]rawHeader{h("a", "1"), h("a", "1")}) {
 		t.Error("[a:1 a:1] reuses {a:1 b:2}")

@@ -1,13 +1,15 @@
 package kafka
 
 import (
+	"sync"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
 )
 
 // Message is a record delivered by an Adapter subscription. It implements
-// eventstream.Message and eventstream.HeaderCarrier. Its accessors return
+// eventstream.Message, eventstream.HeaderCarrier and
+// eventstream.HeaderLister. Its accessors return
 // values owned by the message that the caller must not modify. A Message is
 // safe for concurrent reads.
 type Message struct {
@@ -16,7 +18,7 @@ type Message struct {
 	offset    int64
 	key       []byte
 	value     []byte
-	headers   map[string]string
+	headers   *headerSet // nil: none; may be shared with other messages
 	ts        time.Time
 
 	group   string
@@ -29,6 +31,7 @@ type Message struct {
 var (
 	_ eventstream.Message       = (*Message)(nil)
 	_ eventstream.HeaderCarrier = (*Message)(nil)
+	_ eventstream.HeaderLister  = (*Message)(nil)
 	_ eventstream.Undecodable   = (*Message)(nil)
 )
 
@@ -47,8 +50,53 @@ func (m *Message) Key() []byte { return m.key }
 func (m *Message) Timestamp() time.Time { return m.ts }
 
 // Headers returns the record headers, nil when there are none. When a header
-// key occurs several times the last value wins.
-func (m *Message) Headers() map[string]string { return m.headers }
+// key occurs several times the last value wins. The map is built on the
+// first call and shared by the consecutive records with the same headers.
+func (m *Message) Headers() map[string]string {
+	if m.headers == nil {
+		return nil
+	}
+	return m.headers.asMap()
+}
+
+// NumHeaders returns the number of the record's headers, repeated keys
+// included (see HeaderAt).
+func (m *Message) NumHeaders() int {
+	if m.headers == nil {
+		return 0
+	}
+	return len(m.headers.list)
+}
+
+// HeaderAt returns the record's header i in the record's order,
+// 0 <= i < NumHeaders(): the bus reads the headers so, without the map.
+func (m *Message) HeaderAt(i int) (key, value string) {
+	h := m.headers.list[i]
+	return h.key, h.value
+}
+
+// header is one record header.
+type header struct{ key, value string }
+
+// headerSet is the headers of a record, shared (read-only) by the
+// consecutive records that have the same ones, with the map Headers
+// returns, built when first asked for.
+type headerSet struct {
+	list   []header
+	inline [8]header // backs list for the usual few headers: one allocation
+	once   sync.Once
+	m      map[string]string
+}
+
+func (s *headerSet) asMap() map[string]string {
+	s.once.Do(func() {
+		s.m = make(map[string]string, len(s.list))
+		for _, h := range s.list {
+			s.m[h.key] = h.value
+		}
+	})
+	return s.m
+}
 
 // Headers of the stand-in for an undecodable record batch (see
 // Message.DecodeError).
@@ -83,27 +131,33 @@ func (m *Message) Partition() int { return m.partition }
 // Offset returns the record's offset within its partition.
 func (m *Message) Offset() int64 { return m.offset }
 
-// headerCache remembers the previous record's header map, so that a record
-// with the same headers shares it (records written by one producer usually
+// headerCache remembers the previous record's headers, so that a record
+// with the same headers shares them (records written by one producer usually
 // carry the same few headers, such as the content-type of a structured
-// CloudEvent). The maps are never modified once built. It belongs to one
-// goroutine.
+// CloudEvent). The sets are never modified once built, but for their map,
+// built once. It belongs to one goroutine.
 type headerCache struct {
-	last map[string]string
+	last *headerSet
 }
 
-// reusable reports whether hs are exactly the headers of c.last.
+// reusable reports whether hs are the headers of c.last, in any order.
 func (c *headerCache) reusable(hs []rawHeader) bool {
-	m := c.last
-	if len(hs) == 0 || len(m) != len(hs) || len(hs) > 16 {
+	if len(hs) == 0 || c.last == nil || len(c.last.list) != len(hs) || len(hs) > 16 {
 		return false
 	}
 	for i, h := range hs {
-		if v, ok := m[string(h.key)]; !ok || v != string(h.value) {
+		found := false
+		for _, l := range c.last.list {
+			if l.key == string(h.key) && l.value == string(h.value) {
+				found = true
+				break
+			}
+		}
+		if !found {
 			return false
 		}
-		// With a key repeated, len(hs) distinct keys of m cannot all be
-		// among hs: [a a] must not reuse {a, b}.
+		// With a key repeated, len(hs) distinct keys of the last record's
+		// headers cannot all be among hs: [a a] must not reuse [a b].
 		for _, prev := range hs[:i] {
 			if string(prev.key) == string(h.key) {
 				return false

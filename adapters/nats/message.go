@@ -20,15 +20,16 @@ const (
 )
 
 // Message is a message delivered by an Adapter subscription. It implements
-// eventstream.Message and eventstream.HeaderCarrier. Its accessors return
+// eventstream.Message, eventstream.HeaderCarrier and
+// eventstream.HeaderLister. Its accessors return
 // values owned by the message that the caller must not modify. A Message is
 // safe for concurrent reads.
 type Message struct {
 	topic   string
 	value   []byte
 	key     []byte
-	headers map[string]string
-	ts      time.Time // from HeaderTime; zero: the store time, from the metadata
+	headers *headerSet // nil: none; may be shared with other messages
+	ts      time.Time  // from HeaderTime; zero: the store time, from the metadata
 
 	metaOnce  sync.Once // the reply subject is parsed on first use
 	storeTime time.Time
@@ -44,14 +45,15 @@ type Message struct {
 var (
 	_ eventstream.Message       = (*Message)(nil)
 	_ eventstream.HeaderCarrier = (*Message)(nil)
+	_ eventstream.HeaderLister  = (*Message)(nil)
 )
 
 func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply}
 	// The key and the time are read here; the user headers are compared
-	// with the previous message's, whose map is shared when they are the
-	// same (as they are for the bus's structured events): one map fewer
-	// per message.
+	// with the previous message's, whose set is shared when they are the
+	// same (as they are for the bus's structured events): no allocation
+	// for them.
 	users, same := 0, true
 	for k, vs := range raw.Header {
 		if len(vs) == 0 {
@@ -83,13 +85,13 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 			continue // server (Nats-*) or adapter (es-*) metadata
 		}
 		users++
-		if lv, ok := s.lastHeaders[k]; !ok || lv != v {
+		if same && !s.lastHeaders.has(k, v) {
 			same = false
 		}
 	}
 	switch {
 	case users == 0:
-	case same && users == len(s.lastHeaders):
+	case same && s.lastHeaders != nil && users == len(s.lastHeaders.list):
 		m.headers = s.lastHeaders
 	default:
 		m.headers = userHeaders(raw.Header, users)
@@ -98,10 +100,47 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 	return m
 }
 
+// header is one user header of a message.
+type header struct{ name, value string }
+
+// headerSet is the user headers of a message, one entry per name, shared
+// (read-only) by the consecutive messages of a subscription that have the
+// same ones, with the map Headers returns, built when first asked for.
+type headerSet struct {
+	list   []header
+	inline [8]header // backs list for the usual few headers: one allocation
+	once   sync.Once
+	m      map[string]string
+}
+
+// has reports whether s (nil: no headers) holds the header name: value.
+func (s *headerSet) has(name, value string) bool {
+	if s == nil {
+		return false
+	}
+	for _, h := range s.list {
+		if h.name == name {
+			return h.value == value
+		}
+	}
+	return false
+}
+
+func (s *headerSet) asMap() map[string]string {
+	s.once.Do(func() {
+		s.m = make(map[string]string, len(s.list))
+		for _, h := range s.list {
+			s.m[h.name] = h.value
+		}
+	})
+	return s.m
+}
+
 // userHeaders returns the user headers of h, n of them at most: the
 // reserved ones left out, the encoded ones (HeaderEncodedPrefix) decoded.
-func userHeaders(h natsgo.Header, n int) map[string]string {
-	out := make(map[string]string, n)
+func userHeaders(h natsgo.Header, n int) *headerSet {
+	out := new(headerSet)
+	out.list = out.inline[:0]
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
@@ -116,7 +155,7 @@ func userHeaders(h natsgo.Header, n int) map[string]string {
 		} else if reservedHeader(k) {
 			continue
 		}
-		out[k] = v
+		out.list = append(out.list, header{k, v})
 	}
 	return out
 }
@@ -210,7 +249,29 @@ func (m *Message) Timestamp() time.Time {
 // several times the first value wins. Consecutive messages of a
 // subscription with the same headers share one map: it must not be
 // modified.
-func (m *Message) Headers() map[string]string { return m.headers }
+func (m *Message) Headers() map[string]string {
+	if m.headers == nil {
+		return nil
+	}
+	return m.headers.asMap()
+}
+
+// NumHeaders returns the number of the message's headers (see HeaderAt).
+func (m *Message) NumHeaders() int {
+	if m.headers == nil {
+		return 0
+	}
+	return len(m.headers.list)
+}
+
+// HeaderAt returns the name and value of header i, 0 <= i < NumHeaders(),
+// the entries of the map Headers returns (the bus reads them so, without
+// the map). An encoded name that decodes to the name of another header
+// makes two entries of one name: the last is the map's.
+func (m *Message) HeaderAt(i int) (name, value string) {
+	h := m.headers.list[i]
+	return h.name, h.value
+}
 
 // Sequence returns the message's sequence number in its topic's stream.
 func (m *Message) Sequence() uint64 {

@@ -66,8 +66,17 @@ func TestNewMessageSharesHeaders(t *testing.T) {
 		{natsgo.Header{"Nats-Msg-Id": {"x"}}, nil},
 		{natsgo.Header{"a": {"1"}}, map[string]string{"a": "1"}},
 	} {
-		if got := msg(tc.h).Headers(); !maps.Equal(got, tc.want) || (tc.want == nil) != (got == nil) {
+		m := msg(tc.h)
+		if got := m.Headers(); !maps.Equal(got, tc.want) || (tc.want == nil) != (got == nil) {
 			t.Errorf("headers %v: got %v, want %v", tc.h, got, tc.want)
+		}
+		listed := map[string]string{} // the HeaderLister entries hold the same
+		for i := range m.NumHeaders() {
+			k, v := m.HeaderAt(i)
+			listed[k] = v
+		}
+		if m.NumHeaders() != len(tc.want) || !maps.Equal(listed, tc.want) {
+			t.Errorf("headers %v: %d entries %v, want %v", tc.h, m.NumHeaders(), listed, tc.want)
 		}
 	}
 }

@@ -40,9 +40,9 @@ type subscription struct {
 	inbox       string
 	nextSubject string
 	sub         *natsgo.Subscription
-	reqSeq      uint64            // used by run only
-	lastHeaders map[string]string // the user headers of the last message; used by onMsg only (see newMessage)
-	wake        chan struct{}     // capacity 1: onMsg has news for run
+	reqSeq      uint64        // used by run only
+	lastHeaders *headerSet    // the user headers of the last message with any; used by onMsg only (see newMessage)
+	wake        chan struct{} // capacity 1: onMsg has news for run
 
 	freed    chan struct{} // signalled (capacity 1) when held shrinks while run waits for room
 	wantRoom atomic.Bool   // run waits for room

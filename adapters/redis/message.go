@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
@@ -22,7 +23,8 @@ const (
 )
 
 // Message is an entry delivered by an Adapter subscription. It implements
-// eventstream.Message and eventstream.HeaderCarrier. Its accessors return
+// eventstream.Message, eventstream.HeaderCarrier and
+// eventstream.HeaderLister. Its accessors return
 // values owned by the message that the caller must not modify. A Message is
 // safe for concurrent reads. The values, keys and (most) header values of
 // the entries of one read share the read's reply buffer, which stays in
@@ -32,7 +34,7 @@ type Message struct {
 	id          string
 	key         []byte
 	value       []byte
-	headers     map[string]string // may be shared with other messages
+	headers     *headerSet // nil: none; may be shared with other messages
 	ts          time.Time
 	redelivered bool
 
@@ -42,6 +44,7 @@ type Message struct {
 var (
 	_ eventstream.Message       = (*Message)(nil)
 	_ eventstream.HeaderCarrier = (*Message)(nil)
+	_ eventstream.HeaderLister  = (*Message)(nil)
 )
 
 // Topic returns the topic the entry was read from.
@@ -61,8 +64,53 @@ func (m *Message) Key() []byte { return m.key }
 func (m *Message) Timestamp() time.Time { return m.ts }
 
 // Headers returns the entry's "h:<name>" fields by name, nil when there are
-// none.
-func (m *Message) Headers() map[string]string { return m.headers }
+// none; a name in several fields has the last one's value. The map is
+// built on the first call and shared by consecutive entries with the same
+// headers.
+func (m *Message) Headers() map[string]string {
+	if m.headers == nil {
+		return nil
+	}
+	return m.headers.asMap()
+}
+
+// NumHeaders returns the number of the entry's "h:<name>" fields.
+func (m *Message) NumHeaders() int {
+	if m.headers == nil {
+		return 0
+	}
+	return len(m.headers.list)
+}
+
+// HeaderAt returns the name (without "h:") and value of the entry's header
+// field i in the entry's order, 0 <= i < NumHeaders(): the bus reads the
+// headers so, without the map.
+func (m *Message) HeaderAt(i int) (name, value string) {
+	h := m.headers.list[i]
+	return h.name, h.value
+}
+
+// header is one header field of an entry.
+type header struct{ name, value string }
+
+// headerSet is the header fields of an entry, shared (read-only) by the
+// consecutive entries that have the same ones, with the map Headers
+// returns, built when first asked for.
+type headerSet struct {
+	list []header
+	once sync.Once
+	m    map[string]string
+}
+
+func (s *headerSet) asMap() map[string]string {
+	s.once.Do(func() {
+		s.m = make(map[string]string, len(s.list))
+		for _, h := range s.list {
+			s.m[h.name] = h.value
+		}
+	})
+	return s.m
+}
 
 // ID returns the entry's stream ID ("<ms>-<seq>").
 func (m *Message) ID() string { return m.id }
@@ -101,7 +149,7 @@ func (req *pubReq) encodeFields(r *eventstream.Record) {
 }
 
 // decodeFields fills in m from the entry id and its fields. The value and
-// the key alias the fields' bytes; the headers come from b.headerMap.
+// the key alias the fields' bytes; the headers come from b.headerSet.
 func decodeFields(m *Message, id []byte, fields []rawField, b *batch) {
 	hasValue := false
 	foreign := false
@@ -126,7 +174,7 @@ func decodeFields(m *Message, id []byte, fields []rawField, b *batch) {
 		}
 	}
 	if hasValue && headers > 0 {
-		m.headers = b.headerMap(fields, headers)
+		m.headers = b.headerSet(fields, headers)
 	}
 	if !hasValue {
 		m.key, m.headers = nil, nil

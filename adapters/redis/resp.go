@@ -187,43 +187,52 @@ type batch struct {
 	fields []rawField // the fields of the entry being decoded
 	intern map[string]string
 
-	// The headers of the last entry that had any, as a map and as the
-	// sequence of names and values it was built from.
-	lastMap map[string]string
-	lastHdr []string
+	// last is the header set of the last entry that had headers; sets and
+	// hdrs are slabs the header sets of the current reply are cut from
+	// (never reused for another reply: its messages keep them).
+	last *headerSet
+	sets []headerSet
+	hdrs []header
 }
 
-// headerMap returns the map of the n header fields among fields: the last
-// entry's map when the headers are the same, in the same order (a
-// producer's headers rarely change from one entry to the next). Maps are
-// never modified once returned, so messages can share them.
-func (b *batch) headerMap(fields []rawField, n int) map[string]string {
-	if b.lastMap != nil && len(b.lastHdr) == 2*n {
+// headerSet returns the header set of the n header fields among fields:
+// the last entry's set when the headers are the same, in the same order (a
+// producer's headers rarely change from one entry to the next). Sets are
+// never modified once returned (but for the map built once, see
+// headerSet.asMap), so messages can share them.
+func (b *batch) headerSet(fields []rawField, n int) *headerSet {
+	if last := b.last; last != nil && len(last.list) == n {
 		i := 0
 		for _, f := range fields {
 			if !isHeader(f.name) {
 				continue
 			}
-			if string(f.name[len(headerPrefix):]) != b.lastHdr[i] || string(f.value) != b.lastHdr[i+1] {
+			if string(f.name[len(headerPrefix):]) != last.list[i].name || string(f.value) != last.list[i].value {
 				break
 			}
-			i += 2
+			i++
 		}
-		if i == 2*n {
-			return b.lastMap
+		if i == n {
+			return last
 		}
 	}
-	m := make(map[string]string, n)
-	b.lastHdr = b.lastHdr[:0]
+	if cap(b.hdrs)-len(b.hdrs) < n { // a new slab; the slices cut from the old one stay valid
+		b.hdrs = make([]header, 0, max(2*cap(b.hdrs), 64, n))
+	}
+	start := len(b.hdrs)
 	for _, f := range fields {
 		if isHeader(f.name) {
-			k, v := b.str(f.name[len(headerPrefix):]), b.str(f.value)
-			m[k] = v
-			b.lastHdr = append(b.lastHdr, k, v)
+			b.hdrs = append(b.hdrs, header{b.str(f.name[len(headerPrefix):]), b.str(f.value)})
 		}
 	}
-	b.lastMap = m
-	return m
+	if len(b.sets) == cap(b.sets) {
+		b.sets = make([]headerSet, 0, max(2*cap(b.sets), 16))
+	}
+	b.sets = b.sets[:len(b.sets)+1]
+	hs := &b.sets[len(b.sets)-1]
+	hs.list = b.hdrs[start:len(b.hdrs):len(b.hdrs)]
+	b.last = hs
+	return hs
 }
 
 // maxInterned bounds batch.intern; longer strings are not interned.
@@ -265,6 +274,7 @@ func (b *batch) reset() {
 	b.ids = b.ids[:0]
 	clear(b.fields[:cap(b.fields)]) // let go of the previous reply
 	b.fields = b.fields[:0]
+	b.sets, b.hdrs = nil, nil // the messages own them
 }
 
 // entries reads an array of stream entries ([id, [field, value, ...]]) and

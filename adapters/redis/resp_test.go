@@ -2,6 +2,7 @@ package redis
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -185,5 +186,39 @@ func BenchmarkParseReadGroupBinary(b *testing.B) {
 		if _, err := bt.parseReadGroup([]byte(raw), "t"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestHeaderListMatchesMap: the header entries (HeaderLister) hold what
+// Headers holds, a repeated name included (the last value wins), for
+// entries that share a set and entries that do not.
+func TestHeaderListMatchesMap(t *testing.T) {
+	raw := "*1\r\n*2\r\n" + bulk("es:t") + "*4\r\n" +
+		entry("1-0", "v", "a", "h:ct", "json") +
+		entry("1-1", "v", "b", "h:ct", "json") +
+		entry("1-2", "v", "c", "h:k", "1", "h:ct", "xml", "h:k", "2") +
+		entry("1-3", "v", "d")
+	var b batch
+	msgs, err := b.parseReadGroup([]byte(raw), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantN := []int{1, 1, 3, 0}
+	for i := range msgs {
+		m := &msgs[i]
+		var listed map[string]string
+		for j := range m.NumHeaders() {
+			if listed == nil {
+				listed = map[string]string{}
+			}
+			k, v := m.HeaderAt(j)
+			listed[k] = v
+		}
+		if m.NumHeaders() != wantN[i] || !maps.Equal(listed, m.Headers()) || (listed == nil) != (m.Headers() == nil) {
+			t.Errorf("entry %d: %d entries %v, Headers %v", i, m.NumHeaders(), listed, m.Headers())
+		}
+	}
+	if msgs[2].Headers()["k"] != "2" {
+		t.Errorf("repeated name: %v, want the last value", msgs[2].Headers())
 	}
 }

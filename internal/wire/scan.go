@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -30,7 +29,8 @@ import (
 // the Message contract says never changes, and "data" is a sub-slice of b:
 // nothing is copied but an escaped string or base64 data.
 func decodeStructured(e *Event, b []byte) (isEnvelope bool, err error) {
-	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"specversion"`)) {
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	if i := skipSpace(s, 0); i == len(s) || s[i] != '{' || !strings.Contains(s[i:], `"specversion"`) {
 		return false, nil // cheap rejection of most bare payloads
 	}
 	var buf [8]member // backs env.ext for the usual few extensions

@@ -256,12 +256,17 @@ func Decode(native map[string]string, value []byte) (e *Event, isEnvelope bool, 
 // The event's strings and Data may share value's memory, which must not
 // change afterwards.
 func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bool, err error) {
-	if spec, ok := native["ce_specversion"]; ok {
-		return true, decodeBinary(e, spec, native, value)
+	if len(native) > 0 {
+		if spec, ok := native["ce_specversion"]; ok {
+			return true, decodeBinary(e, spec, native, value)
+		}
 	}
 	isEnvelope, err = decodeStructured(e, value)
 	if err != nil || !isEnvelope {
 		return isEnvelope, err
+	}
+	if len(native) == 0 || onlyContentType(native) { // the bus's own structured records
+		return true, nil
 	}
 	if tp := native[TraceParent]; tp != "" {
 		e.TraceParent, e.TraceState = tp, native[TraceState]
@@ -270,11 +275,25 @@ func DecodeInto(e *Event, native map[string]string, value []byte) (isEnvelope bo
 	return true, nil
 }
 
+// onlyContentType reports whether h holds content-type and nothing else,
+// as the broker headers of a structured envelope the bus wrote without
+// user headers or trace fields do.
+func onlyContentType(h map[string]string) bool {
+	if len(h) != 1 {
+		return false
+	}
+	_, ok := h["content-type"]
+	return ok
+}
+
 // MergeHeaders returns the broker headers of a message, less content-type and
 // the trace fields, overlaid with the envelope's extension attributes ext.
 func MergeHeaders(native, ext map[string]string) map[string]string {
 	n := len(native) // less the skipped names, found by lookup: cheaper than iterating
 	for _, k := range [...]string{"content-type", TraceParent, TraceState} {
+		if n == 0 {
+			break
+		}
 		if _, ok := native[k]; ok {
 			n--
 		}
@@ -302,40 +321,56 @@ func skipNative(k string) bool {
 // the value v, in one pass over h.
 func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 	if spec != "1.0" {
-		return fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
+		return badSpec(spec)
 	}
 	*e = Event{Data: v}
 	var tm string
 	for k, val := range h {
-		switch k {
-		case "ce_specversion":
-		case "ce_id":
-			e.ID = val
-		case "ce_source":
-			e.Source = val
-		case "ce_type":
-			e.Type = val
-		case "ce_time":
-			tm = val
-		case "ce_partitionkey":
-			e.Key = val
-		case "content-type":
-			e.ContentType = val
-		case TraceParent:
-			e.TraceParent = val
-		case TraceState:
-			e.TraceState = val
-		default:
-			name, ext := strings.CutPrefix(k, binaryPrefix)
-			if ext && reservedAttribute(name) {
-				continue
-			}
-			if e.Headers == nil {
-				e.Headers = make(map[string]string, len(h))
-			}
-			e.Headers[name] = val
-		}
+		binaryField(e, &tm, len(h), k, val)
 	}
+	return binaryFinish(e, tm)
+}
+
+func badSpec(spec string) error {
+	return fmt.Errorf("%w: CloudEvents specversion %q, want \"1.0\"", ErrDecode, spec)
+}
+
+// binaryField sets the broker header k of a binary-mode CloudEvent in e, or
+// in *tm for its time; n is the number of headers, a bound on the
+// extensions.
+func binaryField(e *Event, tm *string, n int, k, val string) {
+	switch k {
+	case "ce_specversion":
+	case "ce_id":
+		e.ID = val
+	case "ce_source":
+		e.Source = val
+	case "ce_type":
+		e.Type = val
+	case "ce_time":
+		*tm = val
+	case "ce_partitionkey":
+		e.Key = val
+	case "content-type":
+		e.ContentType = val
+	case TraceParent:
+		e.TraceParent = val
+	case TraceState:
+		e.TraceState = val
+	default:
+		name, ext := strings.CutPrefix(k, binaryPrefix)
+		if ext && reservedAttribute(name) {
+			return
+		}
+		if e.Headers == nil {
+			e.Headers = make(map[string]string, n)
+		}
+		e.Headers[name] = val
+	}
+}
+
+// binaryFinish checks the attributes binaryField set and parses the time tm.
+func binaryFinish(e *Event, tm string) error {
 	missing := ""
 	switch {
 	case e.ID == "":
@@ -358,6 +393,77 @@ func decodeBinary(e *Event, spec string, h map[string]string, v []byte) error {
 		}
 	}
 	return nil
+}
+
+// HeaderList is a message's broker headers as a list of entries: the
+// same contents as a map, where a name in several entries has the last
+// entry's value.
+type HeaderList interface {
+	NumHeaders() int
+	HeaderAt(i int) (name, value string)
+}
+
+// DecodeList is DecodeInto reading the broker headers from h, without
+// building a map of them unless the event gets headers of its own from
+// them.
+func DecodeList(e *Event, h HeaderList, value []byte) (isEnvelope bool, err error) {
+	n := h.NumHeaders()
+	spec, binary := "", false
+	for i := range n {
+		if k, v := h.HeaderAt(i); k == "ce_specversion" {
+			spec, binary = v, true
+		}
+	}
+	if binary {
+		if spec != "1.0" {
+			return true, badSpec(spec)
+		}
+		*e = Event{Data: value}
+		var tm string
+		for i := range n {
+			k, v := h.HeaderAt(i)
+			binaryField(e, &tm, n, k, v)
+		}
+		return true, binaryFinish(e, tm)
+	}
+	isEnvelope, err = decodeStructured(e, value)
+	if err != nil || !isEnvelope || n == 0 {
+		return isEnvelope, err
+	}
+	tp, ts, others := "", "", 0
+	for i := range n {
+		switch k, v := h.HeaderAt(i); k {
+		case "content-type":
+		case TraceParent:
+			tp = v
+		case TraceState:
+			ts = v
+		default:
+			others++
+		}
+	}
+	if tp != "" {
+		e.TraceParent, e.TraceState = tp, ts
+	}
+	if others > 0 {
+		e.Headers = MergeHeaders(ListMap(h), e.Headers)
+	}
+	return true, nil
+}
+
+// ListMap returns the entries of h as a map (the last entry of a name
+// wins); nil when there are none.
+func ListMap(h HeaderList) map[string]string {
+	n := h.NumHeaders()
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]string, n)
+	for i := range n {
+		k, v := h.HeaderAt(i)
+		m[k] = v
+	}
+	return m
 }
 
 // SameContentType reports whether two MIME types name the same encoding,
