@@ -168,10 +168,14 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 	for {
 		var m Message
 		var ok bool
-		select {
+		select { // without a message waiting this is a cheap poll, the blocking select follows
 		case m, ok = <-msgs:
-		case <-s.stopping:
-			return
+		default:
+			select {
+			case m, ok = <-msgs:
+			case <-s.stopping:
+				return
+			}
 		}
 		if !ok {
 			select {
@@ -180,6 +184,9 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 				go s.endedByAdapter() // it waits for this reader
 			}
 			return
+		}
+		if isClosed(s.stopping) {
+			return // stopping: m stays unacknowledged and is redelivered
 		}
 		d := delivery{msg: m}
 		key, bkey := "", []byte(nil)
@@ -201,7 +208,7 @@ func (t *mqTransport) read(s *subscription, msgs <-chan Message) {
 // brokerKeyIsEventKey reports whether m's event certainly has m's broker key
 // as its key, as every event the bus publishes with a key does: m has a
 // broker key, and its binary-mode key header is that key, or its value
-// names no other (it holds "partitionkey" at most once, as
+// names no other (it holds the member name "partitionkey" at most once, as
 // "partitionkey":"<key>", and no escape that could spell it).
 func brokerKeyIsEventKey(m Message) (ok bool) {
 	defer func() { // the adapter's bug; decode reports it
@@ -217,10 +224,10 @@ func brokerKeyIsEventKey(m Message) (ok bool) {
 		return pk == string(k)
 	}
 	v := m.Value()
-	if bytes.Contains(v, []byte(`\u`)) {
+	if scanFor(v, `\u`) >= 0 {
 		return false
 	}
-	switch bytes.Count(v, []byte("partitionkey")) {
+	switch countFor(v, `"partitionkey"`) {
 	case 0:
 		return true // the event's key is the broker key (see decodeEvent)
 	case 1:
@@ -236,8 +243,8 @@ func brokerKeyIsEventKey(m Message) (ok bool) {
 
 // keyless reports whether m's event certainly has no key: m is not nil and
 // has no broker key, no binary-mode key header, and its value does not
-// contain the text "partitionkey" nor an escape that could spell it in an
-// envelope. A message for which it reports false is decoded to find out.
+// contain the text "partitionkey" in quotes (a member name) nor an escape
+// that could spell it in an envelope. A message for which it reports false is decoded to find out.
 func keyless(m Message) (ok bool) {
 	defer func() { // the adapter's bug; decode reports it
 		if recover() != nil {
@@ -250,8 +257,42 @@ func keyless(m Message) (ok bool) {
 	if _, has := header(m, "ce_partitionkey"); has {
 		return false
 	}
+	// A member name token is "partitionkey" in quotes unless an escape
+	// spells it, and only \u escapes can spell letters.
 	v := m.Value()
-	return !bytes.Contains(v, []byte("partitionkey")) && !bytes.Contains(v, []byte(`\u`))
+	return scanFor(v, `\u`) < 0 && scanFor(v, `"partitionkey"`) < 0
+}
+
+// scanFor is bytes.Index for a needle whose first byte is rare in the text
+// ('"' or '\\' in an envelope's payload): it jumps from one occurrence of
+// that byte to the next, where bytes.Index falls back to a brute-force scan
+// of the whole value once a few candidates failed.
+func scanFor(v []byte, needle string) int {
+	at := 0
+	for {
+		i := bytes.IndexByte(v[at:], needle[0])
+		if i < 0 {
+			return -1
+		}
+		at += i
+		if bytes.HasPrefix(v[at:], []byte(needle)) {
+			return at
+		}
+		at++
+	}
+}
+
+// countFor counts the non-overlapping occurrences of needle in v, as scanFor
+// finds them.
+func countFor(v []byte, needle string) (n int) {
+	for {
+		i := scanFor(v, needle)
+		if i < 0 {
+			return n
+		}
+		n++
+		v = v[i+len(needle):]
+	}
 }
 
 // header returns m's broker header name, from its HeaderLister entries

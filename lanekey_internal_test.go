@@ -91,3 +91,52 @@ func TestQueueByBrokerKey(t *testing.T) {
 		t.Error("a keyless delivery is not on the shared queue")
 	}
 }
+
+// TestKeyless: a message judged keyless (routed to the shared queue
+// without decoding) decodes to an event with no key.
+func TestKeyless(t *testing.T) {
+	env := func(ext string) []byte {
+		return []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t"` + ext + `,"datacontenttype":"application/json","data":{"n":1}}`)
+	}
+	cases := []struct {
+		m       *keyedMsg
+		keyless bool
+	}{
+		{&keyedMsg{value: env(``)}, true},
+		{&keyedMsg{value: env(`,"x":"a partitionkey b"`)}, true}, // the text, not a member name
+		{&keyedMsg{value: env(`,"partitionkey":"a"`)}, false},
+		{&keyedMsg{value: env(`,"partitionkey" : "a"`)}, false},
+		{&keyedMsg{value: env(`,"partition\u006bey":"a"`)}, false},
+		{&keyedMsg{value: env(`,"\u0070artitionkey":"a"`)}, false},
+		{&keyedMsg{value: env(`,"x":"partitionkey"`)}, false}, // conservative: decoded to find out
+		{&keyedMsg{value: []byte(`{"n":1}`)}, true},
+		{&keyedMsg{value: []byte(`garbage`)}, true},
+		{&keyedMsg{key: []byte("a"), value: env(``)}, false},
+		{&keyedMsg{value: []byte(`{"n":1}`), headers: map[string]string{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_partitionkey": "a"}}, false},
+	}
+	tr := &mqTransport{ser: JSONSerializer{}}
+	for i, c := range cases {
+		got := keyless(c.m)
+		if got != c.keyless {
+			t.Errorf("case %d (%s): keyless = %v, want %v", i, c.m.value, got, c.keyless)
+		}
+		if d := tr.decode(c.m); got && d.ev != nil && d.ev.Key != "" {
+			t.Errorf("case %d: judged keyless, but the event decodes with key %q", i, d.ev.Key)
+		}
+	}
+}
+
+// BenchmarkKeyless is the reader's routing check on a keyless 1 KiB
+// envelope (text data, as in bench/).
+func BenchmarkKeyless(b *testing.B) {
+	data := make([]byte, 1024)
+	for i := range data {
+		data[i] = byte('a' + i%26)
+	}
+	m := &keyedMsg{value: []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"text/plain","data":"` + string(data) + `"}`)}
+	for b.Loop() {
+		if !keyless(m) {
+			b.Fatal("not keyless")
+		}
+	}
+}

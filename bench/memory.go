@@ -20,8 +20,11 @@ import (
 const (
 	PeerEventstream = "eventstream"
 	PeerRawChannel  = "raw channel"
-	PeerEventBus    = "EventBus (async)"
-	PeerGoChannel   = "Watermill GoChannel"
+	// PeerRawChannelEvent is the raw channel carrying a new *Event per
+	// emit: the allocation and clock read every Emit needs, without a bus.
+	PeerRawChannelEvent = "raw channel, new *Event per emit"
+	PeerEventBus        = "EventBus (async)"
+	PeerGoChannel       = "Watermill GoChannel"
 )
 
 // memTarget is a set-up in-process peer: emit is called concurrently by the
@@ -44,6 +47,7 @@ func MemoryPeers() []MemoryPeer {
 	return []MemoryPeer{
 		{PeerEventstream, setupBus},
 		{PeerRawChannel, setupRawChannel},
+		{PeerRawChannelEvent, setupRawChannelEvent},
 		{PeerEventBus, setupEventBus},
 		{PeerGoChannel, setupGoChannel},
 	}
@@ -195,6 +199,45 @@ func setupRawChannel(sc Scenario, on func()) (memTarget, error) {
 		emit: func(p *Payload) error {
 			for _, ch := range chans {
 				ch <- p
+			}
+			return nil
+		},
+		close: func() error {
+			for _, ch := range chans {
+				close(ch)
+			}
+			wg.Wait()
+			return nil
+		},
+	}, nil
+}
+
+// setupRawChannelEvent is setupRawChannel carrying, instead of the payload
+// pointer, a new *eventstream.Event per emit with its topic, time and
+// payload set (one event for every group, as the memory bus shares one): what
+// a bus that hands handlers an event must at least pay, without the bus.
+func setupRawChannelEvent(sc Scenario, on func()) (memTarget, error) {
+	chans := make([]chan *eventstream.Event, sc.Groups)
+	var wg sync.WaitGroup
+	for g := range chans {
+		ch := make(chan *eventstream.Event, memQueue)
+		chans[g] = ch
+		for range sc.Concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for e := range ch {
+					_ = e.Data.(*Payload)
+					on()
+				}
+			}()
+		}
+	}
+	return memTarget{
+		emit: func(p *Payload) error {
+			e := &eventstream.Event{Topic: "bench", ID: "bench", Time: time.Now(), Data: p}
+			for _, ch := range chans {
+				ch <- e
 			}
 			return nil
 		},

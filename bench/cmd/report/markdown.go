@@ -392,6 +392,7 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 	w("ns/event is per *emitted* event: with fan-out to 4 groups each event is handled 4 times.\n")
 	w("  - eventstream: `DefaultConfig()`, one `On` per consumer group with `WithConcurrency`.\n")
 	w("  - raw channel: one `chan *Payload` (cap 1024) per group, read by `Concurrency` goroutines; emit sends to every channel. The floor.\n")
+	w("  - raw channel, new *Event per emit: the same channels carrying a new `*eventstream.Event` per emit (topic, `time.Now()`, payload; one for all groups): the one allocation and the clock read any bus that hands handlers an event pays, without the bus.\n")
 	w("  - EventBus: `SubscribeAsync(topic, fn, false)` per group (non-transactional: every call runs on a goroutine of its own), completion by `WaitAsync`. It has no bounded handler pool, so the concurrency-8 scenarios are n/a.\n")
 	w("  - Watermill GoChannel: `NewGoChannel(Config{OutputChannelBuffer: 1024})`, one `Subscribe` per group, `Concurrency` goroutines reading the channel and `Ack`ing; one `message.NewMessage(watermill.NewUUID(), payload)` per publish.\n")
 	w("- **Kafka**: every peer talks to the same broker, topics have %d partitions and are created for each measurement. acks=all everywhere, no compression everywhere. ", bench.KafkaPartitions)
