@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestDecodedEventData checks the one-allocation decoded event: its Data is
-// an ordinary []byte interface value (type, contents, length and capacity,
+// TestDecodedEventData checks the decoded event: its Data is an ordinary
+// []byte interface value (type, contents, length and capacity,
 // the caller's memory), which survives collections and can be replaced.
 func TestDecodedEventData(t *testing.T) {
 	src := []byte("payload bytes")
@@ -50,10 +50,11 @@ func TestDecodedEventData(t *testing.T) {
 
 var sinkEvent *Event
 
-// TestDecodedEventAllocs pins the cost of a decoded event: one allocation.
+// TestDecodedEventAllocs pins the cost of a decoded event: the Event and
+// its Data's slice header.
 func TestDecodedEventAllocs(t *testing.T) {
 	data := []byte("x")
-	if n := testing.AllocsPerRun(100, func() { sinkEvent = newDecodedEvent(data) }); n != 1 {
-		t.Fatalf("newDecodedEvent: %v allocations, want 1", n)
+	if n := testing.AllocsPerRun(100, func() { sinkEvent = newDecodedEvent(data) }); n > 2 {
+		t.Fatalf("newDecodedEvent: %v allocations, want 2", n)
 	}
 }

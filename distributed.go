@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/eventstream-go/eventstream/internal/wire"
 )
@@ -394,27 +393,12 @@ func (t *mqTransport) decodeEvent(m Message) (*Event, error) {
 	return e, nil
 }
 
-// decodedBox holds a decoded Event together with the slice header its Data
-// interface points to, so that a decoded event costs one allocation rather
-// than two (converting a []byte to an interface copies the slice header to
-// the heap).
-type decodedBox struct {
-	Event
-	data []byte // never written after newDecodedEvent: Event.Data's value
-}
-
-// newDecodedEvent returns a zero Event whose Data is the []byte data.
-func newDecodedEvent(data []byte) *Event {
-	b := &decodedBox{data: data}
-	// An interface holding a []byte is a pair of the type and a pointer to
-	// an immutable slice header: the header is b.data, which nothing writes
-	// again (a handler that sets e.Data replaces the pair).
-	type eface struct{ typ, data unsafe.Pointer }
-	var proto any = []byte(nil) // a nil slice converts without allocating
-	f := (*eface)(unsafe.Pointer(&b.Event.Data))
-	f.typ, f.data = (*eface)(unsafe.Pointer(&proto)).typ, unsafe.Pointer(&b.data)
-	return &b.Event
-}
+// newDecodedEvent returns a zero Event whose Data is the []byte data: two
+// allocations, the Event and the slice header the Data interface points to
+// (a decoded event used to be built in one, with the interface assembled by
+// hand through unsafe; one allocation per message was not worth depending
+// on the runtime's interface layout).
+func newDecodedEvent(data []byte) *Event { return &Event{Data: data} }
 
 // detach stops the reader and waits for it.
 func (t *mqTransport) detach(s *subscription) {

@@ -158,6 +158,16 @@ func testHeaders(h *harness) {
 			t.Skipf("messages of type %T do not implement eventstream.HeaderCarrier", m)
 		}
 		got := hc.Headers()
+		if hl, ok := m.(eventstream.HeaderLister); ok {
+			listed := map[string]string{}
+			for i := range hl.NumHeaders() {
+				k, hv := hl.HeaderAt(i)
+				listed[k] = hv
+			}
+			if !maps.Equal(listed, got) {
+				t.Errorf("HeaderAt entries = %q, Headers() = %q: a HeaderLister must list what Headers holds", listed, got)
+			}
+		}
 		switch v {
 		case "with-headers":
 			if !maps.Equal(got, headers) {

@@ -24,7 +24,8 @@
 //     given timestamp (to the millisecond) arrive unchanged.
 //   - Headers: with eventstream.RecordPublisher and messages implementing
 //     eventstream.HeaderCarrier, headers arrive unchanged and a record
-//     without headers arrives without any.
+//     without headers arrives without any; messages that also implement
+//     eventstream.HeaderLister list exactly what Headers holds.
 //   - EmptyPayload, LargePayload (1 MiB unless WithLargeMessageSize) and
 //     BinaryPayload (every byte value, invalid UTF-8) arrive byte for byte.
 //   - TopicIsolation: a subscription only receives its own topic.

@@ -3,8 +3,10 @@ package adaptertest_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,7 @@ var mutants = []struct {
 	{"zeroTimestamp", "RoundTrip"},
 	{"recordTimeIgnored", "RecordRoundTrip"},
 	{"headersDropped", "Headers"},
+	{"headerListDiffers", "Headers"},
 	{"keyDropped", "RecordRoundTrip"},
 	{"truncated", "LargePayload"},
 	{"crossTopic", "TopicIsolation"},
@@ -200,7 +203,7 @@ func (m *mutant) Subscribe(ctx context.Context, topic, group string) (<-chan eve
 			cancel()
 			<-done
 		}, nil
-	case "zeroTimestamp", "ackTwiceAcksAnother":
+	case "zeroTimestamp", "ackTwiceAcksAnother", "headerListDiffers":
 		out := make(chan eventstream.Message)
 		stop := make(chan struct{})
 		done := make(chan struct{})
@@ -209,9 +212,12 @@ func (m *mutant) Subscribe(ctx context.Context, topic, group string) (<-chan eve
 			defer close(out)
 			for msg := range in {
 				var w eventstream.Message = msg
-				if m.kind == "zeroTimestamp" {
+				switch m.kind {
+				case "zeroTimestamp":
 					w = zeroTime{msg.(*memory.Message)}
-				} else {
+				case "headerListDiffers":
+					w = listLies{msg.(*memory.Message)}
+				default:
 					m.mu.Lock()
 					if m.pending == nil {
 						m.pending = map[string][]eventstream.Message{}
@@ -237,11 +243,25 @@ func (m *mutant) Subscribe(ctx context.Context, topic, group string) (<-chan eve
 
 type zeroTime struct{ *memory.Message }
 
+// listLies lists a message's headers, as eventstream.HeaderLister, less one
+// entry of those Headers returns.
+type listLies struct{ *memory.Message }
+
+func (l listLies) NumHeaders() int { return max(len(l.Headers())-1, 0) }
+
+func (l listLies) HeaderAt(i int) (name, value string) {
+	names := slices.Sorted(maps.Keys(l.Headers()))
+	return names[i], l.Headers()[names[i]]
+}
+
 func (zeroTime) Timestamp() time.Time { return time.Time{} }
 
 func (m *mutant) Ack(ctx context.Context, group string, msg eventstream.Message) error {
-	if z, ok := msg.(zeroTime); ok {
-		msg = z.Message
+	switch w := msg.(type) {
+	case zeroTime:
+		msg = w.Message
+	case listLies:
+		msg = w.Message
 	}
 	switch m.kind {
 	case "ackIgnored":
