@@ -108,7 +108,10 @@ type HeaderCarrier interface {
 // called). The entries hold exactly what Headers holds: every name of the
 // map, and for a name that occurs in several entries the last entry's value
 // is the map's. Like Headers, the entries must not change once the message
-// was sent on the channel.
+// was sent on the channel. The bus prefers the list to Headers when it
+// decodes an envelope, so a message wrapper that embeds a HeaderLister and
+// changes what Headers returns must also list what it returns (or hide
+// the embedded NumHeaders and HeaderAt).
 type HeaderLister interface {
 	HeaderCarrier
 	// NumHeaders returns the number of entries.

@@ -230,6 +230,9 @@ func brokerKeyIsEventKey(m Message) (ok bool) {
 	case 0:
 		return true // the event's key is the broker key (see decodeEvent)
 	case 1:
+		if bytes.ContainsAny(k, "\"\\") {
+			return false // in the envelope it is escaped: decode to compare
+		}
 		i := bytes.Index(v, []byte(`"partitionkey":"`))
 		if i < 0 {
 			return false

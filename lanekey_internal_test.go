@@ -52,6 +52,8 @@ func TestBrokerKeyIsEventKey(t *testing.T) {
 		{key: []byte("a"), value: []byte(`{"n":1}`), headers: map[string]string{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_partitionkey": "a"}},
 		{key: []byte("a"), value: []byte(`{"n":1}`), headers: map[string]string{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_partitionkey": "b"}},
 		{key: nil, value: env(`,"partitionkey":"a"`)},
+		{key: []byte(`a","x`), value: env(`,"partitionkey":"a","x":"y"`)}, // a broker key that is not JSON-escaped
+		{key: []byte(`a\`), value: env(`,"partitionkey":"a\"b"`)},
 	}
 	tr := &mqTransport{ser: JSONSerializer{}}
 	for i, m := range cases {

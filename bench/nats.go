@@ -20,10 +20,13 @@ import (
 
 // Names of the NATS peers, as they appear in the report.
 const (
-	PeerBusNATS       = "eventstream (bus over adapters/nats)"
-	PeerAdapterNATS   = "adapters/nats alone (no bus)"
-	PeerNATSGo        = "nats.go jetstream (raw)"
-	PeerWatermillNATS = "Watermill-nats JetStream"
+	PeerBusNATS     = "eventstream (bus over adapters/nats)"
+	PeerAdapterNATS = "adapters/nats alone (no bus)"
+	PeerNATSGo      = "nats.go jetstream (raw)"
+	// PeerNATSGoBusRecords is the raw nats.go consumer draining the bus's
+	// own records (their two native headers included): consumption only.
+	PeerNATSGoBusRecords = "nats.go jetstream on the bus's records"
+	PeerWatermillNATS    = "Watermill-nats JetStream"
 )
 
 // NATSPeer is a NATS JetStream client under test.
@@ -65,6 +68,13 @@ func NATSPeers() []NATSPeer {
 			newProducer: natsRawProducer,
 			newConsumer: natsRawConsumer,
 			preload:     natsRawPreload,
+		},
+		{
+			Name: PeerNATSGoBusRecords,
+			Config: "the raw nats.go consumer above draining the bus's own records (structured CloudEvents with the " +
+				"content-type and es-time headers the bus writes, preloaded by the bus peer); consumption only",
+			newConsumer: natsRawConsumerOfBus,
+			preload:     natsBusPreload,
 		},
 		{
 			Name: PeerWatermillNATS,
@@ -224,6 +234,9 @@ func natsName(s string) string {
 // topic from sc.Producers goroutines, each waiting for the JetStream
 // acknowledgement of one message before sending the next.
 func NATSProduce(env *NATSEnv, p NATSPeer, sc Scenario) (Sample, error) {
+	if p.newProducer == nil {
+		return Sample{}, na("consumption only")
+	}
 	topic, err := env.NewTopic(p.Name + "-produce")
 	if err != nil {
 		return Sample{}, err
@@ -298,6 +311,20 @@ func natsBusProducer(env *NATSEnv, topic string) (kProducer, error) {
 
 func natsBusConsumer(env *NATSEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
 	return busConsumerOver(env.adapter, false, topic, groups, concurrency, on)
+}
+
+// natsRawConsumerOfBus is natsRawConsumer on the stream adapters/nats
+// keeps topic's messages in.
+func natsRawConsumerOfBus(env *NATSEnv, topic string, groups []string, concurrency int, on func()) (kConsumer, error) {
+	ad, err := newNATSAdapter(env)
+	if err != nil {
+		return kConsumer{}, err
+	}
+	stream := ad.StreamName(topic)
+	if err := ad.Close(); err != nil {
+		return kConsumer{}, err
+	}
+	return natsRawConsumer(env, stream, groups, concurrency, on)
 }
 
 func natsBusPreload(env *NATSEnv, topic string, n, size int) error {

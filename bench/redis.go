@@ -23,7 +23,10 @@ const (
 	PeerBusRedisBinary = "eventstream over adapters/redis, CloudEvents binary mode"
 	PeerAdapterRedis   = "adapters/redis alone (no bus)"
 	PeerGoRedis        = "go-redis (pipelined XADD; XREADGROUP + batched XACK)"
-	PeerWatermillRedis = "Watermill-redisstream"
+	// PeerGoRedisBusRecords is the go-redis consumer draining the bus's own
+	// entries: consumption only.
+	PeerGoRedisBusRecords = "go-redis on the bus's records"
+	PeerWatermillRedis    = "Watermill-redisstream"
 )
 
 // RedisReadCount is the COUNT of one XREADGROUP of every Redis consumer in
@@ -222,6 +225,16 @@ func RedisPeers() []RedisPeer {
 			preload:     rawPreloadRedis(esStream, entryAdapter),
 		},
 		{
+			Name: PeerGoRedisBusRecords,
+			Config: "the go-redis consumer above draining the bus's own entries (structured CloudEvents with the fields " +
+				"the bus writes, preloaded by the bus peer); consumption only",
+			stream:      esStream,
+			newConsumer: goRedisConsumer,
+			preload: func(env *RedisEnv, topic string, n, size int) error {
+				return redisBusPreloadMode(env, topic, n, size, false)
+			},
+		},
+		{
 			Name: PeerWatermillRedis,
 			Config: "redisstream Publisher (one XADD per Publish) and Subscriber with a consumer group " +
 				"(defaults: BlockTime 100ms, one XACK per message), default marshaller",
@@ -247,6 +260,9 @@ func RedisPeerByName(name string) (RedisPeer, bool) {
 // from sc.Producers goroutines, each waiting for the reply to one XADD
 // before sending the next.
 func RedisProduce(env *RedisEnv, p RedisPeer, sc Scenario) (Sample, error) {
+	if p.newProducer == nil {
+		return Sample{}, na("consumption only")
+	}
 	topic := env.Name("produce")
 	defer env.drop(p.stream(topic))
 	prod, err := p.newProducer(env, topic)

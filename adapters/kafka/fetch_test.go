@@ -220,16 +220,21 @@ func TestDecodeNoTimestamp(t *testing.T) {
 	}
 }
 
-// TestHeaderCacheRepeatedKey: a record whose headers repeat a key never
-// shares the previous record's map of as many distinct keys.
+// TestHeaderCacheRepeatedKey: a record shares the previous record's header
+// set only when its headers are the same entries in the same order (so
+// HeaderAt keeps each record's order): a repeated key never matches a set
+// of as many distinct keys.
 func TestHeaderCacheRepeatedKey(t *testing.T) {
 	c := headerCache{last: &headerSet{list: []header{{"a", "1"}, {"b", "2"}}}}
 	h := func(k, v string) rawHeader { return rawHeader{key: []byte(k), value: []byte(v)} }
 	if c.reusable([]rawHeader{h("a", "1"), h("a", "1")}) {
-		t.Error("[a:1 a:1] reuses {a:1 b:2}")
+		t.Error("[a:1 a:1] reuses [a:1 b:2]")
 	}
-	if !c.reusable([]rawHeader{h("b", "2"), h("a", "1")}) {
-		t.Error("[b:2 a:1] does not reuse {a:1 b:2}")
+	if c.reusable([]rawHeader{h("b", "2"), h("a", "1")}) {
+		t.Error("[b:2 a:1] reuses [a:1 b:2]: HeaderAt would not follow the record's order")
+	}
+	if !c.reusable([]rawHeader{h("a", "1"), h("b", "2")}) {
+		t.Error("[a:1 b:2] does not reuse [a:1 b:2]")
 	}
 }
 

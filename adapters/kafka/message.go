@@ -140,28 +140,14 @@ type headerCache struct {
 	last *headerSet
 }
 
-// reusable reports whether hs are the headers of c.last, in any order.
+// reusable reports whether hs are the headers of c.last, in the same order.
 func (c *headerCache) reusable(hs []rawHeader) bool {
-	if len(hs) == 0 || c.last == nil || len(c.last.list) != len(hs) || len(hs) > 16 {
+	if len(hs) == 0 || c.last == nil || len(c.last.list) != len(hs) {
 		return false
 	}
-	for i, h := range hs {
-		found := false
-		for _, l := range c.last.list {
-			if l.key == string(h.key) && l.value == string(h.value) {
-				found = true
-				break
-			}
-		}
-		if !found {
+	for i, h := range hs { // in order, so HeaderAt keeps the record's order
+		if l := c.last.list[i]; l.key != string(h.key) || l.value != string(h.value) {
 			return false
-		}
-		// With a key repeated, len(hs) distinct keys of the last record's
-		// headers cannot all be among hs: [a a] must not reuse [a b].
-		for _, prev := range hs[:i] {
-			if string(prev.key) == string(h.key) {
-				return false
-			}
 		}
 	}
 	return true

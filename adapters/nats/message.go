@@ -141,6 +141,9 @@ func (s *headerSet) asMap() map[string]string {
 func userHeaders(h natsgo.Header, n int) *headerSet {
 	out := new(headerSet)
 	out.list = out.inline[:0]
+	if n > len(out.inline) {
+		out.list = make([]header, 0, n)
+	}
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -29,8 +30,11 @@ import (
 // the Message contract says never changes, and "data" is a sub-slice of b:
 // nothing is copied but an escaped string or base64 data.
 func decodeStructured(e *Event, b []byte) (isEnvelope bool, err error) {
-	s := unsafe.String(unsafe.SliceData(b), len(b))
-	if i := skipSpace(s, 0); i == len(s) || s[i] != '{' || !strings.Contains(s[i:], `"specversion"`) {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	if i == len(b) || b[i] != '{' || !bytes.Contains(b[i:], []byte(`"specversion"`)) {
 		return false, nil // cheap rejection of most bare payloads
 	}
 	var buf [8]member // backs env.ext for the usual few extensions
