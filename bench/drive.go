@@ -15,6 +15,32 @@ import (
 // loops, and the two eventstream peers each broker has (the bus over the
 // broker's adapter, and the adapter alone).
 
+// The broker may still be busy with an earlier step when a measurement
+// starts: a preload, its own collection of what a previous peer left, a
+// group expiring. Before timing, settle waits until the broker process used
+// at most settleBusy of CPU time over a settleWindow (its clock ticks are
+// 10ms), giving up after settleMax.
+const (
+	settleWindow = 100 * time.Millisecond
+	settleBusy   = 10 * time.Millisecond
+	settleMax    = 3 * time.Second
+)
+
+// settle waits for the broker process pid to be idle (see settleWindow); it
+// returns at once without a pid.
+func settle(pid int) {
+	if pid <= 0 {
+		return
+	}
+	for start := time.Now(); time.Since(start) < settleMax; {
+		c0 := procCPU(pid)
+		time.Sleep(settleWindow)
+		if procCPU(pid)-c0 <= settleBusy {
+			return
+		}
+	}
+}
+
 // timedProduce warms prod up, then times sc.Events sends from sc.Producers
 // goroutines, each waiting for one send to return before the next.
 // brokerPid is the broker process, for its CPU (0: unknown).
@@ -27,6 +53,7 @@ func timedProduce(prod kProducer, sc Scenario, brokerPid int) (Sample, error) {
 	if err := runProducers(sc.Producers, 4*sc.Producers, send); err != nil {
 		return Sample{}, fmt.Errorf("warm-up: %w", err)
 	}
+	settle(brokerPid)
 	runtime.GC()
 	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(brokerPid)
 	closeWindow := sc.window()
@@ -46,6 +73,7 @@ func timedProduce(prod kProducer, sc Scenario, brokerPid int) (Sample, error) {
 // scenario's (see Scenario.Window).
 func timedConsume(subscribe func(on func()) (kConsumer, error), events, groups, brokerPid int, window func() (end func())) (Sample, error) {
 	c := newCounter(int64(events * groups))
+	settle(brokerPid)
 	runtime.GC()
 	m0, cpu0, bcpu0 := mallocs(), selfCPU(), procCPU(brokerPid)
 	closeWindow := window()

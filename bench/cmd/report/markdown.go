@@ -398,7 +398,8 @@ func (r *runner) markdown(chartRel string, charts map[string]string) string {
 	w("- **Kafka**: every peer talks to the same broker, topics have %d partitions and are created for each measurement. acks=all everywhere, no compression everywhere. ", bench.KafkaPartitions)
 	w("Produce: %d sequential publishes (1 goroutine waiting for each acknowledgement) or %d publishes from %d goroutines, after a short warm-up; timed until the last publish returned. ", r.plan.kafkaSeq, r.plan.kafkaPar, r.plan.parallelEmitter)
 	w("Consumption: a backlog of %d messages (fan-out: %d) preloaded in the peer's own format is drained by new consumer groups starting at the earliest offset (the bus's records, CloudEvents with their attributes, are bigger than the raw records of the other peers: see the record sizes; the kafka-go rows on the bus's records drain exactly what the bus drains); each handler counts the message and then acknowledges/commits it the way the library does. ", r.plan.kafkaConsume, r.plan.kafkaFanout)
-	w("Because clients fetch ahead (some take the whole backlog before the first handler call), the drain is timed from subscribing to the last handled message, less the time the same peer needs to join and deliver a one-message backlog (reported as *join*).\n")
+	w("Because clients fetch ahead (some take the whole backlog before the first handler call), the drain is timed from subscribing to the last handled message, less the time the same peer needs to join and deliver a one-message backlog (reported as *join*). ")
+	w("Before every timed broker measurement (every broker, produce and consumption) the harness waits until the broker process is idle, at most 10ms of CPU in 100ms (for up to 3s), so that work it still does for an earlier step (a preload, collecting what the previous peer left) does not land in the next peer's numbers.\n")
 	for _, p := range bench.KafkaPeers() {
 		w("  - %s: %s.\n", p.Name, p.Config)
 	}
