@@ -57,6 +57,10 @@ type KafkaPeer struct {
 	// preload writes n messages of size payload bytes to topic in the format
 	// this peer's consumer expects.
 	preload func(env *KafkaEnv, topic string, n, size int) error
+	// Drains, when set, names the peer whose backlog this consume-only
+	// peer reads (new groups on the very topic that peer drains), so that
+	// both read the same record batches.
+	Drains string
 }
 
 // Produces reports whether p publishes; consume-only peers have no producer.
@@ -111,12 +115,14 @@ func KafkaPeers() []KafkaPeer {
 				"consumption only",
 			newConsumer: kafkaGoConsumer,
 			preload:     busPreload,
+			Drains:      PeerBusKafka,
 		},
 		{
 			Name:        PeerKafkaGoBinaryRecords,
 			Config:      "the same on the binary-mode bus's records; consumption only",
 			newConsumer: kafkaGoConsumer,
 			preload:     func(env *KafkaEnv, topic string, n, size int) error { return busPreloadMode(env, topic, n, size, true) },
+			Drains:      PeerBusKafkaBinary,
 		},
 		{
 			Name: PeerWatermillKafka,

@@ -41,6 +41,8 @@ type NATSPeer struct {
 	// preload writes n messages of size bytes to topic in the format this
 	// peer's consumer expects.
 	preload func(env *NATSEnv, topic string, n, size int) error
+	// Drains: see KafkaPeer.
+	Drains string
 }
 
 // NATSPeers returns the NATS peers, eventstream first.
@@ -75,6 +77,7 @@ func NATSPeers() []NATSPeer {
 				"content-type and es-time headers the bus writes, preloaded by the bus peer); consumption only",
 			newConsumer: natsRawConsumerOfBus,
 			preload:     natsBusPreload,
+			Drains:      PeerBusNATS,
 		},
 		{
 			Name: PeerWatermillNATS,

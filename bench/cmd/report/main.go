@@ -551,6 +551,9 @@ func (r *runner) runKafka() error {
 	}
 	backlogs := map[backlogKey]string{}
 	backlog := func(p bench.KafkaPeer, size, n int, joinOnly bool) (string, error) {
+		if owner, ok := bench.KafkaPeerByName(p.Drains); ok {
+			p = owner // read the very records that peer reads
+		}
 		k := backlogKey{p.Name, size, n, joinOnly}
 		if t, ok := backlogs[k]; ok {
 			return t, nil

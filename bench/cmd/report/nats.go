@@ -117,6 +117,9 @@ func (r *runner) runNATS() error {
 	}
 	backlogs := map[backlogKey]string{}
 	backlog := func(p bench.NATSPeer, size, n int) (string, error) {
+		if owner, ok := natsPeerByName(p.Drains); ok {
+			p = owner // read the very messages that peer reads
+		}
 		k := backlogKey{p.Name, size, n}
 		if t, ok := backlogs[k]; ok {
 			return t, nil
