@@ -11,6 +11,7 @@ import (
 
 	eventstream "github.com/eventstream-go/eventstream"
 	retrywait "github.com/eventstream-go/eventstream/internal/backoff"
+	"github.com/eventstream-go/eventstream/internal/headerset"
 	kafkago "github.com/segmentio/kafka-go"
 )
 
@@ -322,9 +323,9 @@ func (g *generation) consume(ctx context.Context, tr *partTracker) {
 			log.Error("kafka: a record batch cannot be decoded; delivering it as one undecodable message",
 				"offsets", fmt.Sprintf("%d-%d", bad.first, bad.last), "error", bad.err)
 			m := &Message{topic: s.topic, partition: tr.partition, offset: bad.last, value: append([]byte{}, bad.raw...), ts: time.Now(), bad: bad,
-				headers: &headerSet{list: []header{
-					{HeaderStandInOffsets, fmt.Sprintf("%d-%d", bad.first, bad.last)},
-					{HeaderStandInBytes, strconv.Itoa(bad.size)},
+				headers: &headerset.Set{List: []headerset.Header{
+					{Name: HeaderStandInOffsets, Value: fmt.Sprintf("%d-%d", bad.first, bad.last)},
+					{Name: HeaderStandInBytes, Value: strconv.Itoa(bad.size)},
 				}}}
 			if !deliver(m) {
 				break

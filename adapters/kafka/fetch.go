@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/eventstream-go/eventstream/internal/headerset"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
@@ -639,7 +640,7 @@ func (f *fetcher) message(r *fetchedRecord) *Message {
 		return m
 	}
 	hs := new(headerSet)
-	hs.list = hs.inline[:0]
+	hs.List = hs.inline[:0]
 	for _, h := range r.hdrs {
 		start := len(buf)
 		buf = append(buf, h.key...)
@@ -648,9 +649,9 @@ func (f *fetcher) message(r *fetchedRecord) *Message {
 		v := buf[start+len(h.key):]
 		// buf is never written again where it was appended to, so the
 		// strings may share it.
-		hs.list = append(hs.list, header{unsafe.String(unsafe.SliceData(k), len(k)), unsafe.String(unsafe.SliceData(v), len(v))})
+		hs.List = append(hs.List, headerset.Header{Name: unsafe.String(unsafe.SliceData(k), len(k)), Value: unsafe.String(unsafe.SliceData(v), len(v))})
 	}
-	f.hdrs.last = hs
-	m.headers = hs
+	f.hdrs.last = &hs.Set
+	m.headers = &hs.Set
 	return m
 }

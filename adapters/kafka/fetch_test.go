@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventstream-go/eventstream/internal/headerset"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
@@ -225,7 +226,7 @@ func TestDecodeNoTimestamp(t *testing.T) {
 // HeaderAt keeps each record's order): a repeated key never matches a set
 // of as many distinct keys.
 func TestHeaderCacheRepeatedKey(t *testing.T) {
-	c := headerCache{last: &headerSet{list: []header{{"a", "1"}, {"b", "2"}}}}
+	c := headerCache{last: &headerset.Set{List: []headerset.Header{{Name: "a", Value: "1"}, {Name: "b", Value: "2"}}}}
 	h := func(k, v string) rawHeader { return rawHeader{key: []byte(k), value: []byte(v)} }
 	if c.reusable([]rawHeader{h("a", "1"), h("a", "1")}) {
 		t.Error("[a:1 a:1] reuses [a:1 b:2]")

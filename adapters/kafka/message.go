@@ -1,10 +1,10 @@
 package kafka
 
 import (
-	"sync"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/internal/headerset"
 )
 
 // Message is a record delivered by an Adapter subscription. It implements
@@ -18,7 +18,7 @@ type Message struct {
 	offset    int64
 	key       []byte
 	value     []byte
-	headers   *headerSet // nil: none; may be shared with other messages
+	headers   *headerset.Set // nil: none; may be shared with other messages
 	ts        time.Time
 
 	group   string
@@ -52,50 +52,21 @@ func (m *Message) Timestamp() time.Time { return m.ts }
 // Headers returns the record headers, nil when there are none. When a header
 // key occurs several times the last value wins. The map is built on the
 // first call and shared by the consecutive records with the same headers.
-func (m *Message) Headers() map[string]string {
-	if m.headers == nil {
-		return nil
-	}
-	return m.headers.asMap()
-}
+func (m *Message) Headers() map[string]string { return m.headers.Map() }
 
 // NumHeaders returns the number of the record's headers, repeated keys
 // included (see HeaderAt).
-func (m *Message) NumHeaders() int {
-	if m.headers == nil {
-		return 0
-	}
-	return len(m.headers.list)
-}
+func (m *Message) NumHeaders() int { return m.headers.Len() }
 
 // HeaderAt returns the record's header i in the record's order,
 // 0 <= i < NumHeaders(): the bus reads the headers so, without the map.
-func (m *Message) HeaderAt(i int) (key, value string) {
-	h := m.headers.list[i]
-	return h.key, h.value
-}
+func (m *Message) HeaderAt(i int) (key, value string) { return m.headers.At(i) }
 
-// header is one record header.
-type header struct{ key, value string }
-
-// headerSet is the headers of a record, shared (read-only) by the
-// consecutive records that have the same ones, with the map Headers
-// returns, built when first asked for.
+// headerSet is a headerset.Set whose list is backed, for the usual few
+// headers, by the same allocation.
 type headerSet struct {
-	list   []header
-	inline [8]header // backs list for the usual few headers: one allocation
-	once   sync.Once
-	m      map[string]string
-}
-
-func (s *headerSet) asMap() map[string]string {
-	s.once.Do(func() {
-		s.m = make(map[string]string, len(s.list))
-		for _, h := range s.list {
-			s.m[h.key] = h.value
-		}
-	})
-	return s.m
+	headerset.Set
+	inline [8]headerset.Header
 }
 
 // Headers of the stand-in for an undecodable record batch (see
@@ -137,16 +108,16 @@ func (m *Message) Offset() int64 { return m.offset }
 // CloudEvent). The sets are never modified once built, but for their map,
 // built once. It belongs to one goroutine.
 type headerCache struct {
-	last *headerSet
+	last *headerset.Set
 }
 
 // reusable reports whether hs are the headers of c.last, in the same order.
 func (c *headerCache) reusable(hs []rawHeader) bool {
-	if len(hs) == 0 || c.last == nil || len(c.last.list) != len(hs) {
+	if len(hs) == 0 || c.last == nil || len(c.last.List) != len(hs) {
 		return false
 	}
 	for i, h := range hs { // in order, so HeaderAt keeps the record's order
-		if l := c.last.list[i]; l.key != string(h.key) || l.value != string(h.value) {
+		if l := c.last.List[i]; l.Name != string(h.key) || l.Value != string(h.value) {
 			return false
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/internal/headerset"
 	natsgo "github.com/nats-io/nats.go"
 )
 
@@ -28,8 +29,8 @@ type Message struct {
 	topic   string
 	value   []byte
 	key     []byte
-	headers *headerSet // nil: none; may be shared with other messages
-	ts      time.Time  // from HeaderTime; zero: the store time, from the metadata
+	headers *headerset.Set // nil: none; may be shared with other messages
+	ts      time.Time      // from HeaderTime; zero: the store time, from the metadata
 
 	metaOnce  sync.Once // the reply subject is parsed on first use
 	storeTime time.Time
@@ -85,13 +86,13 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 			continue // server (Nats-*) or adapter (es-*) metadata
 		}
 		users++
-		if same && !s.lastHeaders.has(k, v) {
+		if same && !hasHeader(s.lastHeaders, k, v) {
 			same = false
 		}
 	}
 	switch {
 	case users == 0:
-	case same && s.lastHeaders != nil && users == len(s.lastHeaders.list):
+	case same && s.lastHeaders != nil && users == s.lastHeaders.Len():
 		m.headers = s.lastHeaders
 	default:
 		m.headers = userHeaders(raw.Header, users)
@@ -100,49 +101,32 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 	return m
 }
 
-// header is one user header of a message.
-type header struct{ name, value string }
-
-// headerSet is the user headers of a message, one entry per name, shared
-// (read-only) by the consecutive messages of a subscription that have the
-// same ones, with the map Headers returns, built when first asked for.
+// headerSet is a headerset.Set of a message's user headers, one entry per
+// name but for an encoded name that decodes to another header's (see
+// HeaderAt), whose list is backed, for the usual few headers, by the same
+// allocation.
 type headerSet struct {
-	list   []header
-	inline [8]header // backs list for the usual few headers: one allocation
-	once   sync.Once
-	m      map[string]string
+	headerset.Set
+	inline [8]headerset.Header
 }
 
-// has reports whether s (nil: no headers) holds the header name: value.
-func (s *headerSet) has(name, value string) bool {
-	if s == nil {
-		return false
-	}
-	for _, h := range s.list {
-		if h.name == name {
-			return h.value == value
+// hasHeader reports whether s (nil: no headers) holds the header name: value.
+func hasHeader(s *headerset.Set, name, value string) bool {
+	for i := range s.Len() {
+		if n, v := s.At(i); n == name {
+			return v == value
 		}
 	}
 	return false
 }
 
-func (s *headerSet) asMap() map[string]string {
-	s.once.Do(func() {
-		s.m = make(map[string]string, len(s.list))
-		for _, h := range s.list {
-			s.m[h.name] = h.value
-		}
-	})
-	return s.m
-}
-
 // userHeaders returns the user headers of h, n of them at most: the
 // reserved ones left out, the encoded ones (HeaderEncodedPrefix) decoded.
-func userHeaders(h natsgo.Header, n int) *headerSet {
+func userHeaders(h natsgo.Header, n int) *headerset.Set {
 	out := new(headerSet)
-	out.list = out.inline[:0]
+	out.List = out.inline[:0]
 	if n > len(out.inline) {
-		out.list = make([]header, 0, n)
+		out.List = make([]headerset.Header, 0, n)
 	}
 	for k, vs := range h {
 		if len(vs) == 0 {
@@ -158,9 +142,9 @@ func userHeaders(h natsgo.Header, n int) *headerSet {
 		} else if reservedHeader(k) {
 			continue
 		}
-		out.list = append(out.list, header{k, v})
+		out.List = append(out.List, headerset.Header{Name: k, Value: v})
 	}
-	return out
+	return &out.Set
 }
 
 func (m *Message) meta() {
@@ -252,29 +236,16 @@ func (m *Message) Timestamp() time.Time {
 // several times the first value wins. Consecutive messages of a
 // subscription with the same headers share one map: it must not be
 // modified.
-func (m *Message) Headers() map[string]string {
-	if m.headers == nil {
-		return nil
-	}
-	return m.headers.asMap()
-}
+func (m *Message) Headers() map[string]string { return m.headers.Map() }
 
 // NumHeaders returns the number of the message's headers (see HeaderAt).
-func (m *Message) NumHeaders() int {
-	if m.headers == nil {
-		return 0
-	}
-	return len(m.headers.list)
-}
+func (m *Message) NumHeaders() int { return m.headers.Len() }
 
 // HeaderAt returns the name and value of header i, 0 <= i < NumHeaders(),
 // the entries of the map Headers returns (the bus reads them so, without
 // the map). An encoded name that decodes to the name of another header
 // makes two entries of one name: the last is the map's.
-func (m *Message) HeaderAt(i int) (name, value string) {
-	h := m.headers.list[i]
-	return h.name, h.value
-}
+func (m *Message) HeaderAt(i int) (name, value string) { return m.headers.At(i) }
 
 // Sequence returns the message's sequence number in its topic's stream.
 func (m *Message) Sequence() uint64 {

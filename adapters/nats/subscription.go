@@ -15,6 +15,7 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/internal/headerset"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -40,9 +41,9 @@ type subscription struct {
 	inbox       string
 	nextSubject string
 	sub         *natsgo.Subscription
-	reqSeq      uint64        // used by run only
-	lastHeaders *headerSet    // the user headers of the last message with any; used by onMsg only (see newMessage)
-	wake        chan struct{} // capacity 1: onMsg has news for run
+	reqSeq      uint64         // used by run only
+	lastHeaders *headerset.Set // the user headers of the last message with any; used by onMsg only (see newMessage)
+	wake        chan struct{}  // capacity 1: onMsg has news for run
 
 	freed    chan struct{} // signalled (capacity 1) when held shrinks while run waits for room
 	wantRoom atomic.Bool   // run waits for room

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"sync"
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/internal/headerset"
 )
 
 // Stream entry fields written by the adapter. An entry is
@@ -34,7 +34,7 @@ type Message struct {
 	id          string
 	key         []byte
 	value       []byte
-	headers     *headerSet // nil: none; may be shared with other messages
+	headers     *headerset.Set // nil: none; may be shared with other messages
 	ts          time.Time
 	redelivered bool
 
@@ -67,50 +67,15 @@ func (m *Message) Timestamp() time.Time { return m.ts }
 // none; a name in several fields has the last one's value. The map is
 // built on the first call and shared by consecutive entries with the same
 // headers.
-func (m *Message) Headers() map[string]string {
-	if m.headers == nil {
-		return nil
-	}
-	return m.headers.asMap()
-}
+func (m *Message) Headers() map[string]string { return m.headers.Map() }
 
 // NumHeaders returns the number of the entry's "h:<name>" fields.
-func (m *Message) NumHeaders() int {
-	if m.headers == nil {
-		return 0
-	}
-	return len(m.headers.list)
-}
+func (m *Message) NumHeaders() int { return m.headers.Len() }
 
 // HeaderAt returns the name (without "h:") and value of the entry's header
 // field i in the entry's order, 0 <= i < NumHeaders(): the bus reads the
 // headers so, without the map.
-func (m *Message) HeaderAt(i int) (name, value string) {
-	h := m.headers.list[i]
-	return h.name, h.value
-}
-
-// header is one header field of an entry.
-type header struct{ name, value string }
-
-// headerSet is the header fields of an entry, shared (read-only) by the
-// consecutive entries that have the same ones, with the map Headers
-// returns, built when first asked for.
-type headerSet struct {
-	list []header
-	once sync.Once
-	m    map[string]string
-}
-
-func (s *headerSet) asMap() map[string]string {
-	s.once.Do(func() {
-		s.m = make(map[string]string, len(s.list))
-		for _, h := range s.list {
-			s.m[h.name] = h.value
-		}
-	})
-	return s.m
-}
+func (m *Message) HeaderAt(i int) (name, value string) { return m.headers.At(i) }
 
 // ID returns the entry's stream ID ("<ms>-<seq>").
 func (m *Message) ID() string { return m.id }

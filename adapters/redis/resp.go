@@ -6,6 +6,7 @@ import (
 	"io"
 	"unsafe"
 
+	"github.com/eventstream-go/eventstream/internal/headerset"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -190,24 +191,24 @@ type batch struct {
 	// last is the header set of the last entry that had headers; sets and
 	// hdrs are slabs the header sets of the current reply are cut from
 	// (never reused for another reply: its messages keep them).
-	last *headerSet
-	sets []headerSet
-	hdrs []header
+	last *headerset.Set
+	sets []headerset.Set
+	hdrs []headerset.Header
 }
 
 // headerSet returns the header set of the n header fields among fields:
 // the last entry's set when the headers are the same, in the same order (a
 // producer's headers rarely change from one entry to the next). Sets are
 // never modified once returned (but for the map built once, see
-// headerSet.asMap), so messages can share them.
-func (b *batch) headerSet(fields []rawField, n int) *headerSet {
-	if last := b.last; last != nil && len(last.list) == n {
+// headerset.Set.Map), so messages can share them.
+func (b *batch) headerSet(fields []rawField, n int) *headerset.Set {
+	if last := b.last; last != nil && len(last.List) == n {
 		i := 0
 		for _, f := range fields {
 			if !isHeader(f.name) {
 				continue
 			}
-			if string(f.name[len(headerPrefix):]) != last.list[i].name || string(f.value) != last.list[i].value {
+			if string(f.name[len(headerPrefix):]) != last.List[i].Name || string(f.value) != last.List[i].Value {
 				break
 			}
 			i++
@@ -217,20 +218,20 @@ func (b *batch) headerSet(fields []rawField, n int) *headerSet {
 		}
 	}
 	if cap(b.hdrs)-len(b.hdrs) < n { // a new slab; the slices cut from the old one stay valid
-		b.hdrs = make([]header, 0, max(2*cap(b.hdrs), 64, n))
+		b.hdrs = make([]headerset.Header, 0, max(2*cap(b.hdrs), 64, n))
 	}
 	start := len(b.hdrs)
 	for _, f := range fields {
 		if isHeader(f.name) {
-			b.hdrs = append(b.hdrs, header{b.str(f.name[len(headerPrefix):]), b.str(f.value)})
+			b.hdrs = append(b.hdrs, headerset.Header{Name: b.str(f.name[len(headerPrefix):]), Value: b.str(f.value)})
 		}
 	}
 	if len(b.sets) == cap(b.sets) {
-		b.sets = make([]headerSet, 0, max(2*cap(b.sets), 16))
+		b.sets = make([]headerset.Set, 0, max(2*cap(b.sets), 16))
 	}
 	b.sets = b.sets[:len(b.sets)+1]
 	hs := &b.sets[len(b.sets)-1]
-	hs.list = b.hdrs[start:len(b.hdrs):len(b.hdrs)]
+	hs.List = b.hdrs[start:len(b.hdrs):len(b.hdrs)]
 	b.last = hs
 	return hs
 }
