@@ -60,7 +60,7 @@ type Message interface {
 // Optional capabilities, each an exported interface the bus detects with a
 // type assertion (the way io.Copy detects io.WriterTo): the adapter may
 // implement RecordPublisher (keys, headers, timestamps; needed for per-key
-// order on partitioned brokers) and SystemNamer; its messages may implement
+// order on partitioned brokers), BareEnvelope and SystemNamer; its messages may implement
 // HeaderCarrier (and HeaderLister), Positioned and Undecodable. A wrapper (middleware) around an adapter
 // hides the capabilities of what it wraps unless it implements them too; it
 // should implement Unwrapper, and New logs a warning when the wrapped adapter
@@ -93,6 +93,20 @@ type Record struct {
 // travels only inside the envelope.
 type RecordPublisher interface {
 	PublishRecord(ctx context.Context, topic string, r Record) error
+}
+
+// BareEnvelope is implemented by record publishers whose protocol binding
+// carries a structured-mode CloudEvent as the bare payload, the way the
+// CloudEvents NATS binding does, and whose brokers or clients pay for every
+// header. When BareEnvelope reports true, the bus publishes its structured
+// events through PublishRecord without the content-type header and with a
+// zero Record.Time (the envelope holds both; the adapter stamps the
+// broker's time); the key, and the event's headers and trace context (as
+// broker headers, for consumers that do not read the envelope), travel as
+// before. Receivers need no header either: the bus recognises an envelope
+// by its payload. Binary mode is not affected.
+type BareEnvelope interface {
+	BareEnvelope() bool
 }
 
 // HeaderCarrier is implemented by messages that carry broker headers.

@@ -24,8 +24,11 @@ type mqTransport struct {
 	// jsonOut says the Serializer is encoding/json, whose output needs no
 	// validation before it is embedded in an envelope.
 	jsonOut bool
+	// bare: the adapter takes structured envelopes bare (see BareEnvelope):
+	// no content-type header, no record time.
+	bare bool
 	// hdr are the broker headers of a structured envelope without user
-	// headers; read-only.
+	// headers (nil when bare); read-only.
 	hdr map[string]string
 }
 
@@ -33,6 +36,9 @@ func newMQTransport(b *bus, cfg DistributedConfig) *mqTransport {
 	t := &mqTransport{b: b, ad: cfg.MQAdapter, ser: cfg.Serializer, binary: cfg.BinaryMode,
 		hdr: map[string]string{"content-type": CloudEventsContentType}}
 	t.rp, _ = t.ad.(RecordPublisher)
+	if be, ok := t.ad.(BareEnvelope); ok && be.BareEnvelope() {
+		t.bare, t.hdr = true, nil
+	}
 	_, t.jsonOut = t.ser.(JSONSerializer)
 	if n, ok := t.ad.(SystemNamer); ok {
 		t.sys = n.MessagingSystem()
@@ -118,16 +124,21 @@ func (t *mqTransport) write(ctx context.Context, topic string, w *wire.Event, va
 	if t.rp == nil {
 		return t.ad.Publish(ctx, topic, env)
 	}
-	hdr := t.hdr
+	hdr, tm := t.hdr, w.Time
+	if t.bare {
+		tm = time.Time{} // the envelope has it
+	}
 	if len(w.Headers) > 0 || w.TraceParent != "" { // also as broker headers, for consumers that do not read the envelope
 		hdr = make(map[string]string, len(w.Headers)+3)
 		for k, v := range w.Headers {
 			hdr[k] = v
 		}
-		hdr["content-type"] = CloudEventsContentType
+		if !t.bare {
+			hdr["content-type"] = CloudEventsContentType
+		}
 		wire.AddTrace(hdr, w)
 	}
-	return t.rp.PublishRecord(ctx, topic, Record{Key: key, Value: env, Headers: hdr, Time: w.Time})
+	return t.rp.PublishRecord(ctx, topic, Record{Key: key, Value: env, Headers: hdr, Time: tm})
 }
 
 // attach joins the adapter subscription and starts the reader.

@@ -156,6 +156,71 @@ func TestEnvelopeIsCloudEvent(t *testing.T) {
 	require.ErrorIs(t, err, eventstream.ErrInvalidOption)
 }
 
+// bareAdapter is a record publisher that takes structured envelopes bare
+// (eventstream.BareEnvelope).
+type bareAdapter struct{ *memory.Adapter }
+
+func (bareAdapter) BareEnvelope() bool { return true }
+
+// TestBareEnvelope: over an adapter that takes envelopes bare, a structured
+// event without headers is published with no broker header and no record
+// time, one with headers mirrors them without content-type, and both read
+// back with the envelope's attributes (the time is the envelope's, not the
+// broker's).
+func TestBareEnvelope(t *testing.T) {
+	ad := newAdapter(t)
+	var published []eventstream.Record
+	var mu sync.Mutex
+	rec := &recordingPublisher{bareAdapter: bareAdapter{ad}, onRecord: func(r eventstream.Record) {
+		mu.Lock()
+		published = append(published, r)
+		mu.Unlock()
+	}}
+	bus := newDistBus(t, rec, nil)
+	got := make(chan *eventstream.Event, 2)
+	sub, err := bus.On("t", func(_ context.Context, e *eventstream.Event) error { got <- e; return nil },
+		eventstream.WithConsumerGroup("g"))
+	require.NoError(t, err)
+	defer func() { _ = bus.Off(sub) }()
+
+	require.NoError(t, bus.Emit(context.Background(), "t", map[string]int{"n": 1}))
+	require.NoError(t, bus.Emit(context.Background(), "t", map[string]int{"n": 2},
+		eventstream.WithKey("k"), eventstream.WithHeader("tenant", "x")))
+	mu.Lock()
+	require.Len(t, published, 2)
+	plainRec, withHeaders := published[0], published[1]
+	mu.Unlock()
+	assert.Nil(t, plainRec.Headers, "no content-type header")
+	assert.True(t, plainRec.Time.IsZero(), "no record time: the envelope has it")
+	assert.Nil(t, plainRec.Key)
+	assert.Equal(t, map[string]string{"tenant": "x"}, withHeaders.Headers, "headers mirrored, content-type not")
+	assert.True(t, withHeaders.Time.IsZero())
+	assert.Equal(t, []byte("k"), withHeaders.Key)
+
+	for i, r := range []eventstream.Record{plainRec, withHeaders} {
+		var ce cloudevents.Event
+		require.NoError(t, json.Unmarshal(r.Value, &ce), "%s", r.Value)
+		e := recv(t, got)
+		var p map[string]int
+		require.NoError(t, e.Unmarshal(&p))
+		assert.Equal(t, i+1, p["n"])
+		assert.Equal(t, ce.ID(), e.ID)
+		assert.True(t, ce.Time().Equal(e.Time), "event time %v is the envelope's %v", e.Time, ce.Time())
+		assert.Equal(t, "application/json", e.ContentType)
+	}
+}
+
+// recordingPublisher passes records on to bareAdapter and reports them.
+type recordingPublisher struct {
+	bareAdapter
+	onRecord func(eventstream.Record)
+}
+
+func (p *recordingPublisher) PublishRecord(ctx context.Context, topic string, r eventstream.Record) error {
+	p.onRecord(r)
+	return p.bareAdapter.PublishRecord(ctx, topic, r)
+}
+
 // TestRawPayloadIsReadByTheCloudEventsSDK: a RawSerializer payload that is
 // plain text travels as a JSON string in "data", binary bytes in
 // "data_base64"; the CloudEvents SDK reads both as the original bytes.

@@ -51,7 +51,7 @@ func NATSPeers() []NATSPeer {
 		{
 			Name: PeerBusNATS,
 			Config: "DefaultDistributedConfig, RawSerializer ([]byte payload in a CloudEvents envelope), adapter defaults " +
-				"(file storage, async publish waiting for each JetStream ack, MaxInFlight 512 per subscription, fire-and-forget acks)",
+				"(file storage, async publish waiting for each JetStream ack, MaxInFlight 512 per subscription, pulls of 256 or more, fire-and-forget acks)",
 			newProducer: natsBusProducer,
 			newConsumer: natsBusConsumer,
 			preload:     natsBusPreload,
@@ -73,8 +73,8 @@ func NATSPeers() []NATSPeer {
 		},
 		{
 			Name: PeerNATSGoBusRecords,
-			Config: "the raw nats.go consumer above draining the bus's own records (structured CloudEvents with the " +
-				"content-type and es-time headers the bus writes, preloaded by the bus peer); consumption only",
+			Config: "the raw nats.go consumer above draining the bus's own records (structured CloudEvents as the bus " +
+				"writes them to NATS: the envelope as the payload, no headers; preloaded by the bus peer); consumption only",
 			newConsumer: natsRawConsumerOfBus,
 			preload:     natsBusPreload,
 			Drains:      PeerBusNATS,

@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	eventstream "github.com/eventstream-go/eventstream"
+	"github.com/eventstream-go/eventstream/adapters/nats"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestDistributedBus runs the distributed bus over the adapter, in JSON and
@@ -75,6 +78,84 @@ func TestDistributedBus(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestBusWritesBareEnvelopes: the bus's structured events reach a plain
+// nats.go client as the CloudEvents NATS binding maps them, the envelope as
+// the payload and no headers; a keyed event with a header carries only
+// those two (no content-type, no es-time). The bus reads both back with the
+// envelope's time.
+func TestBusWritesBareEnvelopes(t *testing.T) {
+	url := sharedURL(t)
+	a := newAdapter(t, testConfig(url))
+	cfg := eventstream.DefaultDistributedConfig()
+	cfg.Distributed.MQAdapter = a
+	bus, err := eventstream.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	topic := uniq(t, "bare")
+	ctx := ctxT(t, 20*time.Second)
+	if err := bus.Emit(ctx, topic, map[string]int{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(ctx, topic, map[string]int{"n": 2}, eventstream.WithKey("k"), eventstream.WithHeader("tenant", "x")); err != nil {
+		t.Fatal(err)
+	}
+
+	_, js := plainJS(t, url)
+	oc, err := js.OrderedConsumer(ctx, a.StreamName(topic), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := map[string]time.Time{} // envelope id -> time
+	for i, want := range []map[string]string{{}, {nats.HeaderKey: "k", "tenant": "x"}} {
+		pm, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for k := range pm.Headers() {
+			got[k] = pm.Headers().Get(k)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("message %d: headers %v, want %v", i, got, want)
+		}
+		var env struct {
+			SpecVersion string         `json:"specversion"`
+			ID          string         `json:"id"`
+			Time        time.Time      `json:"time"`
+			Data        map[string]int `json:"data"`
+		}
+		if err := json.Unmarshal(pm.Data(), &env); err != nil || env.SpecVersion != "1.0" || env.Data["n"] != i+1 {
+			t.Fatalf("message %d: payload %s is not the event's envelope (%v)", i, pm.Data(), err)
+		}
+		times[env.ID] = env.Time
+	}
+
+	done := make(chan struct{})
+	var mu sync.Mutex
+	sub, err := bus.On(topic, func(_ context.Context, e *eventstream.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if tm, ok := times[e.ID]; !ok || !tm.Equal(e.Time) {
+			t.Errorf("event %s: time %v, envelope time %v (known: %v)", e.ID, e.Time, tm, ok)
+		}
+		if delete(times, e.ID); len(times) == 0 {
+			close(done)
+		}
+		return nil
+	}, eventstream.WithConsumerGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bus.Off(sub) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the bus did not read its events back")
 	}
 }
 

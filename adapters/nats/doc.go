@@ -37,6 +37,11 @@
 // es-time, Record.Headers as headers of their own name; names starting with
 // "Nats-" or "es-" are refused, and headers NATS cannot carry unchanged
 // (non-ASCII names, CR/LF in values, ...) travel encoded and arrive intact.
+// The bus's structured events travel as the CloudEvents NATS binding maps
+// them, with no header at all unless the event has a key or headers of its
+// own (the Adapter implements eventstream.BareEnvelope): the payload is the
+// JSON envelope, which holds the event's time and content type, and a
+// receiver's Timestamp is the server's store time.
 // Transient failures (disconnection, server restart, acknowledgement
 // timeout) are retried until the caller's context is done; a retried
 // message may be stored twice.
@@ -44,9 +49,10 @@
 // # Consuming
 //
 // A subscription pulls with one pull request at a time and never asks for
-// more than the room it has left under Config.MaxInFlight, so the messages
-// it holds (fetched and not yet acknowledged) never exceed that bound, and
-// they arrive in stream order. Messages wait in no buffer the adapter does
+// more than the room it has left under Config.MaxInFlight (it pulls as soon
+// as half of MaxInFlight is free, after a short linger for less), so the
+// messages it holds (fetched and not yet acknowledged) never exceed that
+// bound, and they arrive in stream order. Messages wait in no buffer the adapter does
 // not track: every Config.InProgressInterval the subscription tells the
 // server that the messages it holds are still being worked on, so a handler
 // slower than Config.AckWait does not get its message redelivered underneath

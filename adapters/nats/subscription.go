@@ -313,12 +313,16 @@ func (s *subscription) heldCount() int {
 	return len(s.held)
 }
 
-// forget forgets m (acknowledged) and, when run waits for room, wakes it.
+// forget forgets m (acknowledged) and, when run waits for room and the room
+// is what it waits for, wakes it: run pulls once the room reaches
+// pullThreshold, or lingers for a little room (from 1 up), so an
+// acknowledgement in between, the common case, wakes nobody.
 func (s *subscription) forget(m *Message) {
 	s.mu.Lock()
 	delete(s.held, m)
+	free := s.a.cfg.MaxInFlight - len(s.held)
 	s.mu.Unlock()
-	if s.wantRoom.Load() {
+	if (free == 1 || free >= pullThreshold(s.a.cfg.MaxInFlight)) && s.wantRoom.Load() {
 		select {
 		case s.freed <- struct{}{}:
 		default:
@@ -347,6 +351,10 @@ func (s *subscription) inProgress() {
 // like all others (they count against MaxInFlight and get in-progress
 // acknowledgements); what does not fit waits in ready and run's queue.
 func outBuffer(maxInFlight int) int { return min(4096, max(1, maxInFlight)) }
+
+// pullThreshold is the room (under maxInFlight) for which a subscription
+// pulls at once; with less it lingers first.
+func pullThreshold(maxInFlight int) int { return max(1, maxInFlight/2) }
 
 // linger is how long a subscription with a little room left waits for more
 // room before it pulls for what it has.
@@ -522,7 +530,7 @@ func (s *subscription) run() {
 	var queue []*Message // held, not yet handed to the channel
 	defer func() { s.finish(queue) }()
 	maxInFlight := s.a.cfg.MaxInFlight
-	threshold := max(1, maxInFlight/4)
+	threshold := pullThreshold(maxInFlight)
 
 	var (
 		pulling  bool // a pull request is outstanding
