@@ -60,12 +60,14 @@ type Message interface {
 // Optional capabilities, each an exported interface the bus detects with a
 // type assertion (the way io.Copy detects io.WriterTo): the adapter may
 // implement RecordPublisher (keys, headers, timestamps; needed for per-key
-// order on partitioned brokers), BareEnvelope and SystemNamer; its messages may implement
-// HeaderCarrier (and HeaderLister), Positioned and Undecodable. A wrapper (middleware) around an adapter
-// hides the capabilities of what it wraps unless it implements them too; it
-// should implement Unwrapper, and New logs a warning when the wrapped adapter
-// publishes records but the wrapper does not, since events would then lose
-// their broker keys and with them per-key order.
+// order on partitioned brokers), BareEnvelope and SystemNamer; its messages
+// may implement HeaderCarrier (and HeaderLister), Positioned and
+// Undecodable. A wrapper (middleware) around an adapter hides the
+// capabilities of what it wraps unless it implements them too (forwarding
+// each to the wrapped adapter); it should implement Unwrapper, and New logs
+// a warning when the wrapped adapter publishes records but the wrapper does
+// not, since events would then lose their broker keys and with them per-key
+// order.
 type MQAdapter interface {
 	Publish(ctx context.Context, topic string, message []byte) error
 	Subscribe(ctx context.Context, topic, groupID string) (<-chan Message, func(), error)
@@ -98,13 +100,16 @@ type RecordPublisher interface {
 // BareEnvelope is implemented by record publishers whose protocol binding
 // carries a structured-mode CloudEvent as the bare payload, the way the
 // CloudEvents NATS binding does, and whose brokers or clients pay for every
-// header. When BareEnvelope reports true, the bus publishes its structured
-// events through PublishRecord without the content-type header and with a
-// zero Record.Time (the envelope holds both; the adapter stamps the
-// broker's time); the key, and the event's headers and trace context (as
-// broker headers, for consumers that do not read the envelope), travel as
-// before. Receivers need no header either: the bus recognises an envelope
-// by its payload. Binary mode is not affected.
+// header. New calls BareEnvelope once, so its answer must not change over
+// the adapter's life, and only an adapter that also implements
+// RecordPublisher is asked. When it reports true, the bus publishes its
+// structured events without the content-type header and with a zero
+// Record.Time: the envelope holds both, and the messages' Timestamp is
+// then whatever time the broker gives them. The key, and the event's headers
+// and trace context (as broker headers, for consumers that do not read the
+// envelope), travel as before. Receivers need no header either: the bus
+// recognises an envelope by its payload. Binary mode and dead letters are
+// not affected.
 type BareEnvelope interface {
 	BareEnvelope() bool
 }

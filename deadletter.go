@@ -49,7 +49,8 @@ const (
 const DeadLetterEventType = "eventstream.deadletter"
 
 // CloudEventsContentType is the content type of the structured envelope;
-// adapters that carry headers receive it as the "content-type" header.
+// adapters that carry headers receive it as the "content-type" header,
+// unless they take envelopes bare (see BareEnvelope).
 const CloudEventsContentType = wire.CloudEventsContentType
 
 // deadLetterEvent returns the dead letter of ev (or, when ev is nil, of the

@@ -36,7 +36,7 @@ func newMQTransport(b *bus, cfg DistributedConfig) *mqTransport {
 	t := &mqTransport{b: b, ad: cfg.MQAdapter, ser: cfg.Serializer, binary: cfg.BinaryMode,
 		hdr: map[string]string{"content-type": CloudEventsContentType}}
 	t.rp, _ = t.ad.(RecordPublisher)
-	if be, ok := t.ad.(BareEnvelope); ok && be.BareEnvelope() {
+	if be, ok := t.ad.(BareEnvelope); ok && t.rp != nil && be.BareEnvelope() {
 		t.bare, t.hdr = true, nil
 	}
 	_, t.jsonOut = t.ser.(JSONSerializer)

@@ -137,15 +137,15 @@ func NewAdapter(cfg Config) (*Adapter, error) {
 // of this adapter.
 func (a *Adapter) MessagingSystem() string { return "nats" }
 
-// BareEnvelope reports true (see eventstream.BareEnvelope): the bus
-// publishes its structured events as the CloudEvents NATS binding maps
-// them, the JSON envelope as the payload with no headers (nor es-time: a
-// receiver's Timestamp is the server's store time, the event's own time is
-// in the envelope), so that consumers, this adapter's and plain nats.go
-// alike, skip header parsing, which costs nats.go more than the rest of a
-// message. Keyed events keep es-key, and events with headers or trace
-// context mirror them as headers.
-func (a *Adapter) BareEnvelope() bool { return true }
+// BareEnvelope reports true unless Config.EnvelopeHeaders is set (see
+// eventstream.BareEnvelope): the bus then publishes its structured events as
+// the CloudEvents NATS binding maps them, the JSON envelope as the payload
+// with no headers (nor es-time: a receiver's Timestamp is the server's
+// store time, the event's own time is in the envelope), so that consumers,
+// this adapter's and plain nats.go alike, skip header parsing, which costs
+// nats.go more than the rest of a message. Keyed events keep es-key, and
+// events with headers or trace context carry those as headers.
+func (a *Adapter) BareEnvelope() bool { return !a.cfg.EnvelopeHeaders }
 
 // Conn returns the adapter's connection, for status checks and for reading
 // or writing subjects directly. Closing it breaks the adapter.

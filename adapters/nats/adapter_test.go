@@ -3,6 +3,7 @@ package nats_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -50,6 +51,14 @@ func TestConfigValidation(t *testing.T) {
 		{"ack pending below in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: 100, MaxAckPending: 10}},
 		{"negative pending publishes", nats.Config{URL: "nats://h:1", MaxPendingPublishes: -1}},
 		{"negative publish timeout", nats.Config{URL: "nats://h:1", PublishTimeout: -1}},
+		{"duplicate window above max age", nats.Config{URL: "nats://h:1", MaxAge: time.Minute, DuplicateWindow: 2 * time.Minute}},
+		{"TLS over plain websocket", nats.Config{URL: "ws://h:1", TLS: &tls.Config{}}},
+		{"TLS max below min version", nats.Config{URL: "nats://h:1", TLS: &tls.Config{MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12}}},
+		{"TLS max below 1.2", nats.Config{URL: "nats://h:1", TLS: &tls.Config{MaxVersion: tls.VersionTLS11}}},
+		{"TLS certificate without key", nats.Config{URL: "tls://h:1", TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{{1}}}}}}},
+		{"conn options limit reconnects", nats.Config{URL: "nats://h:1", ConnOptions: []natsgo.Option{natsgo.MaxReconnects(5)}}},
+		{"conn options disable reconnects", nats.Config{URL: "nats://h:1", ConnOptions: []natsgo.Option{natsgo.NoReconnect()}}},
+		{"nil conn option", nats.Config{URL: "nats://h:1", ConnOptions: []natsgo.Option{nil}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, err := nats.NewAdapter(c.cfg)
@@ -61,6 +70,18 @@ func TestConfigValidation(t *testing.T) {
 				_ = a.Close()
 			}
 		})
+	}
+	// Settings next to the refused ones that are fine.
+	for _, cfg := range []nats.Config{
+		{URL: "nats://127.0.0.1:1", MaxAge: time.Minute, DuplicateWindow: time.Minute},
+		{URL: "nats://127.0.0.1:1", DuplicateWindow: time.Hour}, // no MaxAge: no bound
+		{URL: "wss://127.0.0.1:1", TLS: &tls.Config{MinVersion: tls.VersionTLS12}},
+		{URL: "nats://127.0.0.1:1", ConnOptions: []natsgo.Option{natsgo.MaxReconnects(-1), natsgo.ReconnectJitter(0, 0)}},
+	} {
+		cfg.ConnectTimeout = 200 * time.Millisecond
+		if _, err := nats.NewAdapter(cfg); err == nil || errors.Is(err, eventstream.ErrInvalidConfig) {
+			t.Errorf("NewAdapter(%+v) = %v, want a connection error (the settings are valid)", cfg, err)
+		}
 	}
 	// A server that is not there is a connection error, not a config error.
 	_, err := nats.NewAdapter(nats.Config{URL: "nats://127.0.0.1:1", ConnectTimeout: 200 * time.Millisecond})
@@ -391,10 +412,68 @@ func TestPullBound(t *testing.T) {
 	}
 }
 
+// TestPullWindows: with small windows (MaxInFlight 1, 2 and 5, whose pull
+// thresholds are 1, 1 and 2) a subscription keeps pulling as its messages
+// are acknowledged: one at a time, a whole window at once, or one at a time
+// while the reader keeps the rest of its window unacknowledged (room for a
+// single message: the puller must wake at that room and pull it after its
+// linger). Every message arrives once, in order; a puller that misses a
+// wake-up stalls until its next heartbeat check, which this test puts
+// beyond recv's timeout.
+func TestPullWindows(t *testing.T) {
+	eachServer(t, func(t *testing.T, url string) {
+		for _, mif := range []int{1, 2, 5} {
+			for _, mode := range []string{"one", "window", "keep"} {
+				t.Run(fmt.Sprintf("MaxInFlight=%d/%s", mif, mode), func(t *testing.T) {
+					cfg := testConfig(url)
+					cfg.MaxInFlight = mif
+					// No periodic wake-ups of the puller (heartbeat checks,
+					// in-progress acks) within recv's timeout: only the
+					// acknowledgements and the linger make it pull.
+					cfg.PullExpiry, cfg.AckWait = time.Minute, time.Minute
+					a := newAdapter(t, cfg)
+					topic, group := uniq(t, "t"), "g"
+					n := 10*mif + 3
+					for i := range n {
+						publish(t, a, topic, "", fmt.Sprint(i))
+					}
+					ch, _ := subscribe(t, a, topic, group)
+					var unacked []*nats.Message
+					for i := range n {
+						m := recv(t, ch)
+						if string(m.Value()) != fmt.Sprint(i) {
+							t.Fatalf("received %q, want %d", m.Value(), i)
+						}
+						unacked = append(unacked, m)
+						var ackN int
+						switch {
+						case mode == "one":
+							ackN = 1
+						case mode == "window" && (len(unacked) == mif || i == n-1):
+							ackN = len(unacked)
+						case mode == "keep" && len(unacked) == mif:
+							ackN = 1
+						}
+						for _, m := range unacked[:ackN] {
+							ack(t, a, group, m)
+						}
+						unacked = unacked[ackN:]
+					}
+					for _, m := range unacked {
+						ack(t, a, group, m)
+					}
+				})
+			}
+		}
+	})
+}
+
 // TestSlowHandler: a message held longer than AckWait is not redelivered
-// while its subscription lives (in-progress acknowledgements).
-func TestSlowHandler(t *testing.T) {
-	url := sharedURL(t)
+// while its subscription lives (in-progress acknowledgements), on the
+// embedded server and on the nats-server binary.
+func TestSlowHandler(t *testing.T) { eachServer(t, testSlowHandler) }
+
+func testSlowHandler(t *testing.T, url string) {
 	cfg := testConfig(url)
 	cfg.AckWait = time.Second
 	a := newAdapter(t, cfg)
@@ -497,9 +576,10 @@ func TestStreamRecreated(t *testing.T) {
 }
 
 // TestInterop: a plain nats.go client and the adapter read each other's
-// messages.
-func TestInterop(t *testing.T) {
-	url := sharedURL(t)
+// messages, on the embedded server and on the nats-server binary.
+func TestInterop(t *testing.T) { eachServer(t, testInterop) }
+
+func testInterop(t *testing.T, url string) {
 	a := newAdapter(t, testConfig(url))
 	_, js := plainJS(t, url)
 	ctx := ctxT(t, 20*time.Second)

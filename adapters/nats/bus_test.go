@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
 	"strings"
 	"sync"
@@ -84,78 +85,92 @@ func TestDistributedBus(t *testing.T) {
 // TestBusWritesBareEnvelopes: the bus's structured events reach a plain
 // nats.go client as the CloudEvents NATS binding maps them, the envelope as
 // the payload and no headers; a keyed event with a header carries only
-// those two (no content-type, no es-time). The bus reads both back with the
-// envelope's time.
+// those two (no content-type, no es-time). With Config.EnvelopeHeaders both
+// carry content-type and es-time as well. Either way the bus reads its
+// events back (it recognises the envelope by its payload).
 func TestBusWritesBareEnvelopes(t *testing.T) {
-	url := sharedURL(t)
-	a := newAdapter(t, testConfig(url))
-	cfg := eventstream.DefaultDistributedConfig()
-	cfg.Distributed.MQAdapter = a
-	bus, err := eventstream.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	topic := uniq(t, "bare")
-	ctx := ctxT(t, 20*time.Second)
-	if err := bus.Emit(ctx, topic, map[string]int{"n": 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.Emit(ctx, topic, map[string]int{"n": 2}, eventstream.WithKey("k"), eventstream.WithHeader("tenant", "x")); err != nil {
-		t.Fatal(err)
-	}
+	for _, withHeaders := range []bool{false, true} {
+		t.Run(fmt.Sprintf("EnvelopeHeaders=%v", withHeaders), func(t *testing.T) {
+			url := sharedURL(t)
+			cfg := testConfig(url)
+			cfg.EnvelopeHeaders = withHeaders
+			a := newAdapter(t, cfg)
+			bcfg := eventstream.DefaultDistributedConfig()
+			bcfg.Distributed.MQAdapter = a
+			bus, err := eventstream.New(bcfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bus.Close()
+			topic := uniq(t, "bare")
+			ctx := ctxT(t, 20*time.Second)
+			if err := bus.Emit(ctx, topic, map[string]int{"n": 1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := bus.Emit(ctx, topic, map[string]int{"n": 2}, eventstream.WithKey("k"), eventstream.WithHeader("tenant", "x")); err != nil {
+				t.Fatal(err)
+			}
 
-	_, js := plainJS(t, url)
-	oc, err := js.OrderedConsumer(ctx, a.StreamName(topic), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	times := map[string]time.Time{} // envelope id -> time
-	for i, want := range []map[string]string{{}, {nats.HeaderKey: "k", "tenant": "x"}} {
-		pm, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for k := range pm.Headers() {
-			got[k] = pm.Headers().Get(k)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("message %d: headers %v, want %v", i, got, want)
-		}
-		var env struct {
-			SpecVersion string         `json:"specversion"`
-			ID          string         `json:"id"`
-			Time        time.Time      `json:"time"`
-			Data        map[string]int `json:"data"`
-		}
-		if err := json.Unmarshal(pm.Data(), &env); err != nil || env.SpecVersion != "1.0" || env.Data["n"] != i+1 {
-			t.Fatalf("message %d: payload %s is not the event's envelope (%v)", i, pm.Data(), err)
-		}
-		times[env.ID] = env.Time
-	}
+			_, js := plainJS(t, url)
+			oc, err := js.OrderedConsumer(ctx, a.StreamName(topic), jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wants := []map[string]string{{}, {nats.HeaderKey: "k", "tenant": "x"}}
+			ids := map[string]bool{}
+			for i, want := range wants {
+				pm, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]string{}
+				for k := range pm.Headers() {
+					got[k] = pm.Headers().Get(k)
+				}
+				if withHeaders {
+					if got["content-type"] != eventstream.CloudEventsContentType || got[nats.HeaderTime] == "" {
+						t.Errorf("message %d: headers %v lack content-type or es-time", i, got)
+					}
+					delete(got, "content-type")
+					delete(got, nats.HeaderTime)
+				}
+				if !maps.Equal(got, want) {
+					t.Errorf("message %d: headers %v, want %v", i, got, want)
+				}
+				var env struct {
+					SpecVersion string         `json:"specversion"`
+					ID          string         `json:"id"`
+					Data        map[string]int `json:"data"`
+				}
+				if err := json.Unmarshal(pm.Data(), &env); err != nil || env.SpecVersion != "1.0" || env.Data["n"] != i+1 {
+					t.Fatalf("message %d: payload %s is not the event's envelope (%v)", i, pm.Data(), err)
+				}
+				ids[env.ID] = true
+			}
 
-	done := make(chan struct{})
-	var mu sync.Mutex
-	sub, err := bus.On(topic, func(_ context.Context, e *eventstream.Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if tm, ok := times[e.ID]; !ok || !tm.Equal(e.Time) {
-			t.Errorf("event %s: time %v, envelope time %v (known: %v)", e.ID, e.Time, tm, ok)
-		}
-		if delete(times, e.ID); len(times) == 0 {
-			close(done)
-		}
-		return nil
-	}, eventstream.WithConsumerGroup("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Off(sub) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		t.Fatal("the bus did not read its events back")
+			done := make(chan struct{})
+			var mu sync.Mutex
+			sub, err := bus.On(topic, func(_ context.Context, e *eventstream.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if !ids[e.ID] {
+					t.Errorf("unexpected event %s", e.ID)
+				}
+				if delete(ids, e.ID); len(ids) == 0 {
+					close(done)
+				}
+				return nil
+			}, eventstream.WithConsumerGroup("g"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = bus.Off(sub) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				t.Fatal("the bus did not read its events back")
+			}
+		})
 	}
 }
 

@@ -71,20 +71,33 @@ type Config struct {
 	// TLS, when not nil, makes the connection use TLS with this
 	// configuration (server certificate verification, client certificates).
 	// A "tls://" URL enables TLS with the default configuration too.
+	// NewAdapter refuses TLS with a "ws://" URL, a MaxVersion below
+	// MinVersion or below TLS 1.2 (the oldest nats-server accepts), and a
+	// client certificate without its chain or private key.
 	TLS *tls.Config
 
-	// ReconnectWait is the pause between reconnection attempts. The adapter
-	// reconnects forever (the nats.go default gives up after 60 attempts).
-	// Default 1s.
+	// ReconnectWait is the pause between reconnection attempts, to which
+	// nats.go adds a random jitter of up to 100ms (1s with TLS; change it
+	// with nats.ReconnectJitter in ConnOptions). The adapter reconnects
+	// forever (the nats.go default gives up after 60 attempts). Default 1s.
 	ReconnectWait time.Duration
 	// ReconnectBufSize is how many bytes of publishes and acks the client
 	// buffers while it reconnects. Default 8 MiB, as in nats.go.
 	ReconnectBufSize int
 	// ConnectTimeout bounds dialling one server. Default 2s.
 	ConnectTimeout time.Duration
+	// EnvelopeHeaders makes the bus's structured events carry the
+	// content-type header (application/cloudevents+json) and es-time, for
+	// plain NATS consumers that look for them. By default they travel as
+	// the CloudEvents NATS binding maps them, the envelope alone (see
+	// Adapter.BareEnvelope), which nats.go consumers read faster.
+	EnvelopeHeaders bool
+
 	// ConnOptions are applied after the adapter's own connection options,
 	// for settings this Config does not offer (for example
 	// nats.InProcessServer to connect to an embedded server without TCP).
+	// Options that limit reconnection (nats.NoReconnect, a non-negative
+	// nats.MaxReconnects) are refused: the adapter reconnects forever.
 	ConnOptions []natsgo.Option
 
 	// StreamPrefix is prepended to the name of every stream the adapter
@@ -113,7 +126,8 @@ type Config struct {
 	Discard Discard
 	// DuplicateWindow is the created streams' window for detecting
 	// duplicate message IDs (the Nats-Msg-Id header, which the adapter
-	// does not set itself). 0 means the server default (2 minutes).
+	// does not set itself). 0 means the server default (2 minutes). At
+	// most MaxAge when MaxAge is set.
 	DuplicateWindow time.Duration
 
 	// AckWait is how long the server waits for an acknowledgement before it
@@ -248,6 +262,9 @@ func (c Config) withDefaults() (Config, error) {
 			return c, invalid("%s %q is a directory", f.name, f.path)
 		}
 	}
+	if err := c.checkTLS(); err != nil {
+		return c, err
+	}
 	if c.StreamPrefix == "" {
 		c.StreamPrefix = "ES_"
 	}
@@ -308,6 +325,9 @@ func (c Config) withDefaults() (Config, error) {
 			*d.v = d.def
 		}
 	}
+	if c.MaxAge > 0 && c.DuplicateWindow > c.MaxAge {
+		return c, invalid("DuplicateWindow (%v) must not exceed MaxAge (%v): the server refuses such a stream", c.DuplicateWindow, c.MaxAge)
+	}
 	if c.AckWait < time.Second {
 		return c, invalid("AckWait is %v, must be at least 1s", c.AckWait)
 	}
@@ -362,5 +382,45 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.ConnOptions = append([]natsgo.Option(nil), c.ConnOptions...)
+	// The adapter's guarantees rest on reconnecting forever: ConnOptions
+	// must not take that away.
+	o := natsgo.GetDefaultOptions()
+	natsgo.MaxReconnects(-1)(&o)
+	for _, opt := range c.ConnOptions {
+		if opt == nil {
+			return c, invalid("ConnOptions holds a nil option")
+		}
+		if err := opt(&o); err != nil {
+			return c, invalid("ConnOptions: %v", err)
+		}
+	}
+	if !o.AllowReconnect || o.MaxReconnect >= 0 {
+		return c, invalid("ConnOptions limit reconnection (nats.NoReconnect or nats.MaxReconnects(%d)): the adapter reconnects forever, "+
+			"so that subscriptions and publishes survive any outage", o.MaxReconnect)
+	}
 	return c, nil
+}
+
+// checkTLS rejects TLS settings that cannot work.
+func (c Config) checkTLS() error {
+	if c.TLS == nil {
+		return nil
+	}
+	for _, u := range strings.Split(c.URL, ",") {
+		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil && pu.Scheme == "ws" {
+			return invalid("TLS is set but URL %q is a plain WebSocket URL; use wss://", u)
+		}
+	}
+	if c.TLS.MaxVersion != 0 && c.TLS.MaxVersion < c.TLS.MinVersion {
+		return invalid("TLS.MaxVersion (%#x) is below TLS.MinVersion (%#x)", c.TLS.MaxVersion, c.TLS.MinVersion)
+	}
+	if c.TLS.MaxVersion != 0 && c.TLS.MaxVersion < tls.VersionTLS12 {
+		return invalid("TLS.MaxVersion (%#x) is below TLS 1.2, the oldest version nats-server accepts", c.TLS.MaxVersion)
+	}
+	for i, cert := range c.TLS.Certificates {
+		if len(cert.Certificate) == 0 || cert.PrivateKey == nil {
+			return invalid("TLS.Certificates[%d] lacks its certificate chain or its private key (load it with tls.LoadX509KeyPair)", i)
+		}
+	}
+	return nil
 }

@@ -6,8 +6,14 @@
 //	defer a.Close()
 //
 // It needs a server with JetStream enabled (nats-server -js), version 2.9
-// or later. Package natstest starts an embedded server for tests; importing
-// this package does not link the NATS server.
+// or later, reached through the account's own JetStream API ($JS.API):
+// JetStream domains and API prefixes (leaf nodes importing another
+// account's JetStream) are not supported. Stream and consumer management go
+// through the jetstream package; publishing and pulling use the JetStream
+// wire protocol directly on the connection, so that publishes pipeline and
+// a subscription's pulls stay within its MaxInFlight. Package natstest
+// starts an embedded server for tests; importing this package does not
+// link the NATS server.
 //
 // # Topology
 //
@@ -38,10 +44,11 @@
 // "Nats-" or "es-" are refused, and headers NATS cannot carry unchanged
 // (non-ASCII names, CR/LF in values, ...) travel encoded and arrive intact.
 // The bus's structured events travel as the CloudEvents NATS binding maps
-// them, with no header at all unless the event has a key or headers of its
-// own (the Adapter implements eventstream.BareEnvelope): the payload is the
-// JSON envelope, which holds the event's time and content type, and a
-// receiver's Timestamp is the server's store time.
+// them, with no header at all unless the event has a key, headers or trace
+// context of its own (the Adapter implements eventstream.BareEnvelope;
+// Config.EnvelopeHeaders adds content-type and es-time back): the payload
+// is the JSON envelope, which holds the event's time and content type, and
+// a receiver's Timestamp is the server's store time.
 // Transient failures (disconnection, server restart, acknowledgement
 // timeout) are retried until the caller's context is done; a retried
 // message may be stored twice.

@@ -260,6 +260,17 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // binary; fault tests start their own.
 var brokers brokertest.Shared
 
+// eachServer runs test as a subtest against the embedded server and against
+// the nats-server binary.
+func eachServer(t *testing.T, test func(t *testing.T, url string)) {
+	for _, s := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{{"embedded", sharedURL}, {"nats-server", systemServer}} {
+		t.Run(s.name, func(t *testing.T) { test(t, s.url(t)) })
+	}
+}
+
 // systemServer returns the URL of the shared nats-server process (or of
 // NATS_URL), skipping t when nats-server is not installed.
 func systemServer(t testing.TB) string {
