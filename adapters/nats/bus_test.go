@@ -16,21 +16,28 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// newBus returns a distributed bus over a (CloudEvents binary mode when
+// binary is set), closed at the end of the test.
+func newBus(t *testing.T, a eventstream.MQAdapter, binary bool) eventstream.Bus {
+	t.Helper()
+	cfg := eventstream.DefaultDistributedConfig()
+	cfg.Distributed.MQAdapter = a
+	cfg.Distributed.BinaryMode = binary
+	bus, err := eventstream.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	return bus
+}
+
 // TestDistributedBus runs the distributed bus over the adapter, in JSON and
 // binary mode: keyed events reach a consumer group with their key, in order
 // per key at concurrency 8.
 func TestDistributedBus(t *testing.T) {
 	for _, binary := range []bool{false, true} {
 		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
-			a := newAdapter(t, testConfig(sharedURL(t)))
-			cfg := eventstream.DefaultDistributedConfig()
-			cfg.Distributed.MQAdapter = a
-			cfg.Distributed.BinaryMode = binary
-			bus, err := eventstream.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer bus.Close()
+			bus := newBus(t, newAdapter(t, testConfig(sharedURL(t))), binary)
 			topic := uniq(t, "orders")
 			type Order struct{ Customer, Seq int }
 			const customers, perCustomer = 8, 50
@@ -95,13 +102,7 @@ func TestBusWritesBareEnvelopes(t *testing.T) {
 			cfg := testConfig(url)
 			cfg.EnvelopeHeaders = withHeaders
 			a := newAdapter(t, cfg)
-			bcfg := eventstream.DefaultDistributedConfig()
-			bcfg.Distributed.MQAdapter = a
-			bus, err := eventstream.New(bcfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer bus.Close()
+			bus := newBus(t, a, false)
 			topic := uniq(t, "bare")
 			ctx := ctxT(t, 20*time.Second)
 			if err := bus.Emit(ctx, topic, map[string]int{"n": 1}); err != nil {

@@ -271,6 +271,31 @@ func eachServer(t *testing.T, test func(t *testing.T, url string)) {
 	}
 }
 
+// eachOwnServer runs test as a subtest against a private embedded server and
+// a private nats-server process, each of which down stops and up starts
+// again on the same port and store; with sigkill also against a nats-server
+// process that down kills with SIGKILL.
+func eachOwnServer(t *testing.T, sigkill bool, test func(t *testing.T, url string, down, up func())) {
+	t.Run("embedded", func(t *testing.T) {
+		srv := natstest.NewServer(t, natstest.Options{})
+		test(t, srv.URL(), srv.Stop, func() {
+			if err := srv.Restart(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("nats-server", func(t *testing.T) {
+		b := brokertest.NATS(t)
+		test(t, b.URL(), func() { b.Stop(t) }, func() { b.Restart(t) })
+	})
+	if sigkill {
+		t.Run("nats-server-SIGKILL", func(t *testing.T) {
+			b := brokertest.NATS(t)
+			test(t, b.URL(), func() { b.Kill(t) }, func() { b.Restart(t) })
+		})
+	}
+}
+
 // systemServer returns the URL of the shared nats-server process (or of
 // NATS_URL), skipping t when nats-server is not installed.
 func systemServer(t testing.TB) string {

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/eventstream-go/eventstream/adapters/nats"
-	"github.com/eventstream-go/eventstream/adapters/nats/natstest"
-	"github.com/eventstream-go/eventstream/internal/brokertest"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -21,20 +19,7 @@ import (
 // store, the connection is restored, a Publish returns nil and the
 // subscription made before the outage receives the message. It runs on the
 // embedded server and on the nats-server binary.
-func TestReconnectsForever(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) {
-		srv := natstest.NewServer(t, natstest.Options{})
-		reconnectsForever(t, srv.URL(), srv.Stop, func() {
-			if err := srv.Restart(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	})
-	t.Run("nats-server", func(t *testing.T) {
-		b := brokertest.NATS(t)
-		reconnectsForever(t, b.URL(), func() { b.Stop(t) }, func() { b.Restart(t) })
-	})
-}
+func TestReconnectsForever(t *testing.T) { eachOwnServer(t, false, reconnectsForever) }
 
 func reconnectsForever(t *testing.T, url string, down, up func()) {
 	const (
@@ -109,22 +94,9 @@ func reconnectsForever(t *testing.T, url string, down, up func()) {
 // sentinel published afterwards, not a redelivery. AckWait is 30s, so no
 // redelivery by timeout can hide or fake the result. It runs on the
 // embedded server and on the nats-server binary.
-func TestAckAfterReconnect(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) {
-		srv := natstest.NewServer(t, natstest.Options{})
-		ackAfterReconnect(t, srv.URL(), func() {
-			if err := srv.Restart(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	})
-	t.Run("nats-server", func(t *testing.T) {
-		b := brokertest.NATS(t)
-		ackAfterReconnect(t, b.URL(), func() { b.Restart(t) })
-	})
-}
+func TestAckAfterReconnect(t *testing.T) { eachOwnServer(t, false, ackAfterReconnect) }
 
-func ackAfterReconnect(t *testing.T, url string, restart func()) {
+func ackAfterReconnect(t *testing.T, url string, down, up func()) {
 	const n = 5
 	cfg := testConfig(url)
 	cfg.AckWait = 30 * time.Second
@@ -161,7 +133,8 @@ func ackAfterReconnect(t *testing.T, url string, restart func()) {
 	nc.Close()
 
 	reconnects := a.Conn().Stats().Reconnects
-	restart()
+	down()
+	up()
 	waitFor(t, 15*time.Second, "the adapter to reconnect", func() bool {
 		return a.Conn().IsConnected() && a.Conn().Stats().Reconnects > reconnects
 	})

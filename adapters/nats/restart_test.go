@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventstream-go/eventstream/adapters/nats/natstest"
-	"github.com/eventstream-go/eventstream/internal/brokertest"
 	natsgo "github.com/nats-io/nats.go"
 )
 
@@ -18,24 +16,7 @@ import (
 // SIGKILL): nothing whose publish returned nil is lost, the publishers'
 // retries carry them over the downtime, and the subscription resumes by
 // itself.
-func TestServerRestart(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) {
-		srv := natstest.NewServer(t, natstest.Options{})
-		restartMidStream(t, srv.URL(), srv.Stop, func() {
-			if err := srv.Restart(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	})
-	t.Run("nats-server", func(t *testing.T) {
-		b := brokertest.NATS(t)
-		restartMidStream(t, b.URL(), func() { b.Stop(t) }, func() { b.Restart(t) })
-	})
-	t.Run("nats-server-SIGKILL", func(t *testing.T) {
-		b := brokertest.NATS(t)
-		restartMidStream(t, b.URL(), func() { b.Kill(t) }, func() { b.Restart(t) })
-	})
-}
+func TestServerRestart(t *testing.T) { eachOwnServer(t, true, restartMidStream) }
 
 func restartMidStream(t *testing.T, url string, down, up func()) {
 	const n, publishers, window = 3000, 4, 300
