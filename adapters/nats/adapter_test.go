@@ -48,6 +48,7 @@ func TestConfigValidation(t *testing.T) {
 		{"heartbeat too long", nats.Config{URL: "nats://h:1", PullExpiry: 2 * time.Second, PullHeartbeat: time.Second}},
 		{"pinned TTL not above pull expiry", nats.Config{URL: "nats://h:1", PullExpiry: 5 * time.Second, PinnedTTL: 5 * time.Second}},
 		{"negative in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: -1}},
+		{"negative in-flight bytes", nats.Config{URL: "nats://h:1", MaxInFlightBytes: -1}},
 		{"ack pending below in-flight", nats.Config{URL: "nats://h:1", MaxInFlight: 100, MaxAckPending: 10}},
 		{"negative pending publishes", nats.Config{URL: "nats://h:1", MaxPendingPublishes: -1}},
 		{"negative publish timeout", nats.Config{URL: "nats://h:1", PublishTimeout: -1}},
@@ -410,6 +411,87 @@ func TestPullBound(t *testing.T) {
 			return consumerInfo(t, js, a, topic, group).NumAckPending <= cfg.MaxInFlight
 		})
 	}
+}
+
+// TestPullBytes: a subscription holds no more than MaxInFlightBytes of
+// messages (as the server counts them: subjects, headers, payload), and a
+// message larger than the whole cap is still delivered, alone. Every
+// message arrives once, in order, on both servers.
+func TestPullBytes(t *testing.T) {
+	eachServer(t, func(t *testing.T, url string) {
+		cfg := testConfig(url)
+		// 1 KiB payloads, about 1.2 KiB with the subjects: four fit in
+		// 5000 bytes, five do not. MaxInFlight does not bind.
+		cfg.MaxInFlight, cfg.MaxInFlightBytes = 100, 5000
+		const fit = 4
+		a := newAdapter(t, cfg)
+		_, js := plainJS(t, url)
+		topic, group := uniq(t, "t"), "g"
+		payload := func(i, size int) string {
+			p := fmt.Sprintf("%03d", i)
+			return p + strings.Repeat("x", size-len(p))
+		}
+		var want []string
+		for i := range 3 * fit {
+			want = append(want, payload(i, 1024))
+		}
+		want = append(want, payload(len(want), 20000)) // above the cap
+		for i := range 3 {
+			want = append(want, payload(len(want), 1024+i))
+		}
+		for _, v := range want {
+			publish(t, a, topic, "", v)
+		}
+		n := uint64(len(want))
+		ch, _ := subscribe(t, a, topic, group)
+		// held is what the subscription holds at its bound, once it
+		// stopped pulling: no pull request outstanding.
+		settled := func(held int, delivered uint64) {
+			t.Helper()
+			waitFor(t, timeout, fmt.Sprintf("the subscription to hold %d messages and stop pulling", held), func() bool {
+				info := consumerInfo(t, js, a, topic, group)
+				return info.NumAckPending == held && info.NumWaiting == 0 && info.NumPending == n-delivered
+			})
+		}
+		next := 0
+		take := func(k int) []eventstream.Message {
+			t.Helper()
+			var got []eventstream.Message
+			for range k {
+				m := recv(t, ch)
+				if v := string(m.Value()); v != want[next] {
+					t.Fatalf("received %.8q… (%d bytes), want %.8q… (%d bytes)", v, len(v), want[next], len(want[next]))
+				}
+				next++
+				got = append(got, m)
+			}
+			return got
+		}
+		// Three windows of four small messages: none beyond the bytes.
+		for w := range 3 {
+			held := take(fit)
+			settled(fit, uint64(next))
+			select {
+			case m := <-ch:
+				t.Fatalf("window %d: received %.8q… beyond MaxInFlightBytes", w, m.Value())
+			default:
+			}
+			for _, m := range held {
+				ack(t, a, group, m)
+			}
+		}
+		// The oversized message comes alone, once nothing else is held.
+		big := take(1)
+		settled(1, uint64(next))
+		ack(t, a, group, big[0])
+		for _, m := range take(3) {
+			ack(t, a, group, m)
+		}
+		waitFor(t, timeout, "every message acknowledged", func() bool {
+			info := consumerInfo(t, js, a, topic, group)
+			return info.NumAckPending == 0 && info.NumPending == 0
+		})
+	})
 }
 
 // TestPullWindows: with small windows (MaxInFlight 1, 2 and 5, whose pull

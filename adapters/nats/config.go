@@ -145,6 +145,14 @@ type Config struct {
 	// from the server and not yet acknowledged (nor handed back). The
 	// adapter never pulls more than that. Default 512.
 	MaxInFlight int
+	// MaxInFlightBytes caps the bytes of the messages one subscription
+	// holds, counted as the server counts them (subject, reply subject,
+	// headers and payload): every pull asks for no more than the bytes
+	// left. A message larger than the room left is pulled on its own
+	// once the subscription holds nothing else, so a message above the
+	// cap is still delivered, and the cap is then exceeded by that one
+	// message. Default 64 MiB.
+	MaxInFlightBytes int
 	// MaxAckPending caps how many messages a group's consumer has
 	// delivered and not yet acknowledged, across all its subscriptions;
 	// the server stops delivering at the cap. Must be at least
@@ -360,6 +368,7 @@ func (c Config) withDefaults() (Config, error) {
 	for _, n := range []num{
 		{"ReconnectBufSize", &c.ReconnectBufSize, 8 << 20},
 		{"MaxInFlight", &c.MaxInFlight, 512},
+		{"MaxInFlightBytes", &c.MaxInFlightBytes, 64 << 20},
 		{"MaxPendingPublishes", &c.MaxPendingPublishes, 4000},
 	} {
 		if *n.v < 0 {

@@ -56,10 +56,12 @@
 // # Consuming
 //
 // A subscription pulls with one pull request at a time and never asks for
-// more than the room it has left under Config.MaxInFlight (it pulls as soon
-// as half of MaxInFlight is free, after a short linger for less), so the
-// messages it holds (fetched and not yet acknowledged) never exceed that
-// bound, and they arrive in stream order. Messages wait in no buffer the adapter does
+// more than the room it has left under Config.MaxInFlight messages and
+// Config.MaxInFlightBytes bytes (it pulls as soon as half of both is free,
+// after a short linger for less), so the messages it holds (fetched and not
+// yet acknowledged) never exceed those bounds, but for a single message
+// larger than the room in bytes: that one is pulled on its own once the
+// subscription holds nothing else. Messages arrive in stream order. Messages wait in no buffer the adapter does
 // not track: every Config.InProgressInterval the subscription tells the
 // server that the messages it holds are still being worked on, so a handler
 // slower than Config.AckWait does not get its message redelivered underneath

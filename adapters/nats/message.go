@@ -40,6 +40,7 @@ type Message struct {
 	group string
 	sub   *subscription
 	ackTo string // the reply subject: $JS.ACK.<...>
+	size  int    // its size as the server counts it against a pull's max_bytes
 	state atomic.Int32
 }
 
@@ -50,7 +51,7 @@ var (
 )
 
 func newMessage(s *subscription, raw *natsgo.Msg) *Message {
-	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply}
+	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply, size: raw.Size()}
 	// The key and the time are read here; the user headers are compared
 	// with the previous message's, whose set is shared when they are the
 	// same (consecutive messages with the same headers, such as the bus's

@@ -48,14 +48,15 @@ type subscription struct {
 	freed    chan struct{} // signalled (capacity 1) when held shrinks while run waits for room
 	wantRoom atomic.Bool   // run waits for room
 
-	mu     sync.Mutex
-	held   map[*Message]struct{} // arrived, not acknowledged, not handed back
-	ready  []*Message            // held, not yet taken by run
-	behind bool                  // run has messages to send: onMsg queues new ones behind them
-	req    pull                  // the outstanding pull request
-	pinID  string                // Exclusive: the pin the server gave this member
-	gotAny bool                  // a message arrived
-	ended  bool                  // finish took the held messages; later arrivals are handed back at once
+	mu        sync.Mutex
+	held      map[*Message]struct{} // arrived, not acknowledged, not handed back
+	heldBytes int                   // the sizes of the held messages (Message.size)
+	ready     []*Message            // held, not yet taken by run
+	behind    bool                  // run has messages to send: onMsg queues new ones behind them
+	req       pull                  // the outstanding pull request
+	pinID     string                // Exclusive: the pin the server gave this member
+	gotAny    bool                  // a message arrived
+	ended     bool                  // finish took the held messages; later arrivals are handed back at once
 
 	// released: the cancel function was called, so the reader is done
 	// with what it received and did not acknowledge. kept: what the reader
@@ -75,8 +76,10 @@ type subscription struct {
 // Subscriptions of one group compete for its messages; every group gets
 // every message.
 //
-// A subscription holds at most Config.MaxInFlight messages (it asks the
-// server for no more than the room it has left), and every
+// A subscription holds at most Config.MaxInFlight messages and
+// Config.MaxInFlightBytes bytes (it asks the server for no more than the
+// room it has left; a message larger than the room in bytes is pulled on
+// its own once the subscription holds nothing else), and every
 // Config.InProgressInterval it tells the server that the messages it holds
 // are still being worked on, so none is redelivered to the group while the
 // subscription lives, however slow its handler. Messages wait in the
@@ -307,22 +310,39 @@ func (s *subscription) ensure(ctx context.Context, recheck bool) error {
 	return nil
 }
 
-func (s *subscription) heldCount() int {
+// room is what a subscription may still pull: messages and bytes.
+type room struct{ msgs, bytes int }
+
+// roomLeft returns the room left under MaxInFlight and MaxInFlightBytes
+// and whether the subscription holds nothing.
+func (s *subscription) roomLeft() (room, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.held)
+	return room{s.a.cfg.MaxInFlight - len(s.held), s.a.cfg.MaxInFlightBytes - s.heldBytes}, len(s.held) == 0
 }
 
 // forget forgets m (acknowledged) and, when run waits for room and the room
 // is what it waits for, wakes it: run pulls once the room reaches
-// pullThreshold, or lingers for a little room (from 1 up), so an
-// acknowledgement in between, the common case, wakes nobody.
+// pullThreshold in messages and in bytes, lingers for a little room (from
+// 1 message up), and after an oversized message waits until it holds
+// nothing; so an acknowledgement in between, the common case, wakes
+// nobody.
 func (s *subscription) forget(m *Message) {
 	s.mu.Lock()
-	delete(s.held, m)
+	if _, ok := s.held[m]; ok {
+		delete(s.held, m)
+		s.heldBytes -= m.size
+	}
 	free := s.a.cfg.MaxInFlight - len(s.held)
+	freeBytes := s.a.cfg.MaxInFlightBytes - s.heldBytes
 	s.mu.Unlock()
-	if (free == 1 || free >= pullThreshold(s.a.cfg.MaxInFlight)) && s.wantRoom.Load() {
+	if !s.wantRoom.Load() {
+		return
+	}
+	if free == 1 || // room for a message again
+		freeBytes > 0 && freeBytes-m.size <= 0 || // room for bytes again
+		// room for a full pull; holding nothing is such room
+		free >= pullThreshold(s.a.cfg.MaxInFlight) && freeBytes >= pullThreshold(s.a.cfg.MaxInFlightBytes) {
 		select {
 		case s.freed <- struct{}{}:
 		default:
@@ -352,9 +372,10 @@ func (s *subscription) inProgress() {
 // acknowledgements); what does not fit waits in ready and run's queue.
 func outBuffer(maxInFlight int) int { return min(4096, max(1, maxInFlight)) }
 
-// pullThreshold is the room (under maxInFlight) for which a subscription
-// pulls at once; with less it lingers first.
-func pullThreshold(maxInFlight int) int { return max(1, maxInFlight/2) }
+// pullThreshold is the room under a limit (MaxInFlight or
+// MaxInFlightBytes) for which a subscription pulls at once; with less room
+// in either it lingers first.
+func pullThreshold(limit int) int { return max(1, limit/2) }
 
 // linger is how long a subscription with a little room left waits for more
 // room before it pulls for what it has.
@@ -364,6 +385,7 @@ const linger = 20 * time.Millisecond
 // ($JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>).
 type pullRequest struct {
 	Batch     int    `json:"batch"`
+	MaxBytes  int    `json:"max_bytes,omitempty"`
 	Expires   int64  `json:"expires"`        // nanoseconds
 	Heartbeat int64  `json:"idle_heartbeat"` // nanoseconds
 	Group     string `json:"group,omitempty"`
@@ -373,7 +395,9 @@ type pullRequest struct {
 // pull is the state of the subscription's outstanding pull request.
 type pull struct {
 	subject string // its reply subject; "" when none is outstanding
+	n       int    // messages it asked for
 	left    int    // messages the server may still deliver for it
+	tooBig  bool   // it ended unfilled: the next message is larger than the bytes it asked for
 	beat    bool   // a message or heartbeat arrived since the last check
 	over    bool   // it ended: batch filled, expired, or an error status
 	err     error  // why it ended, when that is an error
@@ -421,6 +445,7 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 		return
 	}
 	s.held[m] = struct{}{}
+	s.heldBytes += m.size
 	// Straight to the reader unless earlier messages wait for room in the
 	// channel (order).
 	wake := true
@@ -476,8 +501,11 @@ func (s *subscription) onStatus(msg *natsgo.Msg, code string) {
 		switch {
 		case strings.Contains(desc, "consumer deleted"):
 			err = errConsumerDeleted
+		case strings.Contains(desc, "message size exceeds maxbytes"):
+			// The next message does not fit in the bytes asked for.
+			s.req.tooBig = s.req.left == s.req.n
 		case strings.Contains(desc, "leadership change"), strings.Contains(desc, "batch completed"),
-			strings.Contains(desc, "server shutdown"), strings.Contains(desc, "max bytes"):
+			strings.Contains(desc, "server shutdown"):
 		default:
 			err = fmt.Errorf("pull request refused: %s %s", code, msg.Header.Get(descrHdr))
 		}
@@ -501,12 +529,14 @@ func (s *subscription) signal() {
 	}
 }
 
-// sendPull sends a pull request for n messages.
-func (s *subscription) sendPull(n int) error {
+// sendPull sends a pull request for n messages of at most maxBytes bytes
+// in all (0: no bound).
+func (s *subscription) sendPull(n, maxBytes int) error {
 	s.reqSeq++
 	subject := s.inbox + "." + strconv.FormatUint(s.reqSeq, 10)
 	req := pullRequest{
 		Batch:     n,
+		MaxBytes:  maxBytes,
 		Expires:   int64(s.a.cfg.PullExpiry),
 		Heartbeat: int64(s.a.cfg.PullHeartbeat),
 	}
@@ -514,7 +544,7 @@ func (s *subscription) sendPull(n int) error {
 	if s.a.cfg.Exclusive {
 		req.Group, req.PinID = priorityGroup, s.pinID
 	}
-	s.req = pull{subject: subject, left: n, beat: true}
+	s.req = pull{subject: subject, n: n, left: n, beat: true}
 	s.mu.Unlock()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -529,8 +559,8 @@ func (s *subscription) sendPull(n int) error {
 func (s *subscription) run() {
 	var queue []*Message // held, not yet handed to the channel
 	defer func() { s.finish(queue) }()
-	maxInFlight := s.a.cfg.MaxInFlight
-	threshold := pullThreshold(maxInFlight)
+	threshold := pullThreshold(s.a.cfg.MaxInFlight)
+	byteThreshold := pullThreshold(s.a.cfg.MaxInFlightBytes)
 
 	var (
 		pulling  bool // a pull request is outstanding
@@ -541,6 +571,7 @@ func (s *subscription) run() {
 		lingerT  *time.Timer // a little room left: pull for it after linger
 		lingerC  <-chan time.Time
 		lingered bool
+		oversize bool // the last pull ended unfilled on a message larger than its bytes
 	)
 	defer func() {
 		for _, t := range []*time.Timer{retry, lingerT} {
@@ -572,16 +603,33 @@ func (s *subscription) run() {
 			// Announce the wait for room before counting, so that no
 			// release between the count and the select goes unnoticed.
 			s.wantRoom.Store(true)
-			free := maxInFlight - s.heldCount()
+			r, empty := s.roomLeft()
+			n, maxBytes := 0, 0
 			switch {
-			case free >= threshold || (free > 0 && lingered):
-				lingered = false
+			case oversize:
+				// The next message is larger than the room in bytes
+				// was: pull it alone once nothing else is held.
+				if empty {
+					n = 1
+				}
+			case r.msgs >= threshold && r.bytes >= byteThreshold || r.msgs > 0 && r.bytes > 0 && lingered:
+				n, maxBytes = r.msgs, r.bytes
+			case r.msgs > 0 && r.bytes > 0 && lingerC == nil:
+				if lingerT == nil {
+					lingerT = time.NewTimer(linger)
+				} else {
+					lingerT.Reset(linger)
+				}
+				lingerC = lingerT.C
+			}
+			if n > 0 {
+				oversize, lingered = false, false
 				if lingerC != nil {
 					lingerT.Stop()
 					lingerC = nil
 				}
 				s.wantRoom.Store(false)
-				if err := s.sendPull(free); err != nil {
+				if err := s.sendPull(n, maxBytes); err != nil {
 					if s.ctx.Err() != nil {
 						return
 					}
@@ -589,13 +637,6 @@ func (s *subscription) run() {
 				} else {
 					pulling, missed = true, 0
 				}
-			case free > 0 && lingerC == nil:
-				if lingerT == nil {
-					lingerT = time.NewTimer(linger)
-				} else {
-					lingerT.Reset(linger)
-				}
-				lingerC = lingerT.C
 			}
 		} else {
 			s.wantRoom.Store(false)
@@ -617,10 +658,10 @@ func (s *subscription) run() {
 				s.ready = s.ready[:0]
 			}
 			s.behind = len(queue) > 0
-			over, err := s.req.over, s.req.err
+			over, err, tooBig := s.req.over, s.req.err, s.req.tooBig
 			s.mu.Unlock()
 			if pulling && over {
-				pulling = false
+				pulling, oversize = false, tooBig
 				if err != nil {
 					failed(err)
 				} else {
@@ -765,7 +806,7 @@ func (s *subscription) finish(queue []*Message) {
 	s.mu.Lock()
 	s.ended = true
 	held := s.held
-	s.held = make(map[*Message]struct{})
+	s.held, s.heldBytes = make(map[*Message]struct{}), 0
 	unread := make([]*Message, 0, len(queue)+len(s.ready)+len(s.out))
 	unread = append(append(unread, queue...), s.ready...)
 	s.ready = nil
