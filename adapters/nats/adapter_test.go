@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -414,84 +416,187 @@ func TestPullBound(t *testing.T) {
 }
 
 // TestPullBytes: a subscription holds no more than MaxInFlightBytes of
-// messages (as the server counts them: subjects, headers, payload), and a
-// message larger than the whole cap is still delivered, alone. Every
-// message arrives once, in order, on both servers.
+// messages (as the server counts them: subjects, headers, payload), pulls
+// again as soon as acknowledgements make room for the next message (also
+// while it keeps one), and delivers a message larger than the whole cap
+// alone. Every message arrives once, in order; every pull request it sends
+// stays within the room it had, and it sends a few per message at most (no
+// busy loop of refused requests). On both servers, and with Exclusive
+// (pinned consumers, whose pin header the server does not count) on the
+// embedded one.
 func TestPullBytes(t *testing.T) {
-	eachServer(t, func(t *testing.T, url string) {
-		cfg := testConfig(url)
-		// 1 KiB payloads, about 1.2 KiB with the subjects: four fit in
-		// 5000 bytes, five do not. MaxInFlight does not bind.
-		cfg.MaxInFlight, cfg.MaxInFlightBytes = 100, 5000
-		const fit = 4
-		a := newAdapter(t, cfg)
-		_, js := plainJS(t, url)
-		topic, group := uniq(t, "t"), "g"
-		payload := func(i, size int) string {
-			p := fmt.Sprintf("%03d", i)
-			return p + strings.Repeat("x", size-len(p))
+	eachServer(t, func(t *testing.T, url string) { testPullBytes(t, url, false) })
+	t.Run("exclusive", func(t *testing.T) { testPullBytes(t, sharedURL(t), true) })
+}
+
+func testPullBytes(t *testing.T, url string, exclusive bool) {
+	cfg := testConfig(url)
+	// 1 KiB payloads, about 1.2 KiB with the subjects: four fit in 5000
+	// bytes, five do not. MaxInFlight does not bind.
+	cfg.MaxInFlight, cfg.MaxInFlightBytes, cfg.Exclusive = 100, 5000, exclusive
+	const fit = 4
+	a := newAdapter(t, cfg)
+	nc, js := plainJS(t, url)
+	topic, group := uniq(t, "t"), "g"
+	payload := func(i, size int) string {
+		p := fmt.Sprintf("%03d", i)
+		return p + strings.Repeat("x", size-len(p))
+	}
+	var want []string
+	for i := range 5*fit - 1 { // two windows, a window and three while one is kept, a window
+		want = append(want, payload(i, 1024))
+	}
+	want = append(want, payload(len(want), 20000)) // above the cap
+	for i := range 3 {
+		want = append(want, payload(len(want), 1024+i))
+	}
+	for _, v := range want {
+		publish(t, a, topic, "", v)
+	}
+	n := uint64(len(want))
+
+	// Every pull request the adapter sends, as the server receives it.
+	type pullReq struct {
+		Batch    int `json:"batch"`
+		MaxBytes int `json:"max_bytes"`
+	}
+	var reqMu sync.Mutex
+	var reqs []pullReq
+	spy, err := nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+a.StreamName(topic)+"."+a.ConsumerName(group), func(m *natsgo.Msg) {
+		var r pullReq
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Errorf("pull request %q: %v", m.Data, err)
 		}
-		var want []string
-		for i := range 3 * fit {
-			want = append(want, payload(i, 1024))
-		}
-		want = append(want, payload(len(want), 20000)) // above the cap
-		for i := range 3 {
-			want = append(want, payload(len(want), 1024+i))
-		}
-		for _, v := range want {
-			publish(t, a, topic, "", v)
-		}
-		n := uint64(len(want))
-		ch, _ := subscribe(t, a, topic, group)
-		// held is what the subscription holds at its bound, once it
-		// stopped pulling: no pull request outstanding.
-		settled := func(held int, delivered uint64) {
-			t.Helper()
-			waitFor(t, timeout, fmt.Sprintf("the subscription to hold %d messages and stop pulling", held), func() bool {
-				info := consumerInfo(t, js, a, topic, group)
-				return info.NumAckPending == held && info.NumWaiting == 0 && info.NumPending == n-delivered
-			})
-		}
-		next := 0
-		take := func(k int) []eventstream.Message {
-			t.Helper()
-			var got []eventstream.Message
-			for range k {
-				m := recv(t, ch)
-				if v := string(m.Value()); v != want[next] {
-					t.Fatalf("received %.8q… (%d bytes), want %.8q… (%d bytes)", v, len(v), want[next], len(want[next]))
-				}
-				next++
-				got = append(got, m)
+		reqMu.Lock()
+		reqs = append(reqs, r)
+		reqMu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	ch, _ := subscribe(t, a, topic, group)
+	// settled: the subscription holds held messages and has no pull
+	// request outstanding.
+	next := 0
+	settled := func(held int) {
+		t.Helper()
+		waitFor(t, timeout, fmt.Sprintf("the subscription to hold %d messages and stop pulling", held), func() bool {
+			info := consumerInfo(t, js, a, topic, group)
+			return info.NumAckPending == held && info.NumWaiting == 0 && info.NumPending == n-uint64(next)
+		})
+	}
+	take := func(k int) []eventstream.Message {
+		t.Helper()
+		var got []eventstream.Message
+		for range k {
+			m := recv(t, ch)
+			if v := string(m.Value()); v != want[next] {
+				t.Fatalf("received %.8q… (%d bytes), want %.8q… (%d bytes)", v, len(v), want[next], len(want[next]))
 			}
-			return got
+			next++
+			got = append(got, m)
 		}
-		// Three windows of four small messages: none beyond the bytes.
-		for w := range 3 {
-			held := take(fit)
-			settled(fit, uint64(next))
-			select {
-			case m := <-ch:
-				t.Fatalf("window %d: received %.8q… beyond MaxInFlightBytes", w, m.Value())
-			default:
-			}
-			for _, m := range held {
-				ack(t, a, group, m)
-			}
+		return got
+	}
+	none := func(what string) {
+		t.Helper()
+		select {
+		case m := <-ch:
+			t.Fatalf("%s: received %.8q… beyond MaxInFlightBytes", what, m.Value())
+		default:
 		}
-		// The oversized message comes alone, once nothing else is held.
-		big := take(1)
-		settled(1, uint64(next))
-		ack(t, a, group, big[0])
-		for _, m := range take(3) {
+	}
+	// Two windows of four small messages: none beyond the bytes.
+	for w := range 2 {
+		held := take(fit)
+		settled(fit)
+		none(fmt.Sprintf("window %d", w))
+		for _, m := range held {
 			ack(t, a, group, m)
 		}
-		waitFor(t, timeout, "every message acknowledged", func() bool {
-			info := consumerInfo(t, js, a, topic, group)
-			return info.NumAckPending == 0 && info.NumPending == 0
-		})
+	}
+	// Keeping one message: acknowledging the other three makes room for
+	// three more.
+	held := take(fit)
+	settled(fit)
+	kept := held[0]
+	for _, m := range held[1:] {
+		ack(t, a, group, m)
+	}
+	held = take(fit - 1)
+	settled(fit)
+	none("keeping one")
+	ack(t, a, group, kept)
+	for _, m := range held {
+		ack(t, a, group, m)
+	}
+	held = take(fit)
+	settled(fit)
+	for _, m := range held {
+		ack(t, a, group, m)
+	}
+	// The oversized message comes alone, once nothing else is held.
+	big := take(1)
+	settled(1)
+	none("the oversized message")
+	ack(t, a, group, big[0])
+	for _, m := range take(3) {
+		ack(t, a, group, m)
+	}
+	waitFor(t, timeout, "every message acknowledged", func() bool {
+		info := consumerInfo(t, js, a, topic, group)
+		return info.NumAckPending == 0 && info.NumPending == 0
 	})
+	if err := spy.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	reqMu.Lock()
+	defer reqMu.Unlock()
+	for _, r := range reqs {
+		if r.MaxBytes > cfg.MaxInFlightBytes || r.MaxBytes == 0 && r.Batch != 1 || r.Batch > cfg.MaxInFlight {
+			t.Errorf("pull request for %d messages, max_bytes %d: beyond MaxInFlight %d, MaxInFlightBytes %d (0 only for one message)",
+				r.Batch, r.MaxBytes, cfg.MaxInFlight, cfg.MaxInFlightBytes)
+		}
+	}
+	if len(reqs) > 3*len(want) {
+		t.Errorf("%d pull requests for %d messages", len(reqs), len(want))
+	}
+	t.Logf("%d pull requests for %d messages", len(reqs), len(want))
+}
+
+// TestPullBytesAboveConsumerLimit: a consumer created elsewhere that limits
+// pull requests to fewer bytes than MaxInFlightBytes is refused at
+// Subscribe, with ErrInvalidConfig, rather than failing every pull.
+func TestPullBytesAboveConsumerLimit(t *testing.T) {
+	url := sharedURL(t)
+	a := newAdapter(t, testConfig(url))
+	_, js := plainJS(t, url)
+	topic, group := uniq(t, "t"), "g"
+	publish(t, a, topic, "", "x") // creates the stream
+	ctx := ctxT(t, 5*time.Second)
+	if _, err := js.CreateConsumer(ctx, a.StreamName(topic), jetstream.ConsumerConfig{
+		Durable: a.ConsumerName(group), AckPolicy: jetstream.AckExplicitPolicy, MaxRequestMaxBytes: 1 << 20,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := a.Subscribe(ctx, topic, group)
+	if !errors.Is(err, eventstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "MaxRequestMaxBytes") {
+		t.Fatalf("Subscribe = %v, want ErrInvalidConfig naming MaxRequestMaxBytes", err)
+	}
+	cfg := testConfig(url)
+	cfg.MaxInFlightBytes = 1 << 20
+	ch, cancel, err := newAdapter(t, cfg).Subscribe(ctx, topic, group)
+	if err != nil {
+		t.Fatalf("Subscribe with MaxInFlightBytes at the consumer's limit: %v", err)
+	}
+	defer cancel()
+	if m := recv(t, ch); string(m.Value()) != "x" {
+		t.Fatalf("received %q", m.Value())
+	}
 }
 
 // TestPullWindows: with small windows (MaxInFlight 1, 2 and 5, whose pull

@@ -147,11 +147,15 @@ type Config struct {
 	MaxInFlight int
 	// MaxInFlightBytes caps the bytes of the messages one subscription
 	// holds, counted as the server counts them (subject, reply subject,
-	// headers and payload): every pull asks for no more than the bytes
-	// left. A message larger than the room left is pulled on its own
-	// once the subscription holds nothing else, so a message above the
-	// cap is still delivered, and the cap is then exceeded by that one
-	// message. Default 64 MiB.
+	// headers and payload; not the pin header of Exclusive): every pull
+	// asks for no more than the bytes left, and when the next message does
+	// not fit the subscription pulls again once acknowledgements made room
+	// for it. A message larger than the cap is pulled on its own once the
+	// subscription holds nothing else, so it is still delivered and the
+	// cap is exceeded by that one message. Subscribe refuses a consumer
+	// that exists with a MaxRequestMaxBytes below it. Default 64 MiB
+	// (there is no "unbounded": a cap far above the server's max_payload
+	// times MaxInFlight does not bind).
 	MaxInFlightBytes int
 	// MaxAckPending caps how many messages a group's consumer has
 	// delivered and not yet acknowledged, across all its subscriptions;

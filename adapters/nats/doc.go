@@ -11,7 +11,8 @@
 // account's JetStream) are not supported. Stream and consumer management go
 // through the jetstream package; publishing and pulling use the JetStream
 // wire protocol directly on the connection, so that publishes pipeline and
-// a subscription's pulls stay within its MaxInFlight. Package natstest
+// a subscription's pulls stay within its MaxInFlight and MaxInFlightBytes.
+// Package natstest
 // starts an embedded server for tests; importing this package does not
 // link the NATS server.
 //
@@ -58,11 +59,13 @@
 // A subscription pulls with one pull request at a time and never asks for
 // more than the room it has left under Config.MaxInFlight messages and
 // Config.MaxInFlightBytes bytes (it pulls as soon as half of both is free,
-// after a short linger for less), so the messages it holds (fetched and not
-// yet acknowledged) never exceed those bounds, but for a single message
-// larger than the room in bytes: that one is pulled on its own once the
-// subscription holds nothing else. Messages arrive in stream order. Messages wait in no buffer the adapter does
-// not track: every Config.InProgressInterval the subscription tells the
+// after a short linger for less; when the next message did not fit in the
+// bytes left, once there is room for it), so the messages it holds (fetched
+// and not yet acknowledged) never exceed those bounds, but for a single
+// message larger than MaxInFlightBytes: that one is pulled on its own once
+// the subscription holds nothing else. Messages arrive in stream order.
+// Messages wait in no buffer the adapter does not track: every
+// Config.InProgressInterval the subscription tells the
 // server that the messages it holds are still being worked on, so a handler
 // slower than Config.AckWait does not get its message redelivered underneath
 // it. Config.MaxAckPending caps the unacknowledged messages of the whole

@@ -51,7 +51,7 @@ var (
 )
 
 func newMessage(s *subscription, raw *natsgo.Msg) *Message {
-	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply, size: raw.Size()}
+	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply, size: serverSize(raw)}
 	// The key and the time are read here; the user headers are compared
 	// with the previous message's, whose set is shared when they are the
 	// same (consecutive messages with the same headers, such as the bus's
@@ -101,6 +101,24 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 	}
 	return m
 }
+
+// serverSize is the size of raw as the server counted it against its pull
+// request's max_bytes: subject, reply subject, headers and payload, without
+// the Nats-Pin-Id header a pinned consumer adds after counting (and the
+// header block's framing when that is its only header).
+func serverSize(raw *natsgo.Msg) int {
+	n := raw.Size()
+	if id := raw.Header.Get(pinIDHdr); id != "" {
+		n -= len(pinIDHdr) + len(": ") + len(id) + len("\r\n")
+		if len(raw.Header) == 1 {
+			n -= len("NATS/1.0\r\n") + len("\r\n")
+		}
+	}
+	return n
+}
+
+// pinIDHdr is the header in which a pinned consumer names the pin.
+const pinIDHdr = "Nats-Pin-Id"
 
 // headerSet is a headerset.Set of a message's user headers, one entry per
 // name but for an encoded name that decodes to another header's (see

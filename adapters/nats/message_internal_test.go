@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	eventstream "github.com/eventstream-go/eventstream"
 	natsgo "github.com/nats-io/nats.go"
 )
 
@@ -78,5 +79,84 @@ func TestNewMessageSharesHeaders(t *testing.T) {
 		if m.NumHeaders() != len(tc.want) || !maps.Equal(listed, tc.want) {
 			t.Errorf("headers %v: %d entries %v, want %v", tc.h, m.NumHeaders(), listed, tc.want)
 		}
+	}
+}
+
+// TestServerSize: a message's size is the one the server counts against a
+// pull request's max_bytes: subject, reply subject, header block and
+// payload, but not the Nats-Pin-Id header a pinned consumer adds after
+// counting (nor, when it is the only header, the block around it).
+func TestServerSize(t *testing.T) {
+	const subj, reply, data = "orders", "$JS.ACK.ES_orders.g.1.2.3.4.5", "payload"
+	base := len(subj) + len(reply) + len(data)
+	block := func(lines ...string) int { // "NATS/1.0\r\n", the lines, "\r\n"
+		n := len("NATS/1.0\r\n") + len("\r\n")
+		for _, l := range lines {
+			n += len(l) + len("\r\n")
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		h    natsgo.Header
+		want int
+	}{
+		{nil, base},
+		{natsgo.Header{"a": {"b"}}, base + block("a: b")},
+		{natsgo.Header{pinIDHdr: {"pin-1"}}, base},
+		{natsgo.Header{"a": {"b"}, pinIDHdr: {"pin-1"}}, base + block("a: b")},
+	} {
+		m := &natsgo.Msg{Subject: subj, Reply: reply, Data: []byte(data), Header: tc.h}
+		if got := serverSize(m); got != tc.want {
+			t.Errorf("serverSize with headers %v = %d, want %d (Size %d)", tc.h, got, tc.want, m.Size())
+		}
+	}
+}
+
+// TestPullEndsOnExactBytes: the server ends a pull request without a word
+// once its batch is delivered or its max_bytes exactly; the subscription
+// counts both and then takes the request as over (and wakes run), rather
+// than waiting for heartbeats that no longer come.
+func TestPullEndsOnExactBytes(t *testing.T) {
+	newSub := func() *subscription {
+		return &subscription{
+			a:    &Adapter{cfg: Config{MaxInFlight: 10, MaxInFlightBytes: 1000}},
+			held: map[*Message]struct{}{}, out: make(chan eventstream.Message, 10), wake: make(chan struct{}, 1),
+		}
+	}
+	msg := func(size int) *natsgo.Msg {
+		const reply = "$JS.ACK.ES_t.g.1.1.1.1.0"
+		return &natsgo.Msg{Subject: "t", Reply: reply, Data: make([]byte, size-len("t")-len(reply))}
+	}
+	for _, tc := range []struct {
+		name         string
+		batch, bytes int
+		sizes        []int
+		overAfter    int // messages after which the request is over; 0: never
+	}{
+		{"bytes exactly", 10, 300, []int{100, 100, 100}, 3},
+		{"bytes not yet", 10, 300, []int{100, 100, 99}, 0},
+		{"batch", 2, 1000, []int{100, 100}, 2},
+		{"no byte bound", 10, 0, []int{400, 400, 400}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSub()
+			s.req = pull{subject: "r", left: tc.batch, maxBytes: tc.bytes}
+			for i, size := range tc.sizes {
+				s.onMsg(msg(size))
+				if over, want := s.req.over, tc.overAfter > 0 && i+1 >= tc.overAfter; over != want {
+					t.Fatalf("after %d messages over = %v, want %v (%d bytes delivered)", i+1, over, want, s.req.bytes)
+				}
+			}
+			if woken := len(s.wake) == 1; woken != (tc.overAfter > 0) {
+				t.Errorf("run woken = %v", woken)
+			}
+			total := 0
+			for _, size := range tc.sizes {
+				total += size
+			}
+			if s.heldBytes != total || len(s.held) != len(tc.sizes) {
+				t.Errorf("held %d messages, %d bytes; want %d, %d", len(s.held), s.heldBytes, len(tc.sizes), total)
+			}
+		})
 	}
 }

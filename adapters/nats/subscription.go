@@ -51,6 +51,7 @@ type subscription struct {
 	mu        sync.Mutex
 	held      map[*Message]struct{} // arrived, not acknowledged, not handed back
 	heldBytes int                   // the sizes of the held messages (Message.size)
+	need      int                   // bytes the next message needs at least, as the last pull found (0: unknown); set by run
 	ready     []*Message            // held, not yet taken by run
 	behind    bool                  // run has messages to send: onMsg queues new ones behind them
 	req       pull                  // the outstanding pull request
@@ -151,6 +152,10 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 	if info := s.cons.CachedInfo(); info != nil && (info.Config.PriorityPolicy == jetstream.PriorityPolicyPinned) != a.cfg.Exclusive {
 		return nil, nil, fmt.Errorf("nats: subscribe to %q: consumer %s exists with priority policy %v, but Config.Exclusive is %v: %w",
 			topic, s.consumer, info.Config.PriorityPolicy, a.cfg.Exclusive, eventstream.ErrInvalidConfig)
+	}
+	if info := s.cons.CachedInfo(); info != nil && info.Config.MaxRequestMaxBytes > 0 && a.cfg.MaxInFlightBytes > info.Config.MaxRequestMaxBytes {
+		return nil, nil, fmt.Errorf("nats: subscribe to %q: consumer %s exists with MaxRequestMaxBytes %d, below Config.MaxInFlightBytes %d (the bytes one pull may ask for): %w",
+			topic, s.consumer, info.Config.MaxRequestMaxBytes, a.cfg.MaxInFlightBytes, eventstream.ErrInvalidConfig)
 	}
 
 	a.mu.RLock()
@@ -310,23 +315,34 @@ func (s *subscription) ensure(ctx context.Context, recheck bool) error {
 	return nil
 }
 
-// room is what a subscription may still pull: messages and bytes.
-type room struct{ msgs, bytes int }
+// room is what a subscription may still pull: messages and bytes, and
+// whether it holds nothing.
+type room struct {
+	msgs, bytes int
+	empty       bool
+}
 
-// roomLeft returns the room left under MaxInFlight and MaxInFlightBytes
-// and whether the subscription holds nothing.
-func (s *subscription) roomLeft() (room, bool) {
+// roomLeft returns the room left under MaxInFlight and MaxInFlightBytes,
+// and records need (see subscription.need) for forget.
+func (s *subscription) roomLeft(need int) room {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return room{s.a.cfg.MaxInFlight - len(s.held), s.a.cfg.MaxInFlightBytes - s.heldBytes}, len(s.held) == 0
+	s.need = need
+	return room{s.a.cfg.MaxInFlight - len(s.held), s.a.cfg.MaxInFlightBytes - s.heldBytes, len(s.held) == 0}
+}
+
+// minBytes is the room in bytes a pull needs, given need (see
+// subscription.need): at least 1, and the whole of MaxInFlightBytes (no
+// message held) for a message larger than that, which is pulled alone.
+func (s *subscription) minBytes(need int) int {
+	return min(max(1, need), s.a.cfg.MaxInFlightBytes)
 }
 
 // forget forgets m (acknowledged) and, when run waits for room and the room
 // is what it waits for, wakes it: run pulls once the room reaches
-// pullThreshold in messages and in bytes, lingers for a little room (from
-// 1 message up), and after an oversized message waits until it holds
-// nothing; so an acknowledgement in between, the common case, wakes
-// nobody.
+// pullThreshold in messages and in bytes (and what the next message
+// needs), and lingers for a little room (from 1 message and minBytes up);
+// so an acknowledgement in between, the common case, wakes nobody.
 func (s *subscription) forget(m *Message) {
 	s.mu.Lock()
 	if _, ok := s.held[m]; ok {
@@ -335,14 +351,15 @@ func (s *subscription) forget(m *Message) {
 	}
 	free := s.a.cfg.MaxInFlight - len(s.held)
 	freeBytes := s.a.cfg.MaxInFlightBytes - s.heldBytes
+	lo := s.minBytes(s.need)
 	s.mu.Unlock()
 	if !s.wantRoom.Load() {
 		return
 	}
 	if free == 1 || // room for a message again
-		freeBytes > 0 && freeBytes-m.size <= 0 || // room for bytes again
+		freeBytes >= lo && freeBytes-m.size < lo || // room in bytes again
 		// room for a full pull; holding nothing is such room
-		free >= pullThreshold(s.a.cfg.MaxInFlight) && freeBytes >= pullThreshold(s.a.cfg.MaxInFlightBytes) {
+		free >= pullThreshold(s.a.cfg.MaxInFlight) && freeBytes >= max(lo, pullThreshold(s.a.cfg.MaxInFlightBytes)) {
 		select {
 		case s.freed <- struct{}{}:
 		default:
@@ -368,7 +385,7 @@ func (s *subscription) inProgress() {
 // outBuffer is the capacity of a subscription's channel: room for every
 // message it may hold (up to a limit), so that onMsg hands them to the
 // reader directly, without run in between. Messages in the channel are held
-// like all others (they count against MaxInFlight and get in-progress
+// like all others (they count against MaxInFlight and MaxInFlightBytes and get in-progress
 // acknowledgements); what does not fit waits in ready and run's queue.
 func outBuffer(maxInFlight int) int { return min(4096, max(1, maxInFlight)) }
 
@@ -394,19 +411,21 @@ type pullRequest struct {
 
 // pull is the state of the subscription's outstanding pull request.
 type pull struct {
-	subject string // its reply subject; "" when none is outstanding
-	n       int    // messages it asked for
-	left    int    // messages the server may still deliver for it
-	tooBig  bool   // it ended unfilled: the next message is larger than the bytes it asked for
-	beat    bool   // a message or heartbeat arrived since the last check
-	over    bool   // it ended: batch filled, expired, or an error status
-	err     error  // why it ended, when that is an error
+	subject  string // its reply subject; "" when none is outstanding
+	left     int    // messages the server may still deliver for it
+	maxBytes int    // the bytes it asked for; 0: no bound
+	bytes    int    // the bytes delivered for it
+	need     int    // it ended on a message that needs more bytes than it had left: at least this many
+	beat     bool   // a message or heartbeat arrived since the last check
+	over     bool   // it ended: batch filled, expired, or an error status
+	err      error  // why it ended, when that is an error
 }
 
 // Headers of the server's status replies.
 const (
-	statusHdr = "Status"
-	descrHdr  = "Description"
+	statusHdr       = "Status"
+	descrHdr        = "Description"
+	pendingBytesHdr = "Nats-Pending-Bytes" // the bytes a request had left
 )
 
 // Errors of pull requests, from the status replies of the server.
@@ -464,12 +483,16 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 	// against the outstanding request (only one is).
 	if !s.req.over {
 		s.req.beat = true
-		if s.req.left--; s.req.left <= 0 {
+		s.req.left--
+		s.req.bytes += m.size
+		// The server ends a request silently once its batch is filled,
+		// or its bytes exactly.
+		if s.req.left <= 0 || s.req.maxBytes > 0 && s.req.bytes >= s.req.maxBytes {
 			s.req.over, wake = true, true
 		}
 	}
 	if s.a.cfg.Exclusive {
-		if id := msg.Header.Get("Nats-Pin-Id"); id != "" {
+		if id := msg.Header.Get(pinIDHdr); id != "" {
 			s.pinID = id
 		}
 	}
@@ -502,8 +525,12 @@ func (s *subscription) onStatus(msg *natsgo.Msg, code string) {
 		case strings.Contains(desc, "consumer deleted"):
 			err = errConsumerDeleted
 		case strings.Contains(desc, "message size exceeds maxbytes"):
-			// The next message does not fit in the bytes asked for.
-			s.req.tooBig = s.req.left == s.req.n
+			// The next message does not fit in the bytes left.
+			left, err := strconv.Atoi(msg.Header.Get(pendingBytesHdr))
+			if err != nil {
+				left = s.req.maxBytes - s.req.bytes
+			}
+			s.req.need = left + 1
 		case strings.Contains(desc, "leadership change"), strings.Contains(desc, "batch completed"),
 			strings.Contains(desc, "server shutdown"):
 		default:
@@ -544,7 +571,7 @@ func (s *subscription) sendPull(n, maxBytes int) error {
 	if s.a.cfg.Exclusive {
 		req.Group, req.PinID = priorityGroup, s.pinID
 	}
-	s.req = pull{subject: subject, n: n, left: n, beat: true}
+	s.req = pull{subject: subject, left: n, maxBytes: maxBytes, beat: true}
 	s.mu.Unlock()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -555,7 +582,8 @@ func (s *subscription) sendPull(n, maxBytes int) error {
 
 // run pulls from the consumer, one pull request at a time, and hands the
 // messages to the channel. It never asks for more than the room left under
-// MaxInFlight.
+// MaxInFlight and MaxInFlightBytes (but for a message larger than
+// MaxInFlightBytes, pulled alone when nothing else is held).
 func (s *subscription) run() {
 	var queue []*Message // held, not yet handed to the channel
 	defer func() { s.finish(queue) }()
@@ -571,7 +599,7 @@ func (s *subscription) run() {
 		lingerT  *time.Timer // a little room left: pull for it after linger
 		lingerC  <-chan time.Time
 		lingered bool
-		oversize bool // the last pull ended unfilled on a message larger than its bytes
+		need     int // bytes the next message needs at least (see subscription.need)
 	)
 	defer func() {
 		for _, t := range []*time.Timer{retry, lingerT} {
@@ -603,18 +631,19 @@ func (s *subscription) run() {
 			// Announce the wait for room before counting, so that no
 			// release between the count and the select goes unnoticed.
 			s.wantRoom.Store(true)
-			r, empty := s.roomLeft()
+			r := s.roomLeft(need)
+			lo := s.minBytes(need)
 			n, maxBytes := 0, 0
 			switch {
-			case oversize:
-				// The next message is larger than the room in bytes
-				// was: pull it alone once nothing else is held.
-				if empty {
+			case need > s.a.cfg.MaxInFlightBytes:
+				// The next message is larger than the whole bound:
+				// pull it alone once nothing else is held.
+				if r.empty {
 					n = 1
 				}
-			case r.msgs >= threshold && r.bytes >= byteThreshold || r.msgs > 0 && r.bytes > 0 && lingered:
+			case r.msgs >= threshold && r.bytes >= max(lo, byteThreshold) || r.msgs > 0 && r.bytes >= lo && lingered:
 				n, maxBytes = r.msgs, r.bytes
-			case r.msgs > 0 && r.bytes > 0 && lingerC == nil:
+			case r.msgs > 0 && r.bytes >= lo && lingerC == nil:
 				if lingerT == nil {
 					lingerT = time.NewTimer(linger)
 				} else {
@@ -623,7 +652,7 @@ func (s *subscription) run() {
 				lingerC = lingerT.C
 			}
 			if n > 0 {
-				oversize, lingered = false, false
+				need, lingered = 0, false
 				if lingerC != nil {
 					lingerT.Stop()
 					lingerC = nil
@@ -658,10 +687,10 @@ func (s *subscription) run() {
 				s.ready = s.ready[:0]
 			}
 			s.behind = len(queue) > 0
-			over, err, tooBig := s.req.over, s.req.err, s.req.tooBig
+			over, err, reqNeed := s.req.over, s.req.err, s.req.need
 			s.mu.Unlock()
 			if pulling && over {
-				pulling, oversize = false, tooBig
+				pulling, need = false, reqNeed
 				if err != nil {
 					failed(err)
 				} else {
