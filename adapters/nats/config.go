@@ -155,7 +155,10 @@ type Config struct {
 	// cap is exceeded by that one message. Subscribe refuses a consumer
 	// that exists with a MaxRequestMaxBytes below it. Default 64 MiB
 	// (there is no "unbounded": a cap far above the server's max_payload
-	// times MaxInFlight does not bind).
+	// times MaxInFlight does not bind). Servers before 2.11 do not get
+	// the bound: they mishandle a redelivered message that a pull refuses
+	// for its bytes (the consumer's position slips), so with them pulls
+	// carry no byte limit and only MaxInFlight bounds a subscription.
 	MaxInFlightBytes int
 	// MaxAckPending caps how many messages a group's consumer has
 	// delivered and not yet acknowledged, across all its subscriptions;

@@ -63,7 +63,8 @@
 // bytes left, once there is room for it), so the messages it holds (fetched
 // and not yet acknowledged) never exceed those bounds, but for a single
 // message larger than MaxInFlightBytes: that one is pulled on its own once
-// the subscription holds nothing else. Messages arrive in stream order.
+// the subscription holds nothing else (the byte bound needs nats-server 2.11
+// or later, see Config.MaxInFlightBytes). Messages arrive in stream order.
 // Messages wait in no buffer the adapter does not track: every
 // Config.InProgressInterval the subscription tells the
 // server that the messages it holds are still being worked on, so a handler

@@ -51,7 +51,7 @@ var (
 )
 
 func newMessage(s *subscription, raw *natsgo.Msg) *Message {
-	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply, size: serverSize(raw)}
+	m := &Message{topic: s.topic, value: raw.Data, group: s.group, sub: s, ackTo: raw.Reply, size: serverSize(raw, s.a != nil && s.a.cfg.Exclusive)}
 	// The key and the time are read here; the user headers are compared
 	// with the previous message's, whose set is shared when they are the
 	// same (consecutive messages with the same headers, such as the bus's
@@ -103,14 +103,15 @@ func newMessage(s *subscription, raw *natsgo.Msg) *Message {
 }
 
 // serverSize is the size of raw as the server counted it against its pull
-// request's max_bytes: subject, reply subject, headers and payload, without
-// the Nats-Pin-Id header a pinned consumer adds after counting (and the
-// header block's framing when that is its only header).
-func serverSize(raw *natsgo.Msg) int {
+// request's max_bytes: subject, reply subject, headers and payload; from a
+// pinned consumer (pinned) without the Nats-Pin-Id header it adds, last,
+// after counting (and without the header block's framing when that is the
+// block's only header).
+func serverSize(raw *natsgo.Msg, pinned bool) int {
 	n := raw.Size()
-	if id := raw.Header.Get(pinIDHdr); id != "" {
-		n -= len(pinIDHdr) + len(": ") + len(id) + len("\r\n")
-		if len(raw.Header) == 1 {
+	if ids := raw.Header[pinIDHdr]; pinned && len(ids) > 0 {
+		n -= len(pinIDHdr) + len(": ") + len(ids[len(ids)-1]) + len("\r\n")
+		if len(raw.Header) == 1 && len(ids) == 1 {
 			n -= len("NATS/1.0\r\n") + len("\r\n")
 		}
 	}

@@ -84,8 +84,9 @@ func TestNewMessageSharesHeaders(t *testing.T) {
 
 // TestServerSize: a message's size is the one the server counts against a
 // pull request's max_bytes: subject, reply subject, header block and
-// payload, but not the Nats-Pin-Id header a pinned consumer adds after
-// counting (nor, when it is the only header, the block around it).
+// payload; from a pinned consumer not the Nats-Pin-Id header it adds last,
+// after counting (nor, when that is the only header, the block around it).
+// A Nats-Pin-Id header of the message itself is counted.
 func TestServerSize(t *testing.T) {
 	const subj, reply, data = "orders", "$JS.ACK.ES_orders.g.1.2.3.4.5", "payload"
 	base := len(subj) + len(reply) + len(data)
@@ -97,18 +98,51 @@ func TestServerSize(t *testing.T) {
 		return n
 	}
 	for _, tc := range []struct {
-		h    natsgo.Header
-		want int
+		h      natsgo.Header
+		pinned bool
+		want   int
 	}{
-		{nil, base},
-		{natsgo.Header{"a": {"b"}}, base + block("a: b")},
-		{natsgo.Header{pinIDHdr: {"pin-1"}}, base},
-		{natsgo.Header{"a": {"b"}, pinIDHdr: {"pin-1"}}, base + block("a: b")},
+		{nil, false, base},
+		{nil, true, base},
+		{natsgo.Header{"a": {"b"}}, true, base + block("a: b")},
+		{natsgo.Header{pinIDHdr: {"pin-1"}}, true, base},
+		{natsgo.Header{"a": {"b"}, pinIDHdr: {"pin-1"}}, true, base + block("a: b")},
+		{natsgo.Header{pinIDHdr: {"mine", "pin-1"}}, true, base + block(pinIDHdr+": mine")},
+		{natsgo.Header{pinIDHdr: {"mine"}}, false, base + block(pinIDHdr+": mine")},
 	} {
 		m := &natsgo.Msg{Subject: subj, Reply: reply, Data: []byte(data), Header: tc.h}
-		if got := serverSize(m); got != tc.want {
-			t.Errorf("serverSize with headers %v = %d, want %d (Size %d)", tc.h, got, tc.want, m.Size())
+		if got := serverSize(m, tc.pinned); got != tc.want {
+			t.Errorf("serverSize with headers %v, pinned %v = %d, want %d (Size %d)", tc.h, tc.pinned, got, tc.want, m.Size())
 		}
+	}
+}
+
+// TestPullNeed: a pull request refused a message for its bytes records
+// that the next message needs more than the bytes left, by the server's
+// count (Nats-Pending-Bytes) or, when that is missing or smaller, by the
+// subscription's own; and ends.
+func TestPullNeed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pending string // the header; "" for none
+		want    int
+	}{
+		{"server counts more", "250", 251},
+		{"no header", "", 201},
+		{"server counts less", "120", 201},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &subscription{a: &Adapter{}, wake: make(chan struct{}, 1)}
+			s.req = pull{subject: "r", left: 8, maxBytes: 300, bytes: 100}
+			h := natsgo.Header{statusHdr: {"409"}, descrHdr: {"Message Size Exceeds MaxBytes"}}
+			if tc.pending != "" {
+				h[pendingBytesHdr] = []string{tc.pending}
+			}
+			s.onStatus(&natsgo.Msg{Subject: "r", Header: h}, "409")
+			if !s.req.over || s.req.err != nil || s.req.need != tc.want {
+				t.Errorf("after the 409: over %v, err %v, need %d; want over, no error, need %d", s.req.over, s.req.err, s.req.need, tc.want)
+			}
+		})
 	}
 }
 

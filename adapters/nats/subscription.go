@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,7 @@ type subscription struct {
 	mu        sync.Mutex
 	held      map[*Message]struct{} // arrived, not acknowledged, not handed back
 	heldBytes int                   // the sizes of the held messages (Message.size)
+	capBytes  int                   // MaxInFlightBytes; 0 (no byte bound) on a server before 2.11, see Config.MaxInFlightBytes
 	need      int                   // bytes the next message needs at least, as the last pull found (0: unknown); set by run
 	ready     []*Message            // held, not yet taken by run
 	behind    bool                  // run has messages to send: onMsg queues new ones behind them
@@ -153,7 +155,10 @@ func (a *Adapter) Subscribe(ctx context.Context, topic, groupID string) (<-chan 
 		return nil, nil, fmt.Errorf("nats: subscribe to %q: consumer %s exists with priority policy %v, but Config.Exclusive is %v: %w",
 			topic, s.consumer, info.Config.PriorityPolicy, a.cfg.Exclusive, eventstream.ErrInvalidConfig)
 	}
-	if info := s.cons.CachedInfo(); info != nil && info.Config.MaxRequestMaxBytes > 0 && a.cfg.MaxInFlightBytes > info.Config.MaxRequestMaxBytes {
+	if a.serverAtLeast(2, 11) {
+		s.capBytes = a.cfg.MaxInFlightBytes
+	}
+	if info := s.cons.CachedInfo(); info != nil && info.Config.MaxRequestMaxBytes > 0 && s.capBytes > info.Config.MaxRequestMaxBytes {
 		return nil, nil, fmt.Errorf("nats: subscribe to %q: consumer %s exists with MaxRequestMaxBytes %d, below Config.MaxInFlightBytes %d (the bytes one pull may ask for): %w",
 			topic, s.consumer, info.Config.MaxRequestMaxBytes, a.cfg.MaxInFlightBytes, eventstream.ErrInvalidConfig)
 	}
@@ -328,14 +333,28 @@ func (s *subscription) roomLeft(need int) room {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.need = need
-	return room{s.a.cfg.MaxInFlight - len(s.held), s.a.cfg.MaxInFlightBytes - s.heldBytes, len(s.held) == 0}
+	return s.roomLocked()
+}
+
+// roomLocked is roomLeft with s.mu held. Without a byte bound (capBytes 0)
+// the room in bytes is unlimited.
+func (s *subscription) roomLocked() room {
+	bytes := math.MaxInt
+	if s.capBytes > 0 {
+		bytes = s.capBytes - s.heldBytes
+	}
+	return room{s.a.cfg.MaxInFlight - len(s.held), bytes, len(s.held) == 0}
 }
 
 // minBytes is the room in bytes a pull needs, given need (see
-// subscription.need): at least 1, and the whole of MaxInFlightBytes (no
-// message held) for a message larger than that, which is pulled alone.
+// subscription.need): at least 1 and what the message that did not fit
+// needs, and the whole of the bound (no message held) for a message larger
+// than that, which is pulled alone.
 func (s *subscription) minBytes(need int) int {
-	return min(max(1, need), s.a.cfg.MaxInFlightBytes)
+	if s.capBytes == 0 {
+		return 1
+	}
+	return min(max(1, need), s.capBytes)
 }
 
 // forget forgets m (acknowledged) and, when run waits for room and the room
@@ -349,17 +368,16 @@ func (s *subscription) forget(m *Message) {
 		delete(s.held, m)
 		s.heldBytes -= m.size
 	}
-	free := s.a.cfg.MaxInFlight - len(s.held)
-	freeBytes := s.a.cfg.MaxInFlightBytes - s.heldBytes
+	r := s.roomLocked()
 	lo := s.minBytes(s.need)
 	s.mu.Unlock()
 	if !s.wantRoom.Load() {
 		return
 	}
-	if free == 1 || // room for a message again
-		freeBytes >= lo && freeBytes-m.size < lo || // room in bytes again
+	if r.msgs == 1 || // room for a message again
+		r.bytes >= lo && r.bytes-m.size < lo || // room in bytes again
 		// room for a full pull; holding nothing is such room
-		free >= pullThreshold(s.a.cfg.MaxInFlight) && freeBytes >= max(lo, pullThreshold(s.a.cfg.MaxInFlightBytes)) {
+		r.msgs >= pullThreshold(s.a.cfg.MaxInFlight) && r.bytes >= max(lo, pullThreshold(s.capBytes)) {
 		select {
 		case s.freed <- struct{}{}:
 		default:
@@ -492,8 +510,8 @@ func (s *subscription) onMsg(msg *natsgo.Msg) {
 		}
 	}
 	if s.a.cfg.Exclusive {
-		if id := msg.Header.Get(pinIDHdr); id != "" {
-			s.pinID = id
+		if ids := msg.Header[pinIDHdr]; len(ids) > 0 {
+			s.pinID = ids[len(ids)-1] // the server's comes last
 		}
 	}
 	s.mu.Unlock()
@@ -526,9 +544,11 @@ func (s *subscription) onStatus(msg *natsgo.Msg, code string) {
 			err = errConsumerDeleted
 		case strings.Contains(desc, "message size exceeds maxbytes"):
 			// The next message does not fit in the bytes left.
-			left, err := strconv.Atoi(msg.Header.Get(pendingBytesHdr))
-			if err != nil {
-				left = s.req.maxBytes - s.req.bytes
+			// It needs more than the bytes the server had left, and
+			// (should the counts differ) than those counted here.
+			left := s.req.maxBytes - s.req.bytes
+			if n, perr := strconv.Atoi(msg.Header.Get(pendingBytesHdr)); perr == nil {
+				left = max(left, n)
 			}
 			s.req.need = left + 1
 		case strings.Contains(desc, "leadership change"), strings.Contains(desc, "batch completed"),
@@ -588,7 +608,7 @@ func (s *subscription) run() {
 	var queue []*Message // held, not yet handed to the channel
 	defer func() { s.finish(queue) }()
 	threshold := pullThreshold(s.a.cfg.MaxInFlight)
-	byteThreshold := pullThreshold(s.a.cfg.MaxInFlightBytes)
+	byteThreshold := pullThreshold(s.capBytes)
 
 	var (
 		pulling  bool // a pull request is outstanding
@@ -635,14 +655,17 @@ func (s *subscription) run() {
 			lo := s.minBytes(need)
 			n, maxBytes := 0, 0
 			switch {
-			case need > s.a.cfg.MaxInFlightBytes:
+			case s.capBytes > 0 && need > s.capBytes:
 				// The next message is larger than the whole bound:
 				// pull it alone once nothing else is held.
 				if r.empty {
 					n = 1
 				}
 			case r.msgs >= threshold && r.bytes >= max(lo, byteThreshold) || r.msgs > 0 && r.bytes >= lo && lingered:
-				n, maxBytes = r.msgs, r.bytes
+				n = r.msgs
+				if s.capBytes > 0 {
+					maxBytes = r.bytes
+				}
 			case r.msgs > 0 && r.bytes >= lo && lingerC == nil:
 				if lingerT == nil {
 					lingerT = time.NewTimer(linger)
