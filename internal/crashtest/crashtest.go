@@ -171,9 +171,13 @@ type Config struct {
 	AllHandled bool
 	// Ready, if set, is asked whether the live members (live of them) are
 	// ready to lose one, such as whether the broker sees them all in a
-	// settled group: once a kill is due, at most every ReadyInterval,
-	// until it reports true, and after the last kill until it first
-	// reports true again (Result.ReadyAgain). An error fails the run.
+	// settled group: at the start, until it reports true (the emitters
+	// wait after the first Window events meanwhile, so that one member
+	// cannot handle the whole stream before the others joined and then
+	// no kill could find every member with MinHandled); once a kill is
+	// due, until it reports true; and after the last kill until it first
+	// reports true again (Result.ReadyAgain). It is asked at most every
+	// ReadyInterval. An error fails the run.
 	Ready func(ctx context.Context, live int) (bool, error)
 	// ReadyInterval is how often Ready may be asked. Default 100ms.
 	ReadyInterval time.Duration
@@ -333,6 +337,7 @@ func Run(t testing.TB, c Config) Result {
 		}
 		return ok
 	}
+	joined := c.Ready == nil // every member joined: the emitters may pass the first window
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !(emitted && kills == len(c.Kills) && led.distinct == c.Events) {
@@ -344,8 +349,8 @@ func Run(t testing.TB, c Config) Result {
 		case err := <-emitErr:
 			failf("emitter: %v", err)
 		case <-ctx.Done():
-			failf("timed out after %v: %d of %d events handled (%d handler calls), %d kills, all emitted: %v",
-				c.Timeout, led.distinct, c.Events, led.total, kills, emitted)
+			failf("timed out after %v: %d of %d events handled (%d handler calls), %d kills, all emitted: %v, all joined: %v",
+				c.Timeout, led.distinct, c.Events, led.total, kills, emitted, joined)
 		}
 		if err := led.poll(); err != nil {
 			t.Fatal(err)
@@ -354,7 +359,12 @@ func Run(t testing.TB, c Config) Result {
 		if kills < len(c.Kills) {
 			limit = min(limit, c.Events-1) // the last event waits for the last kill
 		}
-		g.raise(limit)
+		if !joined && ready() {
+			joined = true
+		}
+		if joined {
+			g.raise(limit)
+		}
 		for _, m := range members {
 			if m.exited() {
 				failf("member %d exited on its own: %v", m.id, m.waitErr)
