@@ -51,7 +51,7 @@ func NATSPeers() []NATSPeer {
 		{
 			Name: PeerBusNATS,
 			Config: "DefaultDistributedConfig, RawSerializer ([]byte payload in a CloudEvents envelope), adapter defaults " +
-				"(file storage, async publish waiting for each JetStream ack, MaxInFlight 512 and MaxInFlightBytes 64 MiB per subscription, pulling once 256 are free, fire-and-forget acks)",
+				"(file storage, async publish waiting for each JetStream ack, MaxInFlight 512 per subscription, and MaxInFlightBytes 64 MiB on servers 2.11+ (so not on this one), pulling once 256 are free, fire-and-forget acks)",
 			newProducer: natsBusProducer,
 			newConsumer: natsBusConsumer,
 			preload:     natsBusPreload,

@@ -152,8 +152,9 @@ type Config struct {
 	// not fit the subscription pulls again once acknowledgements made room
 	// for it. A message larger than the cap is pulled on its own once the
 	// subscription holds nothing else, so it is still delivered and the
-	// cap is exceeded by that one message. Subscribe refuses a consumer
-	// that exists with a MaxRequestMaxBytes below it. Default 64 MiB
+	// cap is exceeded by that one message. With the bound in force,
+	// Subscribe refuses a consumer that exists with a MaxRequestMaxBytes
+	// below it. Default 64 MiB
 	// (there is no "unbounded": a cap far above the server's max_payload
 	// times MaxInFlight does not bind). Servers before 2.11 do not get
 	// the bound: they mishandle a redelivered message that a pull refuses

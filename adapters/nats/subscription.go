@@ -81,8 +81,9 @@ type subscription struct {
 //
 // A subscription holds at most Config.MaxInFlight messages and
 // Config.MaxInFlightBytes bytes (it asks the server for no more than the
-// room it has left; a message larger than the room in bytes is pulled on
-// its own once the subscription holds nothing else), and every
+// room it has left; a message larger than MaxInFlightBytes is pulled on its
+// own once the subscription holds nothing else; the byte bound needs
+// nats-server 2.11 or later), and every
 // Config.InProgressInterval it tells the server that the messages it holds
 // are still being worked on, so none is redelivered to the group while the
 // subscription lives, however slow its handler. Messages wait in the
